@@ -1,0 +1,23 @@
+// Package berth is the Go binding of Berth, an embedded scheduling engine for
+// sandbox control planes. It wraps the C ABI declared in capi/berth.h
+// (libberth, built by scripts/build at the root of the repository).
+//
+// An Engine owns named warm pools of keys. A key is identified by
+// (Namespace, Name) within its pool, carries the node it is scheduled on
+// (empty = not scheduled) and a ready flag, and keeps the age it had when it
+// first entered the pool. PopFIFO hands out the oldest key; PopSpread hands
+// out a key by the NodeSpread rule (ready keys first, then the node holding
+// the most keys, a tie going to the node with the oldest candidate key).
+// PutBack returns a handed-out key to its original age.
+//
+// Every method of Engine is safe for concurrent use. Close releases the
+// engine; any call after Close returns an error wrapping ErrClosed. Failures
+// reported by the library are *Error values; test them with errors.Is
+// against ErrInvalidArgument, ErrInvalidName, ErrNotFound, ErrBadBuffer,
+// ErrNoMemory and ErrInternal.
+package berth
+
+// The FlatBuffers code in internal/fb is generated from capi/berth.fbs and
+// checked in, so building needs no flatc. TestGeneratedCodeIsUpToDate fails
+// when it drifts from the schema.
+//go:generate flatc --go -o internal --go-namespace fb ../../capi/berth.fbs

@@ -1,0 +1,91 @@
+package berth
+
+import (
+	"errors"
+	"strconv"
+)
+
+// Status values of berth.h (berth_status). They are stable forever.
+const (
+	statusOK              int32 = 0
+	statusEmpty           int32 = 1
+	statusInvalidArgument int32 = 2
+	statusInvalidName     int32 = 3
+	statusNotFound        int32 = 4
+	statusBadBuffer       int32 = 5
+	statusNoMemory        int32 = 6
+	statusInternal        int32 = 7
+)
+
+var statusNames = [...]string{
+	statusOK:              "BERTH_OK",
+	statusEmpty:           "BERTH_EMPTY",
+	statusInvalidArgument: "BERTH_ERR_INVALID_ARGUMENT",
+	statusInvalidName:     "BERTH_ERR_INVALID_NAME",
+	statusNotFound:        "BERTH_ERR_NOT_FOUND",
+	statusBadBuffer:       "BERTH_ERR_BAD_BUFFER",
+	statusNoMemory:        "BERTH_ERR_NO_MEMORY",
+	statusInternal:        "BERTH_ERR_INTERNAL",
+}
+
+// StatusName returns the name of a berth_status value ("BERTH_ERR_NOT_FOUND",
+// ...), as berth_status_name does.
+func StatusName(status int32) string {
+	if status >= 0 && int(status) < len(statusNames) {
+		return statusNames[status]
+	}
+	return "BERTH_UNKNOWN_STATUS(" + strconv.FormatInt(int64(status), 10) + ")"
+}
+
+// Error is a failure reported by libberth: the berth_status it returned and
+// the message berth_last_error gave for it on the same thread.
+//
+// Test the kind of failure with errors.Is against the sentinels below, for
+// example errors.Is(err, berth.ErrNotFound); use errors.As to read Message.
+type Error struct {
+	Status  int32
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return "berth: " + StatusName(e.Status)
+	}
+	return "berth: " + StatusName(e.Status) + ": " + e.Message
+}
+
+// Is reports whether target is the sentinel for e's status: an *Error with
+// the same Status and no Message.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Message == "" && t.Status == e.Status
+}
+
+// Sentinels for errors.Is, one per failing berth_status, plus ErrClosed.
+var (
+	// ErrInvalidArgument: a required value is missing or out of range.
+	ErrInvalidArgument error = &Error{Status: statusInvalidArgument}
+	// ErrInvalidName: a name is empty where it must not be, longer than its
+	// limit, contains a NUL byte, or is not valid UTF-8.
+	ErrInvalidName error = &Error{Status: statusInvalidName}
+	// ErrNotFound: the named pool does not exist.
+	ErrNotFound error = &Error{Status: statusNotFound}
+	// ErrBadBuffer: a FlatBuffers buffer failed verification.
+	ErrBadBuffer error = &Error{Status: statusBadBuffer}
+	// ErrNoMemory: an allocation failed.
+	ErrNoMemory error = &Error{Status: statusNoMemory}
+	// ErrInternal: an internal invariant of the library failed.
+	ErrInternal error = &Error{Status: statusInternal}
+
+	// ErrClosed: the Engine was closed. It is not a berth_status.
+	ErrClosed = errors.New("berth: engine is closed")
+	// ErrABIMismatch: the loaded libberth has another ABI major version than
+	// the berth.h this package was compiled against.
+	ErrABIMismatch = errors.New("berth: libberth ABI major version mismatch")
+)
+
+// closedError is what every method returns after Close.
+type closedError struct{ op string }
+
+func (e *closedError) Error() string { return "berth: " + e.op + ": engine is closed" }
+func (e *closedError) Unwrap() error { return ErrClosed }

@@ -1,0 +1,446 @@
+// The C ABI over the core. Every entry point: clears the thread's last error,
+// validates its arguments, calls the core inside Guard (so no exception ever
+// crosses), and maps the core's Status to a berth_status one to one.
+#define BERTH_BUILDING_LIBRARY 1
+#include "capi/berth.h"
+
+#include <flatbuffers/flatbuffers.h>
+
+#include <cstring>
+#include <new>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "berth_generated.h"
+#include "core/common/alloc.h"
+#include "core/common/status.h"
+#include "core/engine/engine.h"
+#include "core/pool/pool.h"
+
+struct berth_engine {
+  berth::Engine engine;
+};
+
+struct berth_buffer {
+  flatbuffers::DetachedBuffer bytes;
+};
+
+namespace {
+
+using berth::Code;
+using berth::Status;
+
+static_assert(BERTH_MAX_POOL_LEN == berth::kMaxPoolLen);
+static_assert(BERTH_MAX_NAMESPACE_LEN == berth::kMaxNamespaceLen);
+static_assert(BERTH_MAX_NAME_LEN == berth::kMaxNameLen);
+static_assert(BERTH_MAX_NODE_LEN == berth::kMaxNodeLen);
+static_assert(BERTH_POOL_PUT_BACK_WINDOW == berth::kPutBackWindow);
+static_assert(static_cast<int>(Code::kInternal) == BERTH_ERR_INTERNAL);
+
+thread_local std::string t_last_error;
+
+berth_status Fail(const char* fn, berth_status status, std::string_view message) {
+  try {
+    t_last_error.assign(fn);
+    t_last_error.append(": ");
+    t_last_error.append(message);
+  } catch (...) {
+    t_last_error.clear();  // out of memory while reporting; the status still tells
+  }
+  return status;
+}
+
+berth_status Fail(const char* fn, const Status& s) {
+  return Fail(fn, static_cast<berth_status>(s.code()), s.message());
+}
+
+// Runs `body` (returning berth_status) with every exception turned into a status.
+template <class F>
+berth_status Guard(const char* fn, F&& body) noexcept {
+  t_last_error.clear();
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Fail(fn, BERTH_ERR_NO_MEMORY, "out of memory");
+  } catch (const std::exception& e) {
+    return Fail(fn, BERTH_ERR_INTERNAL, e.what());
+  } catch (...) {
+    return Fail(fn, BERTH_ERR_INTERNAL, "unknown exception");
+  }
+}
+
+// pointer+length -> string_view; NULL is allowed only with length 0.
+bool View(const char* p, size_t n, std::string_view* out) {
+  if (p == nullptr && n != 0) return false;
+  *out = n == 0 ? std::string_view() : std::string_view(p, n);
+  return true;
+}
+
+#define BERTH_REQUIRE(cond, fn, what)                                          \
+  do {                                                                         \
+    if (!(cond)) return Fail(fn, BERTH_ERR_INVALID_ARGUMENT, what);            \
+  } while (0)
+
+#define BERTH_VIEW(var, ptr, len, fn, what)                                    \
+  std::string_view var;                                                        \
+  BERTH_REQUIRE(View(ptr, len, &var), fn, what " is NULL with a non-zero length")
+
+#define BERTH_CHECK(expr, fn)                                                  \
+  do {                                                                         \
+    if (Status s_ = (expr); !s_.ok()) return Fail(fn, s_);                     \
+  } while (0)
+
+berth_status UnknownPool(const char* fn, std::string_view pool) {
+  return Fail(fn, BERTH_ERR_NOT_FOUND, "unknown pool '" + std::string(pool) + "'");
+}
+
+void CopyOut(const berth::HandOut& h, berth_pool_key* out) {
+  out->seq = h.seq;
+  out->token = h.token;
+  out->ready = h.ready ? 1 : 0;
+  std::memset(out->reserved_, 0, sizeof out->reserved_);
+  out->namespace_len = h.ns.len;
+  out->name_len = h.name.len;
+  out->node_len = h.node.len;
+  std::memcpy(out->namespace_, h.ns.data, h.ns.len);
+  std::memcpy(out->name, h.name.data, h.name.len);
+  std::memcpy(out->node, h.node.data, h.node.len);
+}
+
+// FlatBuffers allocations for buffers handed to the caller go to mimalloc.
+class MiAllocator final : public flatbuffers::Allocator {
+ public:
+  uint8_t* allocate(size_t size) override {
+    void* p = mi_malloc(size);
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<uint8_t*>(p);
+  }
+  void deallocate(uint8_t* p, size_t) override { mi_free(p); }
+};
+MiAllocator g_mi_allocator;  // stateless; shared by every builder
+
+berth_buffer* Detach(flatbuffers::FlatBufferBuilder& fbb) {
+  auto buf = berth::MakeMiUnique<berth_buffer>();
+  buf->bytes = fbb.Release();
+  return buf.release();
+}
+
+using PopFn = bool (berth::WarmPool::*)(berth::HandOut*);
+
+berth_status Pop(const char* fn, PopFn pop, berth_pool_key* out_key, berth_engine* engine,
+                 const char* pool, size_t pool_len) {
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_key != nullptr, fn, "out_key is NULL");
+    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_VIEW(p, pool, pool_len, fn, "pool");
+    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    berth::HandOut h;
+    bool got = false;
+    if (!engine->engine.pools.With(p, false, [&](berth::WarmPool& wp) { got = (wp.*pop)(&h); })) {
+      return UnknownPool(fn, p);
+    }
+    if (!got) return BERTH_EMPTY;
+    CopyOut(h, out_key);
+    return BERTH_OK;
+  });
+}
+
+}  // namespace
+
+extern "C" {
+
+uint32_t berth_abi_version(void) { return BERTH_ABI_VERSION; }
+
+const char* berth_status_name(berth_status status) {
+  switch (status) {
+    case BERTH_OK: return "BERTH_OK";
+    case BERTH_EMPTY: return "BERTH_EMPTY";
+    case BERTH_ERR_INVALID_ARGUMENT: return "BERTH_ERR_INVALID_ARGUMENT";
+    case BERTH_ERR_INVALID_NAME: return "BERTH_ERR_INVALID_NAME";
+    case BERTH_ERR_NOT_FOUND: return "BERTH_ERR_NOT_FOUND";
+    case BERTH_ERR_BAD_BUFFER: return "BERTH_ERR_BAD_BUFFER";
+    case BERTH_ERR_NO_MEMORY: return "BERTH_ERR_NO_MEMORY";
+    case BERTH_ERR_INTERNAL: return "BERTH_ERR_INTERNAL";
+    default: return "BERTH_UNKNOWN_STATUS";
+  }
+}
+
+const char* berth_last_error(size_t* out_len) {
+  if (out_len != nullptr) *out_len = t_last_error.size();
+  return t_last_error.c_str();
+}
+
+berth_status berth_engine_new(berth_engine** out_engine) {
+  static const char* fn = "berth_engine_new";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_engine != nullptr, fn, "out_engine is NULL");
+    *out_engine = berth::MakeMiUnique<berth_engine>().release();
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_engine_free(berth_engine* engine) {
+  return Guard("berth_engine_free", [&]() -> berth_status {
+    berth::MiUnique<berth_engine> owned(engine);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_pool_add(int* out_inserted, berth_engine* engine, const char* pool,
+                            size_t pool_len, const char* namespace_, size_t namespace_len,
+                            const char* name, size_t name_len, const char* node, size_t node_len,
+                            int ready) {
+  static const char* fn = "berth_pool_add";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_VIEW(p, pool, pool_len, fn, "pool");
+    BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
+    BERTH_VIEW(nm, name, name_len, fn, "name");
+    BERTH_VIEW(nd, node, node_len, fn, "node");
+    BERTH_REQUIRE(ready == 0 || ready == 1, fn, "ready must be 0 or 1");
+    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    const berth::KeyView key{ns, nm, nd, ready == 1};
+    BERTH_CHECK(berth::CheckKey(key), fn);
+    bool inserted = false;
+    engine->engine.pools.With(p, true, [&](berth::WarmPool& wp) { inserted = wp.Add(key); });
+    if (out_inserted != nullptr) *out_inserted = inserted ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_pool_add_batch(size_t* out_inserted, berth_engine* engine, const char* pool,
+                                  size_t pool_len, const uint8_t* buf, size_t buf_len) {
+  static const char* fn = "berth_pool_add_batch";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_VIEW(p, pool, pool_len, fn, "pool");
+    BERTH_REQUIRE(buf != nullptr || buf_len == 0, fn, "buf is NULL with a non-zero length");
+    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    if (buf_len > BERTH_MAX_BUFFER_LEN) {
+      return Fail(fn, BERTH_ERR_BAD_BUFFER, "buffer is larger than BERTH_MAX_BUFFER_LEN");
+    }
+    if (buf_len < 8 || !flatbuffers::BufferHasIdentifier(buf, BERTH_FB_POOL_KEY_BATCH_ID)) {
+      return Fail(fn, BERTH_ERR_BAD_BUFFER,
+                  "not a PoolKeyBatch: file identifier " BERTH_FB_POOL_KEY_BATCH_ID " missing");
+    }
+    // Every table needs at least 8 bytes, so this bound never rejects a
+    // well-formed buffer while still capping the verifier's work.
+    flatbuffers::Verifier verifier(buf, buf_len, 64, 1 + buf_len / 8);
+    if (!verifier.VerifyBuffer<berth::fb::PoolKeyBatch>(BERTH_FB_POOL_KEY_BATCH_ID)) {
+      return Fail(fn, BERTH_ERR_BAD_BUFFER, "PoolKeyBatch failed FlatBuffers verification");
+    }
+    const auto* batch = flatbuffers::GetRoot<berth::fb::PoolKeyBatch>(buf);
+    std::vector<berth::KeyView, berth::Alloc<berth::KeyView>> keys;
+    auto text = [](const flatbuffers::String* s) {
+      return s == nullptr ? std::string_view() : std::string_view(s->c_str(), s->size());
+    };
+    if (const auto* list = batch->keys(); list != nullptr) {
+      keys.reserve(list->size());
+      for (flatbuffers::uoffset_t i = 0; i < list->size(); ++i) {
+        const berth::fb::PoolKey* k = list->Get(i);
+        berth::KeyView key{text(k->namespace_()), text(k->name()), text(k->node()), k->ready()};
+        if (Status s = berth::CheckKey(key); !s.ok()) {
+          return Fail(fn, static_cast<berth_status>(s.code()),
+                      "key " + std::to_string(i) + ": " + s.message());
+        }
+        keys.push_back(key);
+      }
+    }
+    size_t inserted = 0;
+    engine->engine.pools.With(p, true, [&](berth::WarmPool& wp) {
+      for (const auto& key : keys) inserted += wp.Add(key) ? 1 : 0;
+    });
+    if (out_inserted != nullptr) *out_inserted = inserted;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_pool_remove(int* out_removed, berth_engine* engine, const char* pool,
+                               size_t pool_len, const char* namespace_, size_t namespace_len,
+                               const char* name, size_t name_len) {
+  static const char* fn = "berth_pool_remove";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_VIEW(p, pool, pool_len, fn, "pool");
+    BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
+    BERTH_VIEW(nm, name, name_len, fn, "name");
+    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    BERTH_CHECK(berth::CheckKeyName(ns, nm), fn);
+    bool removed = false;
+    engine->engine.pools.With(p, false, [&](berth::WarmPool& wp) { removed = wp.Remove(ns, nm); });
+    if (out_removed != nullptr) *out_removed = removed ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_pool_remove_pool(int* out_removed, berth_engine* engine, const char* pool,
+                                    size_t pool_len) {
+  static const char* fn = "berth_pool_remove_pool";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_VIEW(p, pool, pool_len, fn, "pool");
+    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    const bool removed = engine->engine.pools.Remove(p);
+    if (out_removed != nullptr) *out_removed = removed ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_pool_pop_fifo(berth_pool_key* out_key, berth_engine* engine, const char* pool,
+                                 size_t pool_len) {
+  return Pop("berth_pool_pop_fifo", &berth::WarmPool::PopFifo, out_key, engine, pool, pool_len);
+}
+
+berth_status berth_pool_pop_spread(berth_pool_key* out_key, berth_engine* engine,
+                                   const char* pool, size_t pool_len) {
+  return Pop("berth_pool_pop_spread", &berth::WarmPool::PopSpread, out_key, engine, pool,
+             pool_len);
+}
+
+berth_status berth_pool_put_back(int* out_restored, berth_engine* engine, const char* pool,
+                                 size_t pool_len, const char* namespace_, size_t namespace_len,
+                                 const char* name, size_t name_len, uint64_t token) {
+  static const char* fn = "berth_pool_put_back";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_VIEW(p, pool, pool_len, fn, "pool");
+    BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
+    BERTH_VIEW(nm, name, name_len, fn, "name");
+    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    BERTH_CHECK(berth::CheckKeyName(ns, nm), fn);
+    bool restored = false;
+    if (!engine->engine.pools.With(
+            p, false, [&](berth::WarmPool& wp) { restored = wp.PutBack(ns, nm, token); })) {
+      return UnknownPool(fn, p);
+    }
+    if (out_restored != nullptr) *out_restored = restored ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_pool_get_stats(berth_pool_stats* out_stats, berth_engine* engine,
+                              const char* pool, size_t pool_len) {
+  static const char* fn = "berth_pool_get_stats";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_stats != nullptr, fn, "out_stats is NULL");
+    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_VIEW(p, pool, pool_len, fn, "pool");
+    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    berth::PoolStats s;
+    if (!engine->engine.pools.With(p, false, [&](berth::WarmPool& wp) { s = wp.Stats(); })) {
+      return UnknownPool(fn, p);
+    }
+    *out_stats = berth_pool_stats{s.keys, s.ready_keys, s.scheduled_keys, s.nodes,
+                                  s.put_back_records};
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_pool_snapshot(berth_buffer** out_buffer, berth_engine* engine,
+                                 const char* pool, size_t pool_len) {
+  static const char* fn = "berth_pool_snapshot";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_buffer != nullptr, fn, "out_buffer is NULL");
+    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_VIEW(p, pool, pool_len, fn, "pool");
+    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    // Copy under the pool's lock into one flat arena (cheap), then build the
+    // FlatBuffer outside it, so the critical section stays a memcpy per key.
+    struct Rec {
+      uint32_t ns_off, ns_len, name_off, name_len, node_off, node_len;
+      bool ready;
+      uint64_t seq;
+    };
+    std::vector<Rec, berth::Alloc<Rec>> recs;
+    berth::String arena;
+    if (!engine->engine.pools.With(p, false, [&](berth::WarmPool& wp) {
+          recs.reserve(wp.Stats().keys);
+          wp.ForEachKey([&](const berth::KeyInfo& k) {
+            Rec r{};
+            auto put = [&](std::string_view s, uint32_t* off, uint32_t* len) {
+              *off = static_cast<uint32_t>(arena.size());
+              *len = static_cast<uint32_t>(s.size());
+              arena.append(s);
+            };
+            put(k.ns, &r.ns_off, &r.ns_len);
+            put(k.name, &r.name_off, &r.name_len);
+            put(k.node, &r.node_off, &r.node_len);
+            r.ready = k.ready;
+            r.seq = k.seq;
+            recs.push_back(r);
+          });
+        })) {
+      return UnknownPool(fn, p);
+    }
+    flatbuffers::FlatBufferBuilder fbb(1024 + arena.size() * 2 + recs.size() * 48,
+                                       &g_mi_allocator);
+    std::vector<flatbuffers::Offset<berth::fb::PoolKey>,
+                berth::Alloc<flatbuffers::Offset<berth::fb::PoolKey>>>
+        offsets;
+    offsets.reserve(recs.size());
+    for (const Rec& r : recs) {
+      auto ns = fbb.CreateSharedString(arena.data() + r.ns_off, r.ns_len);
+      auto name = fbb.CreateString(arena.data() + r.name_off, r.name_len);
+      auto node = fbb.CreateSharedString(arena.data() + r.node_off, r.node_len);
+      offsets.push_back(berth::fb::CreatePoolKey(fbb, ns, name, node, r.ready, r.seq));
+    }
+    auto keys = fbb.CreateVector(offsets.data(), offsets.size());
+    auto pool_name = fbb.CreateString(p.data(), p.size());
+    fbb.Finish(berth::fb::CreatePoolSnapshot(fbb, pool_name, keys), BERTH_FB_POOL_SNAPSHOT_ID);
+    *out_buffer = Detach(fbb);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_pool_node_stats(berth_buffer** out_buffer, berth_engine* engine,
+                                   const char* pool, size_t pool_len) {
+  static const char* fn = "berth_pool_node_stats";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_buffer != nullptr, fn, "out_buffer is NULL");
+    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_VIEW(p, pool, pool_len, fn, "pool");
+    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    flatbuffers::FlatBufferBuilder fbb(1024, &g_mi_allocator);
+    std::vector<flatbuffers::Offset<berth::fb::NodeStat>,
+                berth::Alloc<flatbuffers::Offset<berth::fb::NodeStat>>>
+        offsets;
+    // O(M) under the lock: there are few nodes, and the builder copies each
+    // name once.
+    if (!engine->engine.pools.With(p, false, [&](berth::WarmPool& wp) {
+          wp.ForEachNode([&](const berth::NodeInfo& n) {
+            auto name = fbb.CreateString(n.node.data(), n.node.size());
+            offsets.push_back(berth::fb::CreateNodeStat(fbb, name, n.keys, n.ready_keys));
+          });
+        })) {
+      return UnknownPool(fn, p);
+    }
+    auto nodes = fbb.CreateVector(offsets.data(), offsets.size());
+    auto pool_name = fbb.CreateString(p.data(), p.size());
+    fbb.Finish(berth::fb::CreatePoolNodeStats(fbb, pool_name, nodes), BERTH_FB_POOL_NODE_STATS_ID);
+    *out_buffer = Detach(fbb);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_buffer_data(const uint8_t** out_data, size_t* out_len,
+                               const berth_buffer* buffer) {
+  static const char* fn = "berth_buffer_data";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_data != nullptr, fn, "out_data is NULL");
+    BERTH_REQUIRE(out_len != nullptr, fn, "out_len is NULL");
+    BERTH_REQUIRE(buffer != nullptr, fn, "buffer is NULL");
+    *out_data = buffer->bytes.data();
+    *out_len = buffer->bytes.size();
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_buffer_free(berth_buffer* buffer) {
+  return Guard("berth_buffer_free", [&]() -> berth_status {
+    berth::MiUnique<berth_buffer> owned(buffer);
+    return BERTH_OK;
+  });
+}
+
+}  // extern "C"
