@@ -45,67 +45,74 @@ class Composite {
 
 // ---- NodeHeap -------------------------------------------------------------
 
-bool WarmPool::NodeHeap::Better(const Node* a, const Node* b) const {
-  if (a->count != b->count) return a->count > b->count;
-  return (*a->keys[cls_].begin())->seq < (*b->keys[cls_].begin())->seq;
-}
+bool WarmPool::BySeq::operator()(const Entry* a, const Entry* b) const { return a->seq < b->seq; }
 
-void WarmPool::NodeHeap::Place(size_t i, Node* n) {
-  v_[i] = n;
-  n->heap_pos[cls_] = static_cast<int32_t>(i);
+void WarmPool::NodeHeap::Place(size_t i, const Item& item) {
+  v_[i] = item;
+  item.node->heap_pos[kind_] = static_cast<int32_t>(i);
 }
 
 void WarmPool::NodeHeap::SiftUp(size_t i) {
-  Node* n = v_[i];
+  const Item item = v_[i];
   while (i > 0) {
     size_t parent = (i - 1) / 2;
-    if (!Better(n, v_[parent])) break;
+    if (!Better(item, v_[parent])) break;
     Place(i, v_[parent]);
     i = parent;
   }
-  Place(i, n);
+  Place(i, item);
 }
 
 void WarmPool::NodeHeap::SiftDown(size_t i) {
-  Node* n = v_[i];
+  const Item item = v_[i];
   const size_t size = v_.size();
   for (;;) {
     size_t child = 2 * i + 1;
     if (child >= size) break;
     if (child + 1 < size && Better(v_[child + 1], v_[child])) ++child;
-    if (!Better(v_[child], n)) break;
+    if (!Better(v_[child], item)) break;
     Place(i, v_[child]);
     i = child;
   }
-  Place(i, n);
+  Place(i, item);
 }
 
 void WarmPool::NodeHeap::Erase(Node* n) {
-  size_t i = static_cast<size_t>(n->heap_pos[cls_]);
-  n->heap_pos[cls_] = -1;
-  Node* last = v_.back();
+  size_t i = static_cast<size_t>(n->heap_pos[kind_]);
+  n->heap_pos[kind_] = -1;
+  const Item last = v_.back();
   v_.pop_back();
-  if (last == n) return;
+  if (last.node == n) return;
   Place(i, last);
   SiftUp(i);
-  SiftDown(static_cast<size_t>(last->heap_pos[cls_]));
+  SiftDown(static_cast<size_t>(last.node->heap_pos[kind_]));
 }
 
 void WarmPool::NodeHeap::Update(Node* n) {
-  const bool has_keys = !n->keys[cls_].empty();
-  const int32_t pos = n->heap_pos[cls_];
-  if (!has_keys) {
+  const int32_t pos = n->heap_pos[kind_];
+  Item item{0, UINT64_MAX, n};
+  if (kind_ == kAny) {
+    for (const EntrySet& keys : n->keys) {
+      if (!keys.empty()) item.oldest = std::min(item.oldest, (*keys.begin())->seq);
+    }
+  } else if (!n->keys[kind_].empty()) {
+    item.count = n->count;
+    item.oldest = (*n->keys[kind_].begin())->seq;
+  }
+  if (item.oldest == UINT64_MAX) {  // no key of this heap's class
     if (pos >= 0) Erase(n);
     return;
   }
   if (pos < 0) {
-    v_.push_back(n);
-    Place(v_.size() - 1, n);
+    v_.push_back(item);
+    Place(v_.size() - 1, item);
     SiftUp(v_.size() - 1);
     return;
   }
+  // Only one direction can apply; the other is a no-op.
+  Place(static_cast<size_t>(pos), item);
   SiftUp(static_cast<size_t>(pos));
-  SiftDown(static_cast<size_t>(n->heap_pos[cls_]));
+  SiftDown(static_cast<size_t>(n->heap_pos[kind_]));
 }
 
 // ---- WarmPool -------------------------------------------------------------
@@ -124,71 +131,68 @@ WarmPool::Node* WarmPool::Intern(std::string_view node) {
   return raw;
 }
 
-void WarmPool::DropIfEmpty(Node* n) {
-  if (n == &unscheduled_ || n->count != 0) return;
-  assert(n->heap_pos[kReady] < 0 && n->heap_pos[kUnready] < 0);
+void WarmPool::DropIfUnused(Node* n) {
+  if (n == &unscheduled_ || n->count != 0 || n->pins != 0) return;
+  assert(n->heap_pos[kReady] < 0 && n->heap_pos[kUnready] < 0 && n->heap_pos[kAny] < 0);
   nodes_.erase(nodes_.find(std::string_view(n->name)));
+}
+
+// A departed entry pins its node so PutBack can restore it; this lets go.
+void WarmPool::Unpin(Entry* e) {
+  Node* n = e->node;
+  e->node = nullptr;
+  --n->pins;
+  DropIfUnused(n);
+}
+
+void WarmPool::UpdateHeaps(Node* n) {
+  if (n != &unscheduled_) {
+    // The count changed too, so the node moves in both NodeSpread heaps.
+    heap_[kReady].Update(n);
+    heap_[kUnready].Update(n);
+  }
+  heap_[kAny].Update(n);
 }
 
 void WarmPool::Link(Entry* e) {
   Node* n = e->node;
+  EntrySet& set = n->keys[Class(e->ready)];
   // Appending the youngest key is the common case; the end hint makes it O(1).
-  auto insert = [e](EntrySet& set) {
-    if (set.empty() || (*set.rbegin())->seq < e->seq) {
-      set.emplace_hint(set.end(), e);
-    } else {
-      set.insert(e);
-    }
-  };
-  insert(n->keys[Class(e->ready)]);
-  insert(all_);
+  if (set.empty() || (*set.rbegin())->seq < e->seq) {
+    e->in_node = set.emplace_hint(set.end(), e);
+  } else {
+    e->in_node = set.insert(e).first;
+  }
+  e->state = State::kLinked;
+  ++keys_;
   if (e->ready) ++ready_keys_;
   if (n != &unscheduled_) {
-    ++n->count;
+    if (n->count++ == 0) ++active_nodes_;
     ++scheduled_keys_;
-    // The count changed, so the node moves in both heaps.
-    heap_[kReady].Update(n);
-    heap_[kUnready].Update(n);
   }
+  UpdateHeaps(n);
 }
 
 void WarmPool::Unlink(Entry* e) {
   Node* n = e->node;
-  n->keys[Class(e->ready)].erase(e);
-  all_.erase(e);
+  n->keys[Class(e->ready)].erase(e->in_node);
+  --keys_;
   if (e->ready) --ready_keys_;
   if (n != &unscheduled_) {
-    --n->count;
+    if (--n->count == 0) --active_nodes_;
     --scheduled_keys_;
-    heap_[kReady].Update(n);
-    heap_[kUnready].Update(n);
   }
+  UpdateHeaps(n);
 }
 
-WarmPool::Entry* WarmPool::Insert(std::string_view composite, uint32_t ns_len, uint64_t seq,
-                                  Node* node, bool ready) {
-  auto [it, inserted] = entries_.try_emplace(String(composite.data(), composite.size()));
-  assert(inserted);
-  (void)inserted;
-  Entry* e = &it->second;
-  *e = Entry{seq, node, ready, ns_len, &it->first};
-  Link(e);
-  return e;
-}
-
-void WarmPool::ConsumeDeparture(std::string_view composite) {
-  if (departures_.empty()) return;
-  auto it = departures_.find(composite);
-  if (it != departures_.end() && !it->second.consumed) {
-    it->second.consumed = true;
-    --live_departures_;
-  }
+void WarmPool::EraseIfUnreferenced(Entry* e) {
+  if (e->state == State::kDead && e->fifo_refs == 0) entries_.erase(entries_.find(*e->key));
 }
 
 bool WarmPool::Add(const KeyView& key) {
   Composite c(key.ns, key.name);
   auto it = entries_.find(c.view());
-  if (it != entries_.end()) {
+  if (it != entries_.end() && it->second.state == State::kLinked) {
     Entry* e = &it->second;
     Node* old = e->node;
     Node* target = Intern(key.node);
@@ -197,22 +201,39 @@ bool WarmPool::Add(const KeyView& key) {
     e->node = target;
     e->ready = key.ready;
     Link(e);
-    if (old != target) DropIfEmpty(old);
+    if (old != target) DropIfUnused(old);
     return false;
   }
-  Insert(c.view(), c.ns_len(), next_seq_++, Intern(key.node), key.ready);
-  ConsumeDeparture(c.view());  // a newer add wins over a stale put_back
+  if (it == entries_.end()) {
+    it = entries_.try_emplace(String(c.view().data(), c.view().size())).first;
+    it->second.key = &it->first;
+    it->second.ns_len = c.ns_len();
+  }
+  Entry* e = &it->second;
+  Node* departed_from = e->state == State::kDeparted ? e->node : nullptr;
+  e->seq = next_seq_++;
+  e->node = Intern(key.node);
+  e->ready = key.ready;
+  Link(e);
+  if (departed_from != nullptr) {  // a newer add wins over a stale put_back
+    --departed_;
+    --departed_from->pins;
+    DropIfUnused(departed_from);
+  }
   return true;
 }
 
 bool WarmPool::Remove(std::string_view ns, std::string_view name) {
   Composite c(ns, name);
   auto it = entries_.find(c.view());
-  if (it == entries_.end()) return false;
+  if (it == entries_.end() || it->second.state != State::kLinked) return false;
   Entry* e = &it->second;
+  Node* n = e->node;
   Unlink(e);
-  DropIfEmpty(e->node);
-  entries_.erase(it);
+  e->state = State::kDead;
+  e->node = nullptr;
+  DropIfUnused(n);
+  EraseIfUnreferenced(e);
   return true;
 }
 
@@ -225,37 +246,44 @@ void WarmPool::Take(Entry* e, HandOut* out) {
   out->name.assign(key.substr(e->ns_len + 1));
   out->node.assign(n->name);
 
-  // Record the departure for PutBack before the node can be dropped.
   const uint64_t stamp = next_stamp_++;
   out->token = stamp;
-  auto [dit, fresh] = departures_.try_emplace(String(key.data(), key.size()));
-  Departure& d = dit->second;
-  d.stamp = stamp;
-  d.seq = e->seq;
-  d.ready = e->ready;
-  d.consumed = false;
-  d.node = n->name;
-  ++live_departures_;
-  (void)fresh;
-  departure_fifo_.emplace_back(stamp, &*dit);
-  // Expire hand-outs that fell out of the window. A record is erased when its
-  // latest hand-out expires; older FIFO entries for it are skipped.
-  while (departure_fifo_.front().first + kPutBackWindow < next_stamp_) {
-    auto [old_stamp, rec] = departure_fifo_.front();
-    departure_fifo_.pop_front();
-    if (rec->second.stamp != old_stamp) continue;
-    if (!rec->second.consumed) --live_departures_;
-    departures_.erase(rec->first);
-  }
-
   Unlink(e);
-  DropIfEmpty(n);
-  entries_.erase(entries_.find(key));
+  e->state = State::kDeparted;
+  e->stamp = stamp;
+  ++n->pins;
+  ++departed_;
+  ++e->fifo_refs;
+  departures_.push_back({stamp, e});
+  // Expire hand-outs that fell out of the put-back window.
+  while (departures_.front().stamp + kPutBackWindow < next_stamp_) {
+    const DepartureRecord rec = departures_.front();
+    departures_.pop_front();
+    Entry* x = rec.entry;
+    --x->fifo_refs;
+    if (x->state == State::kDeparted && x->stamp == rec.stamp) {
+      x->state = State::kDead;
+      --departed_;
+      Unpin(x);
+    }
+    EraseIfUnreferenced(x);
+  }
 }
 
 bool WarmPool::PopFifo(HandOut* out) {
-  if (all_.empty()) return false;
-  Take(*all_.begin(), out);
+  if (heap_[kAny].empty()) return false;
+  Node* n = heap_[kAny].top();
+  const EntrySet& ready = n->keys[kReady];
+  const EntrySet& unready = n->keys[kUnready];
+  Entry* oldest;
+  if (ready.empty()) {
+    oldest = *unready.begin();
+  } else if (unready.empty()) {
+    oldest = *ready.begin();
+  } else {
+    oldest = std::min(*ready.begin(), *unready.begin(), BySeq());
+  }
+  Take(oldest, out);
   return true;
 }
 
@@ -275,29 +303,35 @@ bool WarmPool::PopSpread(HandOut* out) {
 
 bool WarmPool::PutBack(std::string_view ns, std::string_view name, uint64_t token) {
   Composite c(ns, name);
-  auto it = departures_.find(c.view());
-  if (it == departures_.end()) return false;
-  Departure& d = it->second;
-  if (d.consumed || d.stamp != token) return false;
-  if (entries_.find(c.view()) != entries_.end()) return false;  // unreachable: adds consume
-  Insert(c.view(), c.ns_len(), d.seq, Intern(d.node), d.ready);
-  d.consumed = true;
-  --live_departures_;
+  auto it = entries_.find(c.view());
+  if (it == entries_.end()) return false;
+  Entry* e = &it->second;
+  if (e->state != State::kDeparted || e->stamp != token) return false;
+  assert(token + kPutBackWindow >= next_stamp_);  // older ones were expired
+  --departed_;
+  --e->node->pins;
+  Link(e);  // same seq, node and readiness as when handed out
   return true;
 }
 
 PoolStats WarmPool::Stats() const {
   PoolStats s;
-  s.keys = entries_.size();
+  s.keys = keys_;
   s.ready_keys = ready_keys_;
   s.scheduled_keys = scheduled_keys_;
-  s.nodes = nodes_.size();
-  s.put_back_records = live_departures_;
+  s.nodes = active_nodes_;
+  s.put_back_records = departed_;
   return s;
 }
 
 void WarmPool::ForEachKey(const std::function<void(const KeyInfo&)>& f) const {
-  for (const Entry* e : all_) {
+  std::vector<const Entry*, Alloc<const Entry*>> linked;
+  linked.reserve(keys_);
+  for (const auto& [key, e] : entries_) {
+    if (e.state == State::kLinked) linked.push_back(&e);
+  }
+  std::sort(linked.begin(), linked.end(), BySeq());
+  for (const Entry* e : linked) {
     const std::string_view key(*e->key);
     f(KeyInfo{key.substr(0, e->ns_len), key.substr(e->ns_len + 1), e->node->name, e->ready,
               e->seq});
@@ -306,8 +340,10 @@ void WarmPool::ForEachKey(const std::function<void(const KeyInfo&)>& f) const {
 
 void WarmPool::ForEachNode(const std::function<void(const NodeInfo&)>& f) const {
   std::vector<const Node*, Alloc<const Node*>> sorted;
-  sorted.reserve(nodes_.size());
-  for (const auto& [name, node] : nodes_) sorted.push_back(node.get());
+  sorted.reserve(active_nodes_);
+  for (const auto& [name, node] : nodes_) {
+    if (node->count > 0) sorted.push_back(node.get());
+  }
   std::sort(sorted.begin(), sorted.end(),
             [](const Node* a, const Node* b) { return a->name < b->name; });
   for (const Node* n : sorted) f(NodeInfo{n->name, n->count, n->keys[kReady].size()});

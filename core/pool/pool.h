@@ -6,14 +6,20 @@
 // per-pool mutex around every call).
 //
 // Layout, chosen for the hand-out path:
-//   entries_   hash map "ns\0name" -> Entry                      O(1) lookup
-//   all_       every entry ordered by age (seq)                  pop_fifo
-//   Node       per node: key count, and per readiness class the node's keys
-//              ordered by age (std::set; new keys append with a hint, O(1))
-//   heap_[c]   indexed binary heap of the nodes holding class-c keys, ordered
-//              by (count desc, oldest class-c seq asc)        O(log M) update
+//   entries_  hash map "ns\0name" -> Entry                       O(1) lookup
+//   Node      per node: key count, and per readiness class the node's keys
+//             ordered by age (std::set; new keys append with a hint and
+//             entries keep their position, so both ends are O(1) amortized)
+//   heap_[c]  indexed binary heaps over nodes with cached keys, O(log M):
+//             ready / unready: (count desc, oldest class-c key asc) for
+//             NodeSpread; any: oldest key of either class, for FIFO.
 // so pop_spread is: top of heap (O(1)) + the node's oldest key + unlinking it
-// (O(log M + log K)), against the reference's O(N) snapshot-and-scan.
+// (O(log M) + O(1) amortized), against the reference's O(N) snapshot-and-scan.
+//
+// A handed-out key keeps its Entry (state kDeparted) for PutBack until it is
+// added again, put back, or falls out of the put-back window; so a pop
+// followed by a re-add of the same key allocates nothing.
+
 #pragma once
 
 #include <cstdint>
@@ -102,9 +108,9 @@ class WarmPool {
   // All inputs must have passed CheckKey / CheckKeyName.
 
   // Inserts as youngest (returns true) or updates node/ready in place keeping
-  // the age (returns false). O(log M + log K).
+  // the age (returns false). O(log M) + O(1) amortized when appending.
   bool Add(const KeyView& key);
-  // Removes if present. O(log M + log K).
+  // Removes if present.
   bool Remove(std::string_view ns, std::string_view name);
   // Oldest key, ready or not. False if empty.
   bool PopFifo(HandOut* out);
@@ -114,87 +120,101 @@ class WarmPool {
   bool PutBack(std::string_view ns, std::string_view name, uint64_t token);
 
   PoolStats Stats() const;
-  bool Empty() const { return entries_.empty(); }
-  // Visits every key, oldest first. Views are valid during the call only.
+  bool Empty() const { return keys_ == 0; }
+  // Visits every key, oldest first (O(N log N)). Views are valid during the
+  // call only.
   void ForEachKey(const std::function<void(const KeyInfo&)>& f) const;
   // Visits every node holding keys, sorted by node name.
   void ForEachNode(const std::function<void(const NodeInfo&)>& f) const;
 
  private:
   struct Node;
-  struct Entry {
-    uint64_t seq;
-    Node* node;
-    bool ready;
-    uint32_t ns_len;      // key layout: ns '\0' name
-    const String* key;    // the map key this entry belongs to
-  };
+  struct Entry;
   struct BySeq {
-    bool operator()(const Entry* a, const Entry* b) const { return a->seq < b->seq; }
+    bool operator()(const Entry* a, const Entry* b) const;
   };
   using EntrySet = std::set<Entry*, BySeq, Alloc<Entry*>>;
-  static constexpr int kReady = 0, kUnready = 1;
+  enum class State : uint8_t {
+    kLinked,    // in the pool
+    kDeparted,  // handed out; eligible for PutBack with token == stamp
+    kDead,      // removed or expired; erased once no FIFO record points here
+  };
+  struct Entry {
+    uint64_t seq = 0;
+    uint64_t stamp = 0;       // token of the latest hand-out
+    Node* node = nullptr;     // linked and departed entries only (pinned)
+    EntrySet::iterator in_node;  // position in node->keys[class] when linked
+    const String* key = nullptr; // the map key this entry belongs to
+    uint32_t ns_len = 0;      // key layout: ns '\0' name
+    uint32_t fifo_refs = 0;   // departure records pointing here
+    bool ready = false;
+    State state = State::kDead;
+  };
+  // Heaps: NodeSpread per class, and FIFO (oldest key of any class).
+  static constexpr int kReady = 0, kUnready = 1, kAny = 2;
   struct Node {
     String name;
-    uint32_t count = 0;        // keys on this node, both classes
-    EntrySet keys[2];          // per class, oldest first
-    int32_t heap_pos[2] = {-1, -1};
+    uint32_t count = 0;          // linked keys on this node, both classes
+    uint32_t pins = 0;           // departed entries that will need it back
+    EntrySet keys[2];            // per class, oldest first
+    int32_t heap_pos[3] = {-1, -1, -1};
   };
-  // Indexed max-heap of nodes for one readiness class.
+  // Indexed binary heap of nodes. Each slot caches its node's ordering key,
+  // so sifting compares a contiguous array and never chases pointers.
   class NodeHeap {
    public:
-    explicit NodeHeap(int cls) : cls_(cls) {}
+    explicit NodeHeap(int kind) : kind_(kind) {}
     bool empty() const { return v_.empty(); }
-    Node* top() const { return v_.front(); }
+    Node* top() const { return v_.front().node; }
     void Update(Node* n);  // insert, reposition or drop n as its keys dictate
    private:
-    bool Better(const Node* a, const Node* b) const;
-    void Place(size_t i, Node* n);
+    struct Item {
+      uint64_t count;   // 0 for the FIFO heap
+      uint64_t oldest;  // seq of the node's oldest key of the heap's class
+      Node* node;
+    };
+    static bool Better(const Item& a, const Item& b) {
+      return a.count != b.count ? a.count > b.count : a.oldest < b.oldest;
+    }
+    void Place(size_t i, const Item& item);
     void SiftUp(size_t i);
     void SiftDown(size_t i);
     void Erase(Node* n);
-    int cls_;
-    std::vector<Node*, Alloc<Node*>> v_;
-  };
-  struct Departure {
-    uint64_t stamp;  // token of the latest hand-out of this key
-    uint64_t seq;
-    bool ready;
-    bool consumed;   // put back, or the key was added again
-    String node;
+    int kind_;
+    std::vector<Item, Alloc<Item>> v_;
   };
   using EntryMap = std::unordered_map<String, Entry, StringHash, StringEq,
                                       Alloc<std::pair<const String, Entry>>>;
   using NodeMap = std::unordered_map<String, MiUnique<Node>, StringHash, StringEq,
                                      Alloc<std::pair<const String, MiUnique<Node>>>>;
-  using DepartureMap = std::unordered_map<String, Departure, StringHash, StringEq,
-                                          Alloc<std::pair<const String, Departure>>>;
+  struct DepartureRecord {
+    uint64_t stamp;
+    Entry* entry;
+  };
 
   static int Class(bool ready) { return ready ? kReady : kUnready; }
   Node* Intern(std::string_view node);
-  void DropIfEmpty(Node* n);
+  void Unpin(Entry* e);
+  void DropIfUnused(Node* n);
   void Link(Entry* e);
   void Unlink(Entry* e);
-  Entry* Insert(std::string_view composite, uint32_t ns_len, uint64_t seq, Node* node, bool ready);
+  void UpdateHeaps(Node* n);
+  void EraseIfUnreferenced(Entry* e);
   void Take(Entry* e, HandOut* out);
-  void ConsumeDeparture(std::string_view composite);
 
   EntryMap entries_;
   NodeMap nodes_;
   Node unscheduled_;
-  EntrySet all_;
-  NodeHeap heap_[2] = {NodeHeap(kReady), NodeHeap(kUnready)};
+  NodeHeap heap_[3] = {NodeHeap(kReady), NodeHeap(kUnready), NodeHeap(kAny)};
   uint64_t next_seq_ = 1;
+  uint64_t keys_ = 0;
   uint64_t ready_keys_ = 0;
   uint64_t scheduled_keys_ = 0;
-  // Put-back records: one per key handed out within the window, plus a FIFO
-  // of (stamp, record) that expires them in hand-out order.
-  DepartureMap departures_;
-  std::deque<std::pair<uint64_t, DepartureMap::value_type*>,
-             Alloc<std::pair<uint64_t, DepartureMap::value_type*>>>
-      departure_fifo_;
+  uint64_t active_nodes_ = 0;  // nodes with count > 0
+  // Hand-outs in stamp order; a record expires kPutBackWindow hand-outs later.
+  std::deque<DepartureRecord, Alloc<DepartureRecord>> departures_;
   uint64_t next_stamp_ = 1;
-  uint64_t live_departures_ = 0;
+  uint64_t departed_ = 0;  // entries in kDeparted
 };
 
 }  // namespace berth
