@@ -146,6 +146,30 @@ berth_status Pop(const char* fn, PopFn pop, berth_pool_key* out_key, berth_engin
   });
 }
 
+// add and update take the same arguments; `upsert` picks the semantics.
+berth_status AddOrUpdate(const char* fn, bool upsert, int* out_flag, berth_engine* engine,
+                         const char* pool, size_t pool_len, const char* namespace_,
+                         size_t namespace_len, const char* name, size_t name_len,
+                         const char* node, size_t node_len, int ready) {
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_VIEW(p, pool, pool_len, fn, "pool");
+    BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
+    BERTH_VIEW(nm, name, name_len, fn, "name");
+    BERTH_VIEW(nd, node, node_len, fn, "node");
+    BERTH_REQUIRE(ready == 0 || ready == 1, fn, "ready must be 0 or 1");
+    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    const berth::KeyView key{ns, nm, nd, ready == 1};
+    BERTH_CHECK(berth::CheckKey(key), fn);
+    bool flag = false;
+    engine->engine.pools.With(p, upsert, [&](berth::WarmPool& wp) {
+      flag = upsert ? wp.Add(key) : wp.Update(key);
+    });
+    if (out_flag != nullptr) *out_flag = flag ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -191,22 +215,16 @@ berth_status berth_pool_add(int* out_inserted, berth_engine* engine, const char*
                             size_t pool_len, const char* namespace_, size_t namespace_len,
                             const char* name, size_t name_len, const char* node, size_t node_len,
                             int ready) {
-  static const char* fn = "berth_pool_add";
-  return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
-    BERTH_VIEW(p, pool, pool_len, fn, "pool");
-    BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
-    BERTH_VIEW(nm, name, name_len, fn, "name");
-    BERTH_VIEW(nd, node, node_len, fn, "node");
-    BERTH_REQUIRE(ready == 0 || ready == 1, fn, "ready must be 0 or 1");
-    BERTH_CHECK(berth::CheckPoolName(p), fn);
-    const berth::KeyView key{ns, nm, nd, ready == 1};
-    BERTH_CHECK(berth::CheckKey(key), fn);
-    bool inserted = false;
-    engine->engine.pools.With(p, true, [&](berth::WarmPool& wp) { inserted = wp.Add(key); });
-    if (out_inserted != nullptr) *out_inserted = inserted ? 1 : 0;
-    return BERTH_OK;
-  });
+  return AddOrUpdate("berth_pool_add", true, out_inserted, engine, pool, pool_len, namespace_,
+                     namespace_len, name, name_len, node, node_len, ready);
+}
+
+berth_status berth_pool_update(int* out_updated, berth_engine* engine, const char* pool,
+                               size_t pool_len, const char* namespace_, size_t namespace_len,
+                               const char* name, size_t name_len, const char* node,
+                               size_t node_len, int ready) {
+  return AddOrUpdate("berth_pool_update", false, out_updated, engine, pool, pool_len, namespace_,
+                     namespace_len, name, name_len, node, node_len, ready);
 }
 
 berth_status berth_pool_add_batch(size_t* out_inserted, berth_engine* engine, const char* pool,

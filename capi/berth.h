@@ -248,6 +248,19 @@ BERTH_API berth_status berth_pool_add_batch(size_t* out_inserted,
                                             const char* pool, size_t pool_len,
                                             const uint8_t* buf, size_t buf_len);
 
+/* Updates the node and ready flag of (namespace, name) only if the key is in
+ * the pool, keeping its age; *out_updated (optional) is 1 if it was there,
+ * else 0. It never inserts: use it for readiness or scheduling changes of a
+ * sandbox that may have been claimed meanwhile, so a claimed key cannot come
+ * back (berth_pool_add would insert it again). Absent key or pool is not an
+ * error. Parameters and failures as berth_pool_add. Since 0.1. */
+BERTH_API berth_status berth_pool_update(int* out_updated, berth_engine* engine,
+                                         const char* pool, size_t pool_len,
+                                         const char* namespace_, size_t namespace_len,
+                                         const char* name, size_t name_len,
+                                         const char* node, size_t node_len,
+                                         int ready);
+
 /* Removes (namespace, name) from a pool. Absent key or absent pool is not an
  * error: *out_removed (optional) is 1 if a key was removed, else 0.
  * Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME. Since 0.1. */

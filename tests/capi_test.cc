@@ -87,6 +87,21 @@ TEST(CApi, AddPopPutBackRoundTrip) {
   EXPECT_EQ(none.seq, k.seq);
 }
 
+TEST(CApi, UpdateNeverInserts) {
+  Engine eng;
+  int updated = -1;
+  ASSERT_EQ(berth_pool_update(&updated, eng.e, "p", 1, "ns", 2, "a", 1, "n", 1, 1), BERTH_OK);
+  EXPECT_EQ(updated, 0);
+  berth_pool_stats s;
+  EXPECT_EQ(berth_pool_get_stats(&s, eng.e, "p", 1), BERTH_ERR_NOT_FOUND);  // no pool created
+  ASSERT_EQ(Add(eng.e, "p", "ns", "a", "", 0), BERTH_OK);
+  ASSERT_EQ(berth_pool_update(&updated, eng.e, "p", 1, "ns", 2, "a", 1, "n", 1, 1), BERTH_OK);
+  EXPECT_EQ(updated, 1);
+  EXPECT_EQ(Stats(eng.e, "p").ready_keys, 1u);
+  EXPECT_EQ(berth_pool_update(nullptr, eng.e, "p", 1, "ns", 2, "a", 1, "n", 1, 7),
+            BERTH_ERR_INVALID_ARGUMENT);
+}
+
 TEST(CApi, MaxLengthNamesRoundTripThroughPop) {
   Engine eng;
   std::string ns(BERTH_MAX_NAMESPACE_LEN, 'n'), name(BERTH_MAX_NAME_LEN, 'x'),
@@ -257,6 +272,10 @@ TEST(CApi, BadInputGetsStatusAndMessageAndChangesNothing) {
        [&](berth_engine* e) { return berth_pool_add_batch(nullptr, e, "p", 1, bad_key_batch.data(), bad_key_batch.size()); }},
       {"add_batch: oversized length", BERTH_ERR_BAD_BUFFER, "BERTH_MAX_BUFFER_LEN",
        [&](berth_engine* e) { return berth_pool_add_batch(nullptr, e, "p", 1, good.data(), size_t{BERTH_MAX_BUFFER_LEN} + 1); }},
+      {"update: name too long", BERTH_ERR_INVALID_NAME, "limit is 253",
+       [&](berth_engine* e) { return berth_pool_update(nullptr, e, "p", 1, "ns", 2, long_name.data(), long_name.size(), "", 0, 1); }},
+      {"update: NULL engine", BERTH_ERR_INVALID_ARGUMENT, "engine is NULL",
+       [&](berth_engine*) { return berth_pool_update(nullptr, nullptr, "p", 1, "ns", 2, "a", 1, "", 0, 1); }},
       {"remove: NULL engine", BERTH_ERR_INVALID_ARGUMENT, "engine is NULL",
        [&](berth_engine*) { return berth_pool_remove(nullptr, nullptr, "p", 1, "ns", 2, "a", 1); }},
       {"remove: empty name", BERTH_ERR_INVALID_NAME, "key name is empty",
@@ -386,7 +405,7 @@ TEST(CApiExports, OnlyBerthSymbolsAreExported) {
     }
   }
   ASSERT_EQ(pclose(f), 0);
-  EXPECT_GE(berth_symbols, 17);
+  EXPECT_GE(berth_symbols, 18);
   EXPECT_TRUE(foreign.empty()) << "exported: " << foreign.front();
 }
 

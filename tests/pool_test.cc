@@ -67,6 +67,21 @@ TEST(WarmPool, AddInsertsYoungestAndReAddUpdatesInPlace) {
   EXPECT_FALSE(k->ready);
 }
 
+TEST(WarmPool, UpdateChangesPresentKeysOnlyAndKeepsAge) {
+  WarmPool p;
+  Add(p, "a", "n1", false);
+  Add(p, "b", "n1", false);
+  EXPECT_TRUE(p.Update({"ns", "a", "n2", true}));
+  EXPECT_FALSE(p.Update({"ns", "zz", "n2", true}));  // absent: not inserted
+  EXPECT_EQ(Names(p), (std::vector<std::string>{"a", "b"}));
+  auto k = PopFifo(p);
+  EXPECT_EQ(k->node, "n2");
+  EXPECT_TRUE(k->ready);
+  EXPECT_FALSE(p.Update({"ns", "a", "n3", true}));  // handed out: stays out
+  EXPECT_EQ(p.Stats().keys, 1u);
+  EXPECT_TRUE(p.PutBack("ns", "a", k->token));      // update did not consume it
+}
+
 TEST(WarmPool, SameNameInOtherNamespaceIsAnotherKey) {
   WarmPool p;
   EXPECT_TRUE(p.Add({"a", "x", "", true}));
@@ -290,7 +305,11 @@ void RunDifferential(uint64_t seed, int ops, Shape shape) {
       std::string a = ns(), b = name(), c = node();
       bool r = coin(shape.ready);
       ASSERT_EQ(pool.Add({a, b, c, r}), model.Add(a, b, c, r)) << "add seed " << seed << " step " << step;
-    } else if (op < 47) {
+    } else if (op < 44) {
+      std::string a = ns(), b = name(), c = node();
+      bool r = coin(shape.ready);
+      ASSERT_EQ(pool.Update({a, b, c, r}), model.Update(a, b, c, r)) << "update seed " << seed << " step " << step;
+    } else if (op < 49) {
       std::string a = ns(), b = name();
       ASSERT_EQ(pool.Remove(a, b), model.Remove(a, b)) << "remove seed " << seed << " step " << step;
     } else if (op < 82) {

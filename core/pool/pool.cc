@@ -189,19 +189,31 @@ void WarmPool::EraseIfUnreferenced(Entry* e) {
   if (e->state == State::kDead && e->fifo_refs == 0) entries_.erase(entries_.find(*e->key));
 }
 
+// Sets node/ready of a linked entry in place; its age stays.
+void WarmPool::Move(Entry* e, const KeyView& key) {
+  Node* old = e->node;
+  Node* target = Intern(key.node);
+  if (target == old && e->ready == key.ready) return;
+  Unlink(e);
+  e->node = target;
+  e->ready = key.ready;
+  Link(e);
+  if (old != target) DropIfUnused(old);
+}
+
+bool WarmPool::Update(const KeyView& key) {
+  Composite c(key.ns, key.name);
+  auto it = entries_.find(c.view());
+  if (it == entries_.end() || it->second.state != State::kLinked) return false;
+  Move(&it->second, key);
+  return true;
+}
+
 bool WarmPool::Add(const KeyView& key) {
   Composite c(key.ns, key.name);
   auto it = entries_.find(c.view());
   if (it != entries_.end() && it->second.state == State::kLinked) {
-    Entry* e = &it->second;
-    Node* old = e->node;
-    Node* target = Intern(key.node);
-    if (target == old && e->ready == key.ready) return false;
-    Unlink(e);
-    e->node = target;
-    e->ready = key.ready;
-    Link(e);
-    if (old != target) DropIfUnused(old);
+    Move(&it->second, key);
     return false;
   }
   if (it == entries_.end()) {

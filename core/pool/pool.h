@@ -110,6 +110,9 @@ class WarmPool {
   // Inserts as youngest (returns true) or updates node/ready in place keeping
   // the age (returns false). O(log M) + O(1) amortized when appending.
   bool Add(const KeyView& key);
+  // Updates node/ready of a key that is in the pool, keeping its age; false
+  // (and no change) if the key is absent or handed out. Never inserts.
+  bool Update(const KeyView& key);
   // Removes if present.
   bool Remove(std::string_view ns, std::string_view name);
   // Oldest key, ready or not. False if empty.
@@ -201,6 +204,7 @@ class WarmPool {
   void UpdateHeaps(Node* n);
   void EraseIfUnreferenced(Entry* e);
   void Take(Entry* e, HandOut* out);
+  void Move(Entry* e, const KeyView& key);
 
   EntryMap entries_;
   NodeMap nodes_;

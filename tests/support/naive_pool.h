@@ -41,6 +41,18 @@ class NaivePool {
     return true;
   }
 
+  // Updates in place only if present; never inserts.
+  bool Update(const std::string& ns, const std::string& name, const std::string& node, bool ready) {
+    for (auto& k : keys_) {
+      if (k.ns == ns && k.name == name) {
+        k.node = node;
+        k.ready = ready;
+        return true;
+      }
+    }
+    return false;
+  }
+
   bool Remove(const std::string& ns, const std::string& name) {
     for (size_t i = 0; i < keys_.size(); ++i) {
       if (keys_[i].ns == ns && keys_[i].name == name) {
