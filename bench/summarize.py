@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Merges the benchmark JSON files into build/bench/results.json, prints them
+side by side, and checks the targets the issues set. Exit status is 0 even
+when a target is missed: benchmarks report, tests judge."""
+import json
+import sys
+from pathlib import Path
+
+
+def load(paths):
+    records = []
+    for p in paths:
+        data = json.loads(Path(p).read_text())
+        records.extend(data if isinstance(data, list) else [data])
+    return records
+
+
+def find(records, name, n=None, m=None, threads=1):
+    for r in records:
+        if r["name"] == name and (n is None or r["n"] == n) and (m is None or r["m"] == m) \
+                and r.get("threads", 1) == threads:
+            return r
+    return None
+
+
+def targets(records):
+    """(description, measured, goal, met) for every target with data."""
+    out = []
+
+    def ratio_at_least(name, n, m, goal, what):
+        r = find(records, name, n, m)
+        if r:
+            out.append((what, f"{r['ratio']:.0f}x", f">= {goal}x", r["ratio"] >= goal))
+
+    ratio_at_least("pool_pop_spread", 10000, 100, 100, "pop_spread vs baseline at (10000,100)")
+    ratio_at_least("pool_pop_spread", 50000, 500, 1000, "pop_spread vs baseline at (50000,500)")
+    small = find(records, "pool_pop_spread", 600, 50)
+    large = find(records, "pool_pop_spread", 50000, 500)
+    if small and large:
+        f = large["berth_ns_per_op"] / small["berth_ns_per_op"]
+        out.append(("pop_spread cost (50000,500) / (600,50)", f"{f:.2f}x", "<= 3x", f <= 3))
+    for name, goal, lang in (("binding_pair_go", 3, "Go"), ("binding_pair_python", 10, "Python")):
+        r = find(records, name)
+        if r:
+            f = r["berth_ns_per_op"] / r["baseline_ns_per_op"]
+            out.append((f"{lang} pop_spread+add pair / C++ pair", f"{f:.2f}x", f"<= {goal}x", f <= goal))
+    return out
+
+
+def main(argv):
+    out = Path(argv[1])
+    records = load(argv[2:])
+    out.write_text(json.dumps(records, indent=1) + "\n")
+    print(f"{'name':<26}{'n':>7}{'m':>5}{'thr':>4}{'berth ns/op':>14}{'baseline ns/op':>16}{'ratio':>10}")
+    for r in records:
+        print(f"{r['name']:<26}{r['n']:>7}{r['m']:>5}{r.get('threads', 1):>4}"
+              f"{r['berth_ns_per_op']:>14.1f}{r['baseline_ns_per_op']:>16.1f}{r['ratio']:>10.2f}")
+    print("\ntargets:")
+    for what, got, goal, met in targets(records):
+        print(f"  [{'met' if met else 'MISSED'}] {what}: {got} (target {goal})")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

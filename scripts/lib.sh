@@ -1,0 +1,58 @@
+# Shared by the scripts: install what a fresh machine lacks (idempotent, and
+# quick when everything is there), then build. Source it; do not run it.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+APT_PACKAGES=(libflatbuffers-dev flatbuffers-compiler libconcurrentqueue-dev libmimalloc-dev
+              libgtest-dev cmake ninja-build clang libclang-rt-14-dev)
+PIP_PACKAGES=(pybind11 scikit-build-core pytest)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_pip() {
+  if ! python3 -c 'import pybind11, scikit_build_core, pytest' 2>/dev/null; then
+    log "pip install ${PIP_PACKAGES[*]}"
+    python3 -m pip install -q "${PIP_PACKAGES[@]}"
+  fi
+}
+
+ensure_go_modules() {
+  (cd bindings/go && go mod download)
+  if [ -f examples/go/go.mod ]; then (cd examples/go && go mod download); fi
+}
+
+ensure_deps() {
+  ensure_apt
+  ensure_pip
+  ensure_go_modules
+}
+
+# The C++ tree: core, libberth.so (build/lib, where the Go binding links it),
+# tests, benchmarks, demo.
+build_cpp() {
+  log "build C++ (Release) in build/"
+  "$ROOT/scripts/build" >/dev/null
+}
+
+# The Python package, built by scikit-build-core from this tree.
+install_python() {
+  log "pip install . (Python binding)"
+  python3 -m pip install -q --no-build-isolation "$ROOT"
+}
