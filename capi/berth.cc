@@ -7,6 +7,7 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include <cstring>
+#include <memory>
 #include <new>
 #include <string>
 #include <string_view>
@@ -38,15 +39,33 @@ static_assert(BERTH_MAX_NODE_LEN == berth::kMaxNodeLen);
 static_assert(BERTH_POOL_PUT_BACK_WINDOW == berth::kPutBackWindow);
 static_assert(static_cast<int>(Code::kInternal) == BERTH_ERR_INTERNAL);
 
-thread_local std::string t_last_error;
+// The per-thread last error. Every call clears it, so the hot path must be a
+// cheap TLS access: a flag and a pointer in the initial-exec model (a few
+// bytes of static TLS, no __tls_get_addr call). The message itself lives in
+// a heap string made on the thread's first error and freed at thread exit.
+thread_local bool t_has_error __attribute__((tls_model("initial-exec"))) = false;
+thread_local std::string* t_error __attribute__((tls_model("initial-exec"))) = nullptr;
+thread_local std::unique_ptr<std::string> t_error_owner;  // touched on first error only
+
+void ClearError() noexcept {
+  if (t_has_error) {
+    t_error->clear();
+    t_has_error = false;
+  }
+}
 
 berth_status Fail(const char* fn, berth_status status, std::string_view message) {
   try {
-    t_last_error.assign(fn);
-    t_last_error.append(": ");
-    t_last_error.append(message);
+    if (t_error == nullptr) {
+      t_error_owner = std::make_unique<std::string>();
+      t_error = t_error_owner.get();
+    }
+    t_error->assign(fn);
+    t_error->append(": ");
+    t_error->append(message);
+    t_has_error = true;
   } catch (...) {
-    t_last_error.clear();  // out of memory while reporting; the status still tells
+    // Out of memory while reporting; the status still tells.
   }
   return status;
 }
@@ -58,7 +77,7 @@ berth_status Fail(const char* fn, const Status& s) {
 // Runs `body` (returning berth_status) with every exception turned into a status.
 template <class F>
 berth_status Guard(const char* fn, F&& body) noexcept {
-  t_last_error.clear();
+  ClearError();
   try {
     return body();
   } catch (const std::bad_alloc&) {
@@ -191,8 +210,9 @@ const char* berth_status_name(berth_status status) {
 }
 
 const char* berth_last_error(size_t* out_len) {
-  if (out_len != nullptr) *out_len = t_last_error.size();
-  return t_last_error.c_str();
+  const bool has = t_has_error;
+  if (out_len != nullptr) *out_len = has ? t_error->size() : 0;
+  return has ? t_error->c_str() : "";
 }
 
 berth_status berth_engine_new(berth_engine** out_engine) {

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/common/hash.h"
+
 namespace berth {
 
 template <class T>
@@ -20,7 +22,7 @@ using String = std::basic_string<char, std::char_traits<char>, Alloc<char>>;
 // std::string_view without building a String.
 struct StringHash {
   using is_transparent = void;
-  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  size_t operator()(std::string_view s) const noexcept { return HashBytes(s); }
   size_t operator()(const String& s) const noexcept { return (*this)(std::string_view(s)); }
 };
 struct StringEq {

@@ -1,6 +1,7 @@
 #include "core/common/text.h"
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 namespace berth {
@@ -8,6 +9,15 @@ namespace berth {
 bool IsValidText(std::string_view s) {
   const auto* p = reinterpret_cast<const uint8_t*>(s.data());
   const auto* end = p + s.size();
+  // Names are nearly always ASCII: check 8 bytes at a time for a NUL or a
+  // byte with the high bit set, and only fall to the decoder when one shows.
+  constexpr uint64_t kOnes = 0x0101010101010101ull, kHighs = 0x8080808080808080ull;
+  while (end - p >= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    if (((v - kOnes) & ~v & kHighs) != 0 || (v & kHighs) != 0) break;
+    p += 8;
+  }
   while (p < end) {
     uint8_t c = *p;
     if (c < 0x80) {  // ASCII fast path

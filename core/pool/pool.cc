@@ -109,10 +109,14 @@ void WarmPool::NodeHeap::Update(Node* n) {
     SiftUp(v_.size() - 1);
     return;
   }
-  // Only one direction can apply; the other is a no-op.
+  const Item before = v_[static_cast<size_t>(pos)];
+  if (before.count == item.count && before.oldest == item.oldest) return;  // unchanged
   Place(static_cast<size_t>(pos), item);
-  SiftUp(static_cast<size_t>(pos));
-  SiftDown(static_cast<size_t>(n->heap_pos[kind_]));
+  if (Better(item, before)) {
+    SiftUp(static_cast<size_t>(pos));
+  } else {
+    SiftDown(static_cast<size_t>(pos));
+  }
 }
 
 // ---- WarmPool -------------------------------------------------------------

@@ -4,7 +4,7 @@ namespace berth {
 
 std::shared_ptr<PoolRegistry::Slot> PoolRegistry::Find(std::string_view name, bool create) {
   Shard& shard = ShardFor(name);
-  std::lock_guard<std::mutex> lock(shard.mu);
+  std::lock_guard<Mutex> lock(shard.mu);
   auto it = shard.pools.find(name);
   if (it != shard.pools.end()) return it->second;
   if (!create) return nullptr;
@@ -18,14 +18,14 @@ bool PoolRegistry::Remove(std::string_view name) {
   MiUnique<WarmPool> doomed;  // freed after the locks are released
   {
     Shard& shard = ShardFor(name);
-    std::lock_guard<std::mutex> shard_lock(shard.mu);
+    std::lock_guard<Mutex> shard_lock(shard.mu);
     auto it = shard.pools.find(name);
     if (it == shard.pools.end()) return false;
     slot = std::move(it->second);
     // Mark dead before the name disappears (lock order shard -> pool; callers
     // never hold both): an operation either runs before this point, or sees
     // `dead` and retries its lookup, which waits for the erase below.
-    std::lock_guard<std::mutex> pool_lock(slot->mu);
+    std::lock_guard<Mutex> pool_lock(slot->mu);
     slot->dead = true;
     doomed = std::move(slot->pool);
     shard.pools.erase(it);

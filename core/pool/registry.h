@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "core/common/alloc.h"
+#include "core/common/mutex.h"
 #include "core/pool/pool.h"
 
 namespace berth {
@@ -28,7 +29,7 @@ class PoolRegistry {
     for (;;) {
       std::shared_ptr<Slot> slot = Find(name, create);
       if (!slot) return false;
-      std::lock_guard<std::mutex> lock(slot->mu);
+      std::lock_guard<Mutex> lock(slot->mu);
       if (slot->dead) continue;  // removed between lookup and lock
       f(*slot->pool);
       return true;
@@ -40,12 +41,12 @@ class PoolRegistry {
 
  private:
   struct Slot {
-    std::mutex mu;
+    Mutex mu;
     bool dead = false;
     MiUnique<WarmPool> pool = MakeMiUnique<WarmPool>();  // null once dead
   };
   struct Shard {
-    std::mutex mu;
+    Mutex mu;
     std::unordered_map<String, std::shared_ptr<Slot>, StringHash, StringEq,
                        Alloc<std::pair<const String, std::shared_ptr<Slot>>>>
         pools;
