@@ -93,7 +93,7 @@ enum {
 #define BERTH_MAX_BUFFER_LEN (1u << 30)
 /* How many hand-outs per pool stay eligible for berth_pool_put_back: the
  * record of a hand-out is forgotten after this many later hand-outs. */
-#define BERTH_POOL_PUT_BACK_WINDOW 65536
+#define BERTH_POOL_PUT_BACK_WINDOW 4096
 
 /* ------------------------------------------------------------------------ */
 /* FlatBuffers file identifiers (schema: capi/berth.fbs)                     */

@@ -17,6 +17,8 @@ namespace {
 using testing::NaiveKey;
 using testing::NaivePool;
 
+static_assert(kPutBackWindow == 4096, "NaivePool's default window must match");
+
 std::optional<NaiveKey> ToKey(bool got, const HandOut& h) {
   if (!got) return std::nullopt;
   return NaiveKey{std::string(h.ns.view()), std::string(h.name.view()),

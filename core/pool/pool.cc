@@ -189,8 +189,39 @@ void WarmPool::Unlink(Entry* e) {
   UpdateHeaps(n);
 }
 
-void WarmPool::EraseIfUnreferenced(Entry* e) {
-  if (e->state == State::kDead && e->fifo_refs == 0) entries_.erase(entries_.find(*e->key));
+void WarmPool::Depart(Entry* e) {
+  for (;;) {
+    if (ring_.empty()) ring_.assign(16, nullptr);
+    Entry*& slot = ring_[e->stamp & (ring_.size() - 1)];
+    if (slot == nullptr) {
+      slot = e;
+      return;
+    }
+    if (ring_.size() >= kPutBackWindow) {
+      // The occupant was handed out kPutBackWindow hand-outs ago: forget it.
+      Entry* old = slot;
+      assert(old->state == State::kDeparted && old->stamp + kPutBackWindow == e->stamp);
+      slot = e;
+      --departed_;
+      Unpin(old);
+      entries_.erase(entries_.find(std::string_view(*old->key)));
+      return;
+    }
+    // Still inside the window: make room. Live stamps span fewer than
+    // size() values, so they stay distinct modulo 2 * size().
+    std::vector<Entry*, Alloc<Entry*>> bigger(ring_.size() * 2, nullptr);
+    for (Entry* x : ring_) {
+      if (x != nullptr) bigger[x->stamp & (bigger.size() - 1)] = x;
+    }
+    ring_.swap(bigger);
+  }
+}
+
+void WarmPool::Return(Entry* e) {
+  Entry*& slot = ring_[e->stamp & (ring_.size() - 1)];
+  assert(slot == e);
+  slot = nullptr;
+  --departed_;
 }
 
 // Sets node/ready of a linked entry in place; its age stays.
@@ -226,13 +257,16 @@ bool WarmPool::Add(const KeyView& key) {
     it->second.ns_len = c.ns_len();
   }
   Entry* e = &it->second;
-  Node* departed_from = e->state == State::kDeparted ? e->node : nullptr;
+  Node* departed_from = nullptr;
+  if (e->state == State::kDeparted) {  // a newer add wins over a stale put_back
+    Return(e);
+    departed_from = e->node;
+  }
   e->seq = next_seq_++;
   e->node = Intern(key.node);
   e->ready = key.ready;
   Link(e);
-  if (departed_from != nullptr) {  // a newer add wins over a stale put_back
-    --departed_;
+  if (departed_from != nullptr) {
     --departed_from->pins;
     DropIfUnused(departed_from);
   }
@@ -243,13 +277,10 @@ bool WarmPool::Remove(std::string_view ns, std::string_view name) {
   Composite c(ns, name);
   auto it = entries_.find(c.view());
   if (it == entries_.end() || it->second.state != State::kLinked) return false;
-  Entry* e = &it->second;
-  Node* n = e->node;
-  Unlink(e);
-  e->state = State::kDead;
-  e->node = nullptr;
+  Node* n = it->second.node;
+  Unlink(&it->second);
+  entries_.erase(it);
   DropIfUnused(n);
-  EraseIfUnreferenced(e);
   return true;
 }
 
@@ -269,21 +300,7 @@ void WarmPool::Take(Entry* e, HandOut* out) {
   e->stamp = stamp;
   ++n->pins;
   ++departed_;
-  ++e->fifo_refs;
-  departures_.push_back({stamp, e});
-  // Expire hand-outs that fell out of the put-back window.
-  while (departures_.front().stamp + kPutBackWindow < next_stamp_) {
-    const DepartureRecord rec = departures_.front();
-    departures_.pop_front();
-    Entry* x = rec.entry;
-    --x->fifo_refs;
-    if (x->state == State::kDeparted && x->stamp == rec.stamp) {
-      x->state = State::kDead;
-      --departed_;
-      Unpin(x);
-    }
-    EraseIfUnreferenced(x);
-  }
+  Depart(e);
 }
 
 bool WarmPool::PopFifo(HandOut* out) {
@@ -324,7 +341,7 @@ bool WarmPool::PutBack(std::string_view ns, std::string_view name, uint64_t toke
   Entry* e = &it->second;
   if (e->state != State::kDeparted || e->stamp != token) return false;
   assert(token + kPutBackWindow >= next_stamp_);  // older ones were expired
-  --departed_;
+  Return(e);
   --e->node->pins;
   Link(e);  // same seq, node and readiness as when handed out
   return true;

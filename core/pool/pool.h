@@ -18,13 +18,14 @@
 //
 // A handed-out key keeps its Entry (state kDeparted) for PutBack until it is
 // added again, put back, or falls out of the put-back window; so a pop
-// followed by a re-add of the same key allocates nothing.
+// followed by a re-add of the same key allocates nothing. Departed entries
+// sit in a ring indexed by token: the hand-out kPutBackWindow later lands on
+// the same slot and expires the occupant, with no scan and no timer.
 
 #pragma once
 
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <functional>
 #include <set>
 #include <span>
@@ -41,8 +42,9 @@ inline constexpr size_t kMaxPoolLen = 512;
 inline constexpr size_t kMaxNamespaceLen = 63;
 inline constexpr size_t kMaxNameLen = 253;
 inline constexpr size_t kMaxNodeLen = 253;
-// Hand-outs per pool that stay eligible for PutBack.
-inline constexpr uint64_t kPutBackWindow = 65536;
+// Hand-outs per pool that stay eligible for PutBack (a power of two: the
+// departure ring is indexed by token modulo this).
+inline constexpr uint64_t kPutBackWindow = 4096;
 
 struct KeyView {
   std::string_view ns;
@@ -140,18 +142,16 @@ class WarmPool {
   enum class State : uint8_t {
     kLinked,    // in the pool
     kDeparted,  // handed out; eligible for PutBack with token == stamp
-    kDead,      // removed or expired; erased once no FIFO record points here
   };
   struct Entry {
     uint64_t seq = 0;
     uint64_t stamp = 0;       // token of the latest hand-out
-    Node* node = nullptr;     // linked and departed entries only (pinned)
+    Node* node = nullptr;     // departed entries pin their node
     EntrySet::iterator in_node;  // position in node->keys[class] when linked
     const String* key = nullptr; // the map key this entry belongs to
     uint32_t ns_len = 0;      // key layout: ns '\0' name
-    uint32_t fifo_refs = 0;   // departure records pointing here
     bool ready = false;
-    State state = State::kDead;
+    State state = State::kLinked;
   };
   // Heaps: NodeSpread per class, and FIFO (oldest key of any class).
   static constexpr int kReady = 0, kUnready = 1, kAny = 2;
@@ -190,10 +190,6 @@ class WarmPool {
                                       Alloc<std::pair<const String, Entry>>>;
   using NodeMap = std::unordered_map<String, MiUnique<Node>, StringHash, StringEq,
                                      Alloc<std::pair<const String, MiUnique<Node>>>>;
-  struct DepartureRecord {
-    uint64_t stamp;
-    Entry* entry;
-  };
 
   static int Class(bool ready) { return ready ? kReady : kUnready; }
   Node* Intern(std::string_view node);
@@ -202,8 +198,9 @@ class WarmPool {
   void Link(Entry* e);
   void Unlink(Entry* e);
   void UpdateHeaps(Node* n);
-  void EraseIfUnreferenced(Entry* e);
   void Take(Entry* e, HandOut* out);
+  void Depart(Entry* e);  // into the ring; expires the slot's old occupant
+  void Return(Entry* e);  // out of the ring (re-added or put back)
   void Move(Entry* e, const KeyView& key);
 
   EntryMap entries_;
@@ -215,8 +212,9 @@ class WarmPool {
   uint64_t ready_keys_ = 0;
   uint64_t scheduled_keys_ = 0;
   uint64_t active_nodes_ = 0;  // nodes with count > 0
-  // Hand-outs in stamp order; a record expires kPutBackWindow hand-outs later.
-  std::deque<DepartureRecord, Alloc<DepartureRecord>> departures_;
+  // Departed entries by stamp % ring size; grows by doubling up to
+  // kPutBackWindow slots, after which a collision is an expiry.
+  std::vector<Entry*, Alloc<Entry*>> ring_;
   uint64_t next_stamp_ = 1;
   uint64_t departed_ = 0;  // entries in kDeparted
 };

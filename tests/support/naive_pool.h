@@ -23,7 +23,7 @@ struct NaiveKey {
 
 class NaivePool {
  public:
-  explicit NaivePool(uint64_t put_back_window = 65536) : window_(put_back_window) {}
+  explicit NaivePool(uint64_t put_back_window = 4096) : window_(put_back_window) {}
 
   // True if inserted, false if updated in place (age kept).
   bool Add(const std::string& ns, const std::string& name, const std::string& node, bool ready) {
