@@ -236,7 +236,9 @@ BERTH_API berth_status berth_pool_add(int* out_inserted, berth_engine* engine,
  * berth_pool_add (a key named twice in one batch ends with its last values).
  * The PoolKey.seq field is ignored. All or nothing: the buffer and every key
  * are validated before any key is applied, and the whole batch is applied
- * under one hold of the pool's critical section.
+ * under one hold of the pool's critical section. (Only running out of memory
+ * midway, BERTH_ERR_NO_MEMORY, can leave a prefix of the batch applied; every
+ * key is then either fully added or untouched.)
  * *out_inserted (optional) receives the number of keys that were new.
  * The buffer is borrowed for the duration of the call.
  * Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME (the message

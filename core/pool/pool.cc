@@ -130,6 +130,9 @@ WarmPool::Node* WarmPool::Intern(std::string_view node) {
   if (it != nodes_.end()) return it->second.get();
   auto n = MakeMiUnique<Node>();
   n->name.assign(node.data(), node.size());
+  // Heaps hold at most every node (+ the unscheduled one in kAny), so with
+  // room reserved here their updates never allocate.
+  for (NodeHeap& h : heap_) h.Reserve(nodes_.size() + 2);
   Node* raw = n.get();
   nodes_.emplace(String(node.data(), node.size()), std::move(n));
   return raw;
@@ -158,57 +161,43 @@ void WarmPool::UpdateHeaps(Node* n) {
   heap_[kAny].Update(n);
 }
 
-void WarmPool::Link(Entry* e) {
-  Node* n = e->node;
-  EntrySet& set = n->keys[Class(e->ready)];
+// Mutations are ordered so that everything that can allocate (and so throw)
+// runs before any state changes: interning a node, inserting into an age set,
+// growing the ring. Heaps never allocate (Intern reserves room for each node).
+
+WarmPool::EntrySet::iterator WarmPool::InsertByAge(Entry* e, Node* n, bool ready) {
+  EntrySet& set = n->keys[Class(ready)];
   // Appending the youngest key is the common case; the end hint makes it O(1).
-  if (set.empty() || (*set.rbegin())->seq < e->seq) {
-    e->in_node = set.emplace_hint(set.end(), e);
-  } else {
-    e->in_node = set.insert(e).first;
-  }
-  e->state = State::kLinked;
-  ++keys_;
-  if (e->ready) ++ready_keys_;
+  if (set.empty() || (*set.rbegin())->seq < e->seq) return set.emplace_hint(set.end(), e);
+  return set.insert(e).first;
+}
+
+void WarmPool::Count(Node* n, bool ready, int delta) {
+  keys_ += delta;
+  if (ready) ready_keys_ += delta;
   if (n != &unscheduled_) {
-    if (n->count++ == 0) ++active_nodes_;
-    ++scheduled_keys_;
+    if (n->count == 0) ++active_nodes_;
+    n->count += delta;
+    if (n->count == 0) --active_nodes_;
+    scheduled_keys_ += delta;
   }
   UpdateHeaps(n);
 }
 
 void WarmPool::Unlink(Entry* e) {
-  Node* n = e->node;
-  n->keys[Class(e->ready)].erase(e->in_node);
-  --keys_;
-  if (e->ready) --ready_keys_;
-  if (n != &unscheduled_) {
-    if (--n->count == 0) --active_nodes_;
-    --scheduled_keys_;
-  }
-  UpdateHeaps(n);
+  e->node->keys[Class(e->ready)].erase(e->in_node);
+  Count(e->node, e->ready, -1);
 }
 
-void WarmPool::Depart(Entry* e) {
+WarmPool::Entry** WarmPool::SlotFor(uint64_t stamp) {
+  if (ring_.empty()) ring_.assign(16, nullptr);
   for (;;) {
-    if (ring_.empty()) ring_.assign(16, nullptr);
-    Entry*& slot = ring_[e->stamp & (ring_.size() - 1)];
-    if (slot == nullptr) {
-      slot = e;
-      return;
-    }
-    if (ring_.size() >= kPutBackWindow) {
-      // The occupant was handed out kPutBackWindow hand-outs ago: forget it.
-      Entry* old = slot;
-      assert(old->state == State::kDeparted && old->stamp + kPutBackWindow == e->stamp);
-      slot = e;
-      --departed_;
-      Unpin(old);
-      entries_.erase(entries_.find(std::string_view(*old->key)));
-      return;
-    }
-    // Still inside the window: make room. Live stamps span fewer than
-    // size() values, so they stay distinct modulo 2 * size().
+    Entry** slot = &ring_[stamp & (ring_.size() - 1)];
+    // At full size an occupied slot holds the hand-out kPutBackWindow ago,
+    // which the caller expires.
+    if (*slot == nullptr || ring_.size() >= kPutBackWindow) return slot;
+    // Still inside the window: make room. Live stamps have distinct residues
+    // modulo size(), hence also modulo 2 * size().
     std::vector<Entry*, Alloc<Entry*>> bigger(ring_.size() * 2, nullptr);
     for (Entry* x : ring_) {
       if (x != nullptr) bigger[x->stamp & (bigger.size() - 1)] = x;
@@ -227,12 +216,16 @@ void WarmPool::Return(Entry* e) {
 // Sets node/ready of a linked entry in place; its age stays.
 void WarmPool::Move(Entry* e, const KeyView& key) {
   Node* old = e->node;
+  const bool was_ready = e->ready;
   Node* target = Intern(key.node);
-  if (target == old && e->ready == key.ready) return;
-  Unlink(e);
+  if (target == old && was_ready == key.ready) return;
+  auto pos = InsertByAge(e, target, key.ready);  // may throw; nothing changed yet
+  old->keys[Class(was_ready)].erase(e->in_node);
+  Count(old, was_ready, -1);
   e->node = target;
   e->ready = key.ready;
-  Link(e);
+  e->in_node = pos;
+  Count(target, key.ready, +1);
   if (old != target) DropIfUnused(old);
 }
 
@@ -251,25 +244,39 @@ bool WarmPool::Add(const KeyView& key) {
     Move(&it->second, key);
     return false;
   }
-  if (it == entries_.end()) {
+  Node* target = Intern(key.node);
+  const bool fresh = it == entries_.end();
+  if (fresh) {
     it = entries_.try_emplace(String(c.view().data(), c.view().size())).first;
     it->second.key = &it->first;
     it->second.ns_len = c.ns_len();
+    it->second.state = State::kDeparted;  // not linked yet
   }
   Entry* e = &it->second;
-  Node* departed_from = nullptr;
-  if (e->state == State::kDeparted) {  // a newer add wins over a stale put_back
+  const uint64_t seq = next_seq_;
+  const uint64_t old_seq = e->seq;
+  e->seq = seq;
+  EntrySet::iterator pos;
+  try {
+    pos = InsertByAge(e, target, key.ready);
+  } catch (...) {
+    e->seq = old_seq;
+    if (fresh) entries_.erase(it);
+    DropIfUnused(target);
+    throw;
+  }
+  ++next_seq_;
+  if (!fresh) {  // it was handed out: a newer add wins over a stale put_back
     Return(e);
-    departed_from = e->node;
-  }
-  e->seq = next_seq_++;
-  e->node = Intern(key.node);
-  e->ready = key.ready;
-  Link(e);
-  if (departed_from != nullptr) {
+    Node* departed_from = e->node;
     --departed_from->pins;
-    DropIfUnused(departed_from);
+    if (departed_from != target) DropIfUnused(departed_from);
   }
+  e->node = target;
+  e->ready = key.ready;
+  e->in_node = pos;
+  e->state = State::kLinked;
+  Count(target, key.ready, +1);
   return true;
 }
 
@@ -293,14 +300,23 @@ void WarmPool::Take(Entry* e, HandOut* out) {
   out->name.assign(key.substr(e->ns_len + 1));
   out->node.assign(n->name);
 
-  const uint64_t stamp = next_stamp_++;
+  const uint64_t stamp = next_stamp_;
+  Entry** slot = SlotFor(stamp);  // may throw; nothing changed yet
+  ++next_stamp_;
   out->token = stamp;
   Unlink(e);
   e->state = State::kDeparted;
   e->stamp = stamp;
   ++n->pins;
   ++departed_;
-  Depart(e);
+  if (Entry* old = *slot; old != nullptr) {
+    // Handed out kPutBackWindow hand-outs ago and never returned: forget it.
+    assert(old->state == State::kDeparted && old->stamp + kPutBackWindow == stamp);
+    --departed_;
+    Unpin(old);
+    entries_.erase(entries_.find(std::string_view(*old->key)));
+  }
+  *slot = e;
 }
 
 bool WarmPool::PopFifo(HandOut* out) {
@@ -341,9 +357,13 @@ bool WarmPool::PutBack(std::string_view ns, std::string_view name, uint64_t toke
   Entry* e = &it->second;
   if (e->state != State::kDeparted || e->stamp != token) return false;
   assert(token + kPutBackWindow >= next_stamp_);  // older ones were expired
+  auto pos = InsertByAge(e, e->node, e->ready);     // may throw; nothing changed yet
   Return(e);
   --e->node->pins;
-  Link(e);  // same seq, node and readiness as when handed out
+  // Same seq, node and readiness as when handed out.
+  e->in_node = pos;
+  e->state = State::kLinked;
+  Count(e->node, e->ready, +1);
   return true;
 }
 

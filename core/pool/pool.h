@@ -170,6 +170,7 @@ class WarmPool {
     bool empty() const { return v_.empty(); }
     Node* top() const { return v_.front().node; }
     void Update(Node* n);  // insert, reposition or drop n as its keys dictate
+    void Reserve(size_t nodes) { v_.reserve(nodes); }
    private:
     struct Item {
       uint64_t count;   // 0 for the FIFO heap
@@ -195,12 +196,13 @@ class WarmPool {
   Node* Intern(std::string_view node);
   void Unpin(Entry* e);
   void DropIfUnused(Node* n);
-  void Link(Entry* e);
+  EntrySet::iterator InsertByAge(Entry* e, Node* n, bool ready);
+  void Count(Node* n, bool ready, int delta);  // counters and heaps
   void Unlink(Entry* e);
   void UpdateHeaps(Node* n);
   void Take(Entry* e, HandOut* out);
-  void Depart(Entry* e);  // into the ring; expires the slot's old occupant
-  void Return(Entry* e);  // out of the ring (re-added or put back)
+  Entry** SlotFor(uint64_t stamp);  // ring slot for a new hand-out; may grow
+  void Return(Entry* e);            // out of the ring (re-added or put back)
   void Move(Entry* e, const KeyView& key);
 
   EntryMap entries_;
