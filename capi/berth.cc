@@ -114,6 +114,18 @@ berth_status UnknownPool(const char* fn, std::string_view pool) {
   return Fail(fn, BERTH_ERR_NOT_FOUND, "unknown pool '" + std::string(pool) + "'");
 }
 
+// The shared prologue of calls that read one existing pool into `out`:
+// checks out, engine and the pool name; on success stores the name in *p.
+berth_status ReadArgs(const char* fn, const void* out, const char* out_name,
+                      const berth_engine* engine, const char* pool, size_t pool_len,
+                      std::string_view* p) {
+  if (out == nullptr) return Fail(fn, BERTH_ERR_INVALID_ARGUMENT, std::string(out_name) + " is NULL");
+  BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+  BERTH_REQUIRE(View(pool, pool_len, p), fn, "pool is NULL with a non-zero length");
+  BERTH_CHECK(berth::CheckPoolName(*p), fn);
+  return BERTH_OK;
+}
+
 void CopyOut(const berth::HandOut& h, berth_pool_key* out) {
   out->seq = h.seq;
   out->token = h.token;
@@ -150,10 +162,8 @@ using PopFn = bool (berth::WarmPool::*)(berth::HandOut*);
 berth_status Pop(const char* fn, PopFn pop, berth_pool_key* out_key, berth_engine* engine,
                  const char* pool, size_t pool_len) {
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(out_key != nullptr, fn, "out_key is NULL");
-    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
-    BERTH_VIEW(p, pool, pool_len, fn, "pool");
-    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    std::string_view p;
+    if (berth_status s = ReadArgs(fn, out_key, "out_key", engine, pool, pool_len, &p); s != BERTH_OK) return s;
     berth::HandOut h;
     bool got = false;
     if (!engine->engine.pools.With(p, false, [&](berth::WarmPool& wp) { got = (wp.*pop)(&h); })) {
@@ -361,10 +371,8 @@ berth_status berth_pool_get_stats(berth_pool_stats* out_stats, berth_engine* eng
                               const char* pool, size_t pool_len) {
   static const char* fn = "berth_pool_get_stats";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(out_stats != nullptr, fn, "out_stats is NULL");
-    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
-    BERTH_VIEW(p, pool, pool_len, fn, "pool");
-    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    std::string_view p;
+    if (berth_status s = ReadArgs(fn, out_stats, "out_stats", engine, pool, pool_len, &p); s != BERTH_OK) return s;
     berth::PoolStats s;
     if (!engine->engine.pools.With(p, false, [&](berth::WarmPool& wp) { s = wp.Stats(); })) {
       return UnknownPool(fn, p);
@@ -379,10 +387,8 @@ berth_status berth_pool_snapshot(berth_buffer** out_buffer, berth_engine* engine
                                  const char* pool, size_t pool_len) {
   static const char* fn = "berth_pool_snapshot";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(out_buffer != nullptr, fn, "out_buffer is NULL");
-    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
-    BERTH_VIEW(p, pool, pool_len, fn, "pool");
-    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    std::string_view p;
+    if (berth_status s = ReadArgs(fn, out_buffer, "out_buffer", engine, pool, pool_len, &p); s != BERTH_OK) return s;
     // Copy under the pool's lock into one flat arena (cheap), then build the
     // FlatBuffer outside it, so the critical section stays a memcpy per key.
     struct Rec {
@@ -435,10 +441,8 @@ berth_status berth_pool_node_stats(berth_buffer** out_buffer, berth_engine* engi
                                    const char* pool, size_t pool_len) {
   static const char* fn = "berth_pool_node_stats";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(out_buffer != nullptr, fn, "out_buffer is NULL");
-    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
-    BERTH_VIEW(p, pool, pool_len, fn, "pool");
-    BERTH_CHECK(berth::CheckPoolName(p), fn);
+    std::string_view p;
+    if (berth_status s = ReadArgs(fn, out_buffer, "out_buffer", engine, pool, pool_len, &p); s != BERTH_OK) return s;
     flatbuffers::FlatBufferBuilder fbb(1024, &g_mi_allocator);
     std::vector<flatbuffers::Offset<berth::fb::NodeStat>,
                 berth::Alloc<flatbuffers::Offset<berth::fb::NodeStat>>>
