@@ -151,8 +151,10 @@ typedef struct berth_pool_stats {
 /* Library                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Returns BERTH_ABI_VERSION of the loaded library. A binding compares it with
- * the macro it was compiled against. Thread-safe. Since 0.1. */
+/* Returns BERTH_ABI_VERSION of the loaded library. A binding built against
+ * this header works with a library of the same MAJOR whose version is at
+ * least BERTH_ABI_VERSION (the ABI only grows within a major). Thread-safe.
+ * Since 0.1. */
 BERTH_API uint32_t berth_abi_version(void);
 
 /* Returns a static, NUL-terminated name for a status ("BERTH_OK", ...), or
@@ -239,7 +241,9 @@ BERTH_API berth_status berth_pool_add(int* out_inserted, berth_engine* engine,
  * under one hold of the pool's critical section. (Only running out of memory
  * midway, BERTH_ERR_NO_MEMORY, can leave a prefix of the batch applied; every
  * key is then either fully added or untouched.)
- * *out_inserted (optional) receives the number of keys that were new.
+ * *out_inserted (optional) receives the number of keys that were new. An
+ * empty batch creates the pool, so a consumer can pop (BERTH_EMPTY) before
+ * any producer has added a key.
  * The buffer is borrowed for the duration of the call.
  * Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME (the message
  *   names the index of the bad key); BERTH_ERR_BAD_BUFFER (verification,
@@ -303,8 +307,9 @@ BERTH_API berth_status berth_pool_pop_spread(berth_pool_key* out_key,
  * original age, with the node and ready flag it had when handed out.
  * *out_restored (optional) is 1 if it was restored, 0 if the put_back was
  * stale: the key was added again after the hand-out (the newer add wins), it
- * was already put back, the token does not belong to this key, or the
- * hand-out is older than BERTH_POOL_PUT_BACK_WINDOW later hand-outs.
+ * was already put back, the token does not belong to this key, or the pool
+ * has made BERTH_POOL_PUT_BACK_WINDOW or more hand-outs since this one. After
+ * a stale put_back the caller still holds the key.
  * A stale put_back is not an error and changes nothing.
  * Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME;
  *   BERTH_ERR_NOT_FOUND (the pool does not exist, e.g. it was removed).

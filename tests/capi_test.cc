@@ -127,6 +127,17 @@ TEST(CApi, AddBatchAppliesAllKeysInOrder) {
   EXPECT_EQ(s.ready_keys, 1u);
 }
 
+TEST(CApi, EmptyBatchCreatesThePool) {
+  Engine eng;
+  auto empty = Batch({});
+  size_t inserted = 7;
+  ASSERT_EQ(berth_pool_add_batch(&inserted, eng.e, "p", 1, empty.data(), empty.size()), BERTH_OK)
+      << LastError();
+  EXPECT_EQ(inserted, 0u);
+  berth_pool_key k;
+  EXPECT_EQ(berth_pool_pop_spread(&k, eng.e, "p", 1), BERTH_EMPTY);
+}
+
 TEST(CApi, SnapshotListsKeysOldestFirst) {
   Engine eng;
   ASSERT_EQ(Add(eng.e, "p", "ns", "a", "n1", 1), BERTH_OK);

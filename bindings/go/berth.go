@@ -24,7 +24,9 @@ package berth
 #cgo nocallback bg_pool_stats
 #cgo noescape bg_pool_buffer
 #cgo nocallback bg_pool_buffer
-#cgo nocallback berth_engine_free
+#cgo nocallback bg_engine_free
+#cgo nocallback bg_msg
+#cgo nocallback bg_msg_free
 #cgo nocallback berth_buffer_free
 #cgo nocallback berth_abi_version
 
@@ -37,12 +39,18 @@ package berth
 // call as the failing berth_* function, hence on the same OS thread: the
 // goroutine cannot migrate in between, and no other goroutine's call on that
 // thread can overwrite the message first.
+//
+// The struct holds no pointer types (msg is a uintptr_t) and the engine
+// handle is passed as a uintptr_t, so cgo has no pointer to check on the hot
+// path: every remaining pointer argument points to pointer-free memory.
 typedef struct bg_res {
   int flag;        // out_inserted / out_removed / out_restored
   size_t count;    // out_inserted of berth_pool_add_batch
-  char* msg;       // NULL unless the call failed; freed by Go
+  uintptr_t msg;   // char*, 0 unless the call failed; freed by bg_msg_free
   size_t msg_len;
 } bg_res;
+
+#define BG_ENGINE(h) ((berth_engine*)(h))
 
 static berth_status bg_done(berth_status st, bg_res* res) {
   if (st != BERTH_OK && st != BERTH_EMPTY) {
@@ -53,71 +61,85 @@ static berth_status bg_done(berth_status st, bg_res* res) {
     if (c != NULL) {
       if (n > 0) memcpy(c, m, n);
       c[n] = '\0';
-      res->msg = c;
+      res->msg = (uintptr_t)c;
       res->msg_len = n;
     }
   }
   return st;
 }
 
-static berth_status bg_engine_new(berth_engine** out, bg_res* res) {
-  return bg_done(berth_engine_new(out), res);
+static berth_status bg_engine_new(uintptr_t* out, bg_res* res) {
+  berth_engine* e = NULL;
+  berth_status st = berth_engine_new(&e);
+  *out = (uintptr_t)e;
+  return bg_done(st, res);
 }
 
-static berth_status bg_pool_add(bg_res* res, berth_engine* e,
+static berth_status bg_engine_free(uintptr_t e) {
+  return berth_engine_free(BG_ENGINE(e));
+}
+
+static const char* bg_msg(uintptr_t msg) { return (const char*)msg; }
+static void bg_msg_free(uintptr_t msg) { free((void*)msg); }
+
+// berth_pool_add (update == 0) or berth_pool_update (update == 1).
+static berth_status bg_pool_add(bg_res* res, uintptr_t e, int update,
                                 const char* pool, size_t pool_len,
                                 const char* ns, size_t ns_len,
                                 const char* name, size_t name_len,
                                 const char* node, size_t node_len, int ready) {
-  return bg_done(berth_pool_add(&res->flag, e, pool, pool_len, ns, ns_len,
-                                name, name_len, node, node_len, ready),
-                 res);
+  berth_status st =
+      update ? berth_pool_update(&res->flag, BG_ENGINE(e), pool, pool_len, ns,
+                                 ns_len, name, name_len, node, node_len, ready)
+             : berth_pool_add(&res->flag, BG_ENGINE(e), pool, pool_len, ns,
+                              ns_len, name, name_len, node, node_len, ready);
+  return bg_done(st, res);
 }
 
-static berth_status bg_pool_add_batch(bg_res* res, berth_engine* e,
+static berth_status bg_pool_add_batch(bg_res* res, uintptr_t e,
                                       const char* pool, size_t pool_len,
                                       const uint8_t* buf, size_t buf_len) {
-  return bg_done(berth_pool_add_batch(&res->count, e, pool, pool_len, buf,
+  return bg_done(berth_pool_add_batch(&res->count, BG_ENGINE(e), pool, pool_len, buf,
                                       buf_len),
                  res);
 }
 
-static berth_status bg_pool_remove(bg_res* res, berth_engine* e,
+static berth_status bg_pool_remove(bg_res* res, uintptr_t e,
                                    const char* pool, size_t pool_len,
                                    const char* ns, size_t ns_len,
                                    const char* name, size_t name_len) {
-  return bg_done(berth_pool_remove(&res->flag, e, pool, pool_len, ns, ns_len,
+  return bg_done(berth_pool_remove(&res->flag, BG_ENGINE(e), pool, pool_len, ns, ns_len,
                                    name, name_len),
                  res);
 }
 
-static berth_status bg_pool_remove_pool(bg_res* res, berth_engine* e,
+static berth_status bg_pool_remove_pool(bg_res* res, uintptr_t e,
                                         const char* pool, size_t pool_len) {
-  return bg_done(berth_pool_remove_pool(&res->flag, e, pool, pool_len), res);
+  return bg_done(berth_pool_remove_pool(&res->flag, BG_ENGINE(e), pool, pool_len), res);
 }
 
 static berth_status bg_pool_pop(berth_pool_key* out, bg_res* res,
-                                berth_engine* e, int spread,
+                                uintptr_t e, int spread,
                                 const char* pool, size_t pool_len) {
-  berth_status st = spread ? berth_pool_pop_spread(out, e, pool, pool_len)
-                           : berth_pool_pop_fifo(out, e, pool, pool_len);
+  berth_status st = spread ? berth_pool_pop_spread(out, BG_ENGINE(e), pool, pool_len)
+                           : berth_pool_pop_fifo(out, BG_ENGINE(e), pool, pool_len);
   return bg_done(st, res);
 }
 
-static berth_status bg_pool_put_back(bg_res* res, berth_engine* e,
+static berth_status bg_pool_put_back(bg_res* res, uintptr_t e,
                                      const char* pool, size_t pool_len,
                                      const char* ns, size_t ns_len,
                                      const char* name, size_t name_len,
                                      uint64_t token) {
-  return bg_done(berth_pool_put_back(&res->flag, e, pool, pool_len, ns,
+  return bg_done(berth_pool_put_back(&res->flag, BG_ENGINE(e), pool, pool_len, ns,
                                      ns_len, name, name_len, token),
                  res);
 }
 
 static berth_status bg_pool_stats(berth_pool_stats* out, bg_res* res,
-                                  berth_engine* e,
+                                  uintptr_t e,
                                   const char* pool, size_t pool_len) {
-  return bg_done(berth_pool_stats(out, e, pool, pool_len), res);
+  return bg_done(berth_pool_get_stats(out, BG_ENGINE(e), pool, pool_len), res);
 }
 
 // Runs berth_pool_snapshot (which == 0) or berth_pool_node_stats (which == 1)
@@ -125,11 +147,11 @@ static berth_status bg_pool_stats(berth_pool_stats* out, bg_res* res,
 // *out_data and frees *out_buf with berth_buffer_free.
 static berth_status bg_pool_buffer(berth_buffer** out_buf,
                                    const uint8_t** out_data, size_t* out_len,
-                                   bg_res* res, berth_engine* e, int which,
+                                   bg_res* res, uintptr_t e, int which,
                                    const char* pool, size_t pool_len) {
   berth_buffer* b = NULL;
-  berth_status st = which == 0 ? berth_pool_snapshot(&b, e, pool, pool_len)
-                               : berth_pool_node_stats(&b, e, pool, pool_len);
+  berth_status st = which == 0 ? berth_pool_snapshot(&b, BG_ENGINE(e), pool, pool_len)
+                               : berth_pool_node_stats(&b, BG_ENGINE(e), pool, pool_len);
   if (st != BERTH_OK) return bg_done(st, res);
   st = berth_buffer_data(out_data, out_len, b);
   if (st != BERTH_OK) {
@@ -158,14 +180,14 @@ import (
 // compiled against (MAJOR*10000 + MINOR*100 + PATCH).
 const HeaderABIVersion uint32 = C.BERTH_ABI_VERSION
 
-// Limits of berth.h, in bytes.
+// Limits of berth.h (BERTH_MAX_*_LEN, in bytes).
 const (
-	MaxPoolLen      = C.BERTH_MAX_POOL_LEN
-	MaxNamespaceLen = C.BERTH_MAX_NAMESPACE_LEN
-	MaxNameLen      = C.BERTH_MAX_NAME_LEN
-	MaxNodeLen      = C.BERTH_MAX_NODE_LEN
-	// PutBackWindow is how many later hand-outs of a pool a hand-out stays
-	// eligible for PutBack.
+	MaxPoolLen      = C.BERTH_MAX_POOL_LEN      // pool name, non-empty
+	MaxNamespaceLen = C.BERTH_MAX_NAMESPACE_LEN // key namespace, may be empty
+	MaxNameLen      = C.BERTH_MAX_NAME_LEN      // key name, non-empty
+	MaxNodeLen      = C.BERTH_MAX_NODE_LEN      // node name, empty = not scheduled
+	// PutBackWindow is BERTH_POOL_PUT_BACK_WINDOW: a hand-out stays eligible
+	// for PutBack until this many later hand-outs of its pool.
 	PutBackWindow = C.BERTH_POOL_PUT_BACK_WINDOW
 )
 
@@ -179,14 +201,18 @@ var (
 // ABIVersion returns berth_abi_version() of the loaded libberth.
 func ABIVersion() uint32 { return uint32(C.berth_abi_version()) }
 
-var checkABI = sync.OnceValue(func() error {
-	lib := ABIVersion()
-	if lib/10000 != HeaderABIVersion/10000 {
+var checkABI = sync.OnceValue(func() error { return compatibleABI(ABIVersion(), HeaderABIVersion) })
+
+// compatibleABI reports whether a library of ABI version lib can serve a
+// binding compiled against header: the same major, and at least the header's
+// version (the ABI only grows within a major).
+func compatibleABI(lib, header uint32) error {
+	if lib/10000 != header/10000 || lib < header {
 		return fmt.Errorf("%w: loaded library is %s, binding was built against %s",
-			ErrABIMismatch, versionString(lib), versionString(HeaderABIVersion))
+			ErrABIMismatch, versionString(lib), versionString(header))
 	}
 	return nil
-})
+}
 
 func versionString(v uint32) string {
 	return fmt.Sprintf("%d.%d.%d", v/10000, v/100%100, v%100)
@@ -224,7 +250,7 @@ type Engine struct {
 	// mu guards h: calls hold it for reading, Close for writing, so the
 	// handle is never freed while a call is using it.
 	mu      sync.RWMutex
-	h       *C.berth_engine
+	h       C.uintptr_t // berth_engine*; 0 once closed
 	cleanup runtime.Cleanup
 }
 
@@ -234,14 +260,14 @@ func NewEngine() (*Engine, error) {
 	if err := checkABI(); err != nil {
 		return nil, err
 	}
-	var h *C.berth_engine
+	var h C.uintptr_t
 	var r C.bg_res
 	if st := C.bg_engine_new(&h, &r); st != C.BERTH_OK {
 		return nil, resError(st, &r)
 	}
 	e := &Engine{h: h}
 	// An engine dropped without Close is freed when it becomes unreachable.
-	e.cleanup = runtime.AddCleanup(e, func(h *C.berth_engine) { C.berth_engine_free(h) }, h)
+	e.cleanup = runtime.AddCleanup(e, func(h C.uintptr_t) { C.bg_engine_free(h) }, h)
 	return e, nil
 }
 
@@ -253,13 +279,13 @@ func (e *Engine) Close() error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.h == nil {
+	if e.h == 0 {
 		return nil
 	}
 	e.cleanup.Stop()
 	h := e.h
-	e.h = nil
-	if st := C.berth_engine_free(h); st != C.BERTH_OK {
+	e.h = 0
+	if st := C.bg_engine_free(h); st != C.BERTH_OK {
 		return &Error{Status: int32(st)}
 	}
 	return nil
@@ -286,10 +312,10 @@ func cbool(b bool) C.int {
 // message copied by the C helper.
 func resError(st C.berth_status, r *C.bg_res) error {
 	e := &Error{Status: int32(st)}
-	if r.msg != nil {
-		e.Message = string(unsafe.Slice((*byte)(unsafe.Pointer(r.msg)), int(r.msg_len)))
-		C.free(unsafe.Pointer(r.msg))
-		r.msg = nil
+	if r.msg != 0 {
+		e.Message = C.GoStringN(C.bg_msg(r.msg), C.int(min(r.msg_len, 1<<20)))
+		C.bg_msg_free(r.msg)
+		r.msg = 0
 	}
 	return e
 }
@@ -299,20 +325,33 @@ func resError(st C.berth_status, r *C.bg_res) error {
 // Node and Ready are updated in place, it keeps its age, and inserted is
 // false. Adding a key makes any outstanding PutBack of it stale.
 func (e *Engine) Add(pool string, k Key) (inserted bool, err error) {
+	return e.addOrUpdate(pool, &k, 0, "Add")
+}
+
+// Update changes the Node and Ready of (k.Namespace, k.Name) only if the key
+// is in pool, keeping its age; updated reports whether it was there. It never
+// inserts, so use it for readiness or scheduling changes of a sandbox that
+// may have been handed out meanwhile: Add would bring a claimed key back.
+// An absent key or pool is not an error.
+func (e *Engine) Update(pool string, k Key) (updated bool, err error) {
+	return e.addOrUpdate(pool, &k, 1, "Update")
+}
+
+func (e *Engine) addOrUpdate(pool string, k *Key, update C.int, op string) (bool, error) {
 	if e == nil {
-		return false, &closedError{"Add"}
+		return false, &closedError{op}
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.h == nil {
-		return false, &closedError{"Add"}
+	if e.h == 0 {
+		return false, &closedError{op}
 	}
 	pp, pn := cstr(pool)
 	sp, sn := cstr(k.Namespace)
 	np, nn := cstr(k.Name)
 	dp, dn := cstr(k.Node)
 	var r C.bg_res
-	st := C.bg_pool_add(&r, e.h, pp, pn, sp, sn, np, nn, dp, dn, cbool(k.Ready))
+	st := C.bg_pool_add(&r, e.h, update, pp, pn, sp, sn, np, nn, dp, dn, cbool(k.Ready))
 	if st != C.BERTH_OK {
 		return false, resError(st, &r)
 	}
@@ -333,7 +372,7 @@ func (e *Engine) AddBatch(pool string, keys []Key) (inserted int, err error) {
 
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.h == nil {
+	if e.h == 0 {
 		return 0, &closedError{"AddBatch"}
 	}
 	pp, pn := cstr(pool)
@@ -353,7 +392,7 @@ func (e *Engine) Remove(pool, namespace, name string) (removed bool, err error) 
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.h == nil {
+	if e.h == 0 {
 		return false, &closedError{"Remove"}
 	}
 	pp, pn := cstr(pool)
@@ -374,7 +413,7 @@ func (e *Engine) RemovePool(pool string) (removed bool, err error) {
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.h == nil {
+	if e.h == 0 {
 		return false, &closedError{"RemovePool"}
 	}
 	pp, pn := cstr(pool)
@@ -414,7 +453,7 @@ func (e *Engine) pop(pool string, spread C.int, op string) (HandedOut, bool, err
 	var r C.bg_res
 	pp, pn := cstr(pool)
 	e.mu.RLock()
-	if e.h == nil {
+	if e.h == 0 {
 		e.mu.RUnlock()
 		return HandedOut{}, false, &closedError{op}
 	}
@@ -458,13 +497,18 @@ func handedOutFromC(k *C.berth_pool_key) HandedOut {
 // was added again since (the newer add wins), it was already put back, the
 // token is not this key's, or the hand-out is more than PutBackWindow
 // hand-outs old. A pool that no longer exists is ErrNotFound.
+//
+// When restored is false the key is not back in the pool: the caller still
+// holds it (and may Add it, which enters it as the youngest key). Under load
+// a goroutine descheduled between the hand-out and PutBack can see the
+// window pass, so callers must handle false.
 func (e *Engine) PutBack(pool string, h HandedOut) (restored bool, err error) {
 	if e == nil {
 		return false, &closedError{"PutBack"}
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.h == nil {
+	if e.h == 0 {
 		return false, &closedError{"PutBack"}
 	}
 	pp, pn := cstr(pool)
@@ -484,7 +528,7 @@ func (e *Engine) Stats(pool string) (Stats, error) {
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.h == nil {
+	if e.h == 0 {
 		return Stats{}, &closedError{"Stats"}
 	}
 	pp, pn := cstr(pool)
@@ -516,7 +560,7 @@ func (e *Engine) poolBuffer(pool string, which C.int, op, id string) ([]byte, er
 	)
 	pp, pn := cstr(pool)
 	e.mu.RLock()
-	if e.h == nil {
+	if e.h == 0 {
 		e.mu.RUnlock()
 		return nil, &closedError{op}
 	}

@@ -8,7 +8,9 @@
 // first entered the pool. PopFIFO hands out the oldest key; PopSpread hands
 // out a key by the NodeSpread rule (ready keys first, then the node holding
 // the most keys, a tie going to the node with the oldest candidate key).
-// PutBack returns a handed-out key to its original age.
+// PutBack returns a handed-out key to its original age. Update changes a
+// key's node and ready flag only while it is in the pool, so a key that was
+// handed out meanwhile does not come back.
 //
 // Every method of Engine is safe for concurrent use. Close releases the
 // engine; any call after Close returns an error wrapping ErrClosed. Failures

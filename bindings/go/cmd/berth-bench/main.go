@@ -1,0 +1,208 @@
+// Command berth-bench measures the cost of the Go binding on the hand-out
+// hot path and writes the figures as JSON records.
+//
+//	berth-bench -cpp-ns 85.3 -out pair.json -batch-out batch.json
+//
+// The pair figure is one PopSpread followed by one Add of the same key back
+// (same node, ready), on a pool kept at N keys over M nodes, all ready. The
+// baseline is the C++ figure for the same pair, measured by the C++ bench in
+// the same run and passed in with -cpp-ns; ratio is baseline/berth, so 1.0
+// means the binding adds nothing.
+//
+// The batch figure is adding N new keys to an empty pool with one AddBatch
+// against N single Add calls (the baseline), both per key.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"runtime"
+	"slices"
+	"time"
+
+	berth "github.com/berth-sched/berth/bindings/go"
+)
+
+type record struct {
+	Name         string  `json:"name"`
+	N            int     `json:"n"`
+	M            int     `json:"m"`
+	Threads      int     `json:"threads"`
+	BerthNsPerOp float64 `json:"berth_ns_per_op"`
+	BaselineNs   float64 `json:"baseline_ns_per_op"`
+	Ratio        float64 `json:"ratio"`
+}
+
+func main() {
+	var (
+		n        = flag.Int("n", 10000, "keys in the pool")
+		m        = flag.Int("m", 100, "nodes the keys are spread over")
+		cppNs    = flag.Float64("cpp-ns", 0, "ns of one PopSpread+Add pair measured by the C++ bench (baseline); 0 if unknown")
+		out      = flag.String("out", "", "write the binding_pair_go record to this path")
+		batchOut = flag.String("batch-out", "", "write the binding_add_batch_go record to this path")
+		dur      = flag.Duration("duration", 1500*time.Millisecond, "measuring time per figure (after warm-up)")
+	)
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("berth-bench: ")
+
+	e, err := berth.NewEngine()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer e.Close()
+
+	// The same names as bench/pool_bench.cc, so both sides hash and compare
+	// the same bytes.
+	keys := make([]berth.Key, *n)
+	for i := range keys {
+		keys[i] = berth.Key{Namespace: "default", Name: fmt.Sprintf("sb-%d", i), Node: fmt.Sprintf("gke-pool-node-%d", i%*m), Ready: true}
+	}
+
+	pairNs, pairAllocs := benchPair(e, keys, *dur)
+	pair := record{Name: "binding_pair_go", N: *n, M: *m, Threads: 1, BerthNsPerOp: pairNs, BaselineNs: *cppNs}
+	if *cppNs > 0 {
+		pair.Ratio = *cppNs / pairNs
+	}
+	fmt.Printf("pair PopSpread+Add  go %8.1f ns/op (%.1f allocs/op)  c++ %8.1f ns/op  ratio %.3f\n",
+		pairNs, pairAllocs, *cppNs, pair.Ratio)
+
+	batchNs, singleNs := benchAddBatch(e, keys, *dur)
+	batch := record{Name: "binding_add_batch_go", N: *n, M: *m, Threads: 1, BerthNsPerOp: batchNs, BaselineNs: singleNs, Ratio: singleNs / batchNs}
+	fmt.Printf("add %d keys         batch %6.1f ns/key  single adds %6.1f ns/key  ratio %.3f\n",
+		*n, batchNs, singleNs, batch.Ratio)
+
+	write(*out, pair)
+	write(*batchOut, batch)
+}
+
+func write(path string, r record) {
+	if path == "" {
+		return
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// measure runs op in chunks until d has passed and returns the median ns per
+// op over several rounds, after a warm-up of d/4.
+func measure(d time.Duration, op func(iters int)) float64 {
+	const rounds = 5
+	chunk := 1
+	// Warm-up, which also sizes the chunk to about 10 ms.
+	for start := time.Now(); time.Since(start) < d/4; {
+		t := time.Now()
+		op(chunk)
+		if time.Since(t) < 10*time.Millisecond {
+			chunk *= 2
+		}
+	}
+	per := make([]float64, 0, rounds)
+	for range rounds {
+		iters := 0
+		start := time.Now()
+		for time.Since(start) < d/rounds {
+			op(chunk)
+			iters += chunk
+		}
+		per = append(per, float64(time.Since(start).Nanoseconds())/float64(iters))
+	}
+	slices.Sort(per)
+	return per[rounds/2]
+}
+
+func benchPair(e *berth.Engine, keys []berth.Key, d time.Duration) (nsPerOp, allocsPerOp float64) {
+	const pool = "default/warm-pool"
+	if _, err := e.AddBatch(pool, keys); err != nil {
+		log.Fatal(err)
+	}
+	pair := func(iters int) {
+		for range iters {
+			h, ok, err := e.PopSpread(pool)
+			if err != nil || !ok {
+				log.Fatalf("PopSpread: %v, %v", ok, err)
+			}
+			if _, err := e.Add(pool, h.Key); err != nil {
+				log.Fatal(err)
+			}
+		}
+	}
+	nsPerOp = measure(d, pair)
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const allocIters = 100000
+	pair(allocIters)
+	runtime.ReadMemStats(&after)
+	allocsPerOp = float64(after.Mallocs-before.Mallocs) / allocIters
+
+	if s, err := e.Stats(pool); err != nil || s.Keys != uint64(len(keys)) {
+		log.Fatalf("pool drifted: %+v, %v", s, err)
+	}
+	if _, err := e.RemovePool(pool); err != nil {
+		log.Fatal(err)
+	}
+	return nsPerOp, allocsPerOp
+}
+
+// benchAddBatch returns ns per key for AddBatch and for single Add calls,
+// each filling an empty pool with every key. Dropping the pool between fills
+// is not timed.
+func benchAddBatch(e *berth.Engine, keys []berth.Key, d time.Duration) (batchNs, singleNs float64) {
+	const pool = "default/warm-pool-batch"
+	fill := func(add func()) func(int) time.Duration {
+		return func(iters int) time.Duration {
+			var busy time.Duration
+			for range iters {
+				t := time.Now()
+				add()
+				busy += time.Since(t)
+				if _, err := e.RemovePool(pool); err != nil {
+					log.Fatal(err)
+				}
+			}
+			return busy
+		}
+	}
+	batch := fill(func() {
+		if n, err := e.AddBatch(pool, keys); err != nil || n != len(keys) {
+			log.Fatalf("AddBatch: %d, %v", n, err)
+		}
+	})
+	single := fill(func() {
+		for _, k := range keys {
+			if _, err := e.Add(pool, k); err != nil {
+				log.Fatal(err)
+			}
+		}
+	})
+	return measureBusy(d, batch) / float64(len(keys)), measureBusy(d, single) / float64(len(keys))
+}
+
+// measureBusy is measure for ops that time only part of their work: op
+// returns the time to count, and the median ns per iteration is returned.
+func measureBusy(d time.Duration, op func(iters int) time.Duration) float64 {
+	const rounds = 5
+	for start := time.Now(); time.Since(start) < d/4; {
+		op(1)
+	}
+	per := make([]float64, 0, rounds)
+	for range rounds {
+		iters := 0
+		var busy time.Duration
+		for start := time.Now(); time.Since(start) < d/rounds; iters++ {
+			busy += op(1)
+		}
+		per = append(per, float64(busy.Nanoseconds())/float64(iters))
+	}
+	slices.Sort(per)
+	return per[rounds/2]
+}
