@@ -125,7 +125,8 @@ typedef struct berth_buffer berth_buffer;
 typedef struct berth_pool_key {
   /* Age: smaller is older. Unique within a pool, never reused. */
   uint64_t seq;
-  /* Pass to berth_pool_put_back to return the key to its age position. */
+  /* Pass to berth_pool_put_back to return the key to its age position.
+   * Never 0 (a binding may use 0 for "no hand-out"). */
   uint64_t token;
   uint32_t namespace_len;
   uint32_t name_len;

@@ -1,0 +1,115 @@
+"""Exceptions raised by berth: one class per berth_status error code."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "Status",
+    "Error",
+    "InvalidArgumentError",
+    "InvalidNameError",
+    "NotFoundError",
+    "BadBufferError",
+    "OutOfMemoryError",
+    "InternalError",
+    "ClosedError",
+]
+
+
+class Status(enum.IntEnum):
+    """The berth_status codes of capi/berth.h. Values are stable forever."""
+
+    OK = 0
+    EMPTY = 1
+    ERR_INVALID_ARGUMENT = 2
+    ERR_INVALID_NAME = 3
+    ERR_NOT_FOUND = 4
+    ERR_BAD_BUFFER = 5
+    ERR_NO_MEMORY = 6
+    ERR_INTERNAL = 7
+
+    @property
+    def c_name(self) -> str:
+        """The name berth_status_name() gives this status ("BERTH_OK", ...)."""
+        return "BERTH_" + self.name
+
+
+class Error(Exception):
+    """Base of every berth error.
+
+    Attributes:
+        message: the detail, from berth_last_error() when the library failed.
+        status: the berth_status code (an int, see Status).
+        status_name: the name of that code, e.g. "BERTH_ERR_NOT_FOUND".
+    """
+
+    default_status: int = Status.ERR_INTERNAL
+
+    def __init__(
+        self, message: str = "", status: int | None = None, status_name: str | None = None
+    ) -> None:
+        if status is None:
+            status = type(self).default_status
+        if status_name is None:
+            try:
+                status_name = Status(status).c_name
+            except ValueError:
+                status_name = "BERTH_UNKNOWN_STATUS"
+        # All three go to args so that pickling round-trips the attributes.
+        super().__init__(message, status, status_name)
+        self.message = message
+        self.status = status
+        self.status_name = status_name
+
+    def __str__(self) -> str:
+        return f"{self.message} [{self.status_name}]" if self.message else self.status_name
+
+
+class InvalidArgumentError(Error):
+    """BERTH_ERR_INVALID_ARGUMENT: a required argument is missing or out of range."""
+
+    default_status = Status.ERR_INVALID_ARGUMENT
+
+
+class InvalidNameError(Error):
+    """BERTH_ERR_INVALID_NAME: a name is empty where it must not be, too long,
+    contains NUL, or is not valid UTF-8 (in Python: a str with lone surrogates)."""
+
+    default_status = Status.ERR_INVALID_NAME
+
+
+class NotFoundError(Error):
+    """BERTH_ERR_NOT_FOUND: the named pool does not exist."""
+
+    default_status = Status.ERR_NOT_FOUND
+
+
+class BadBufferError(Error):
+    """BERTH_ERR_BAD_BUFFER: a FlatBuffers buffer failed verification."""
+
+    default_status = Status.ERR_BAD_BUFFER
+
+
+class OutOfMemoryError(Error):
+    """BERTH_ERR_NO_MEMORY: an allocation inside Berth failed.
+
+    Not named NoMemoryError/MemoryError so that it does not shadow the builtin.
+    """
+
+    default_status = Status.ERR_NO_MEMORY
+
+
+class InternalError(Error):
+    """BERTH_ERR_INTERNAL: an internal invariant of Berth failed; please report it."""
+
+    default_status = Status.ERR_INTERNAL
+
+
+class ClosedError(Error):
+    """The Engine was closed; raised by every method called after close().
+
+    Raised by the binding, not the library; status is BERTH_ERR_INVALID_ARGUMENT
+    (a closed engine is an invalid handle)."""
+
+    default_status = Status.ERR_INVALID_ARGUMENT
