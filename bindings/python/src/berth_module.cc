@@ -316,33 +316,31 @@ class Engine {
     return st;
   }
 
-  bool add(py::handle pool, py::handle ns, py::handle name, py::handle node, py::handle ready) {
+  // berth_pool_add and berth_pool_update take the same arguments.
+  using AddFn = berth_status (*)(int*, berth_engine*, const char*, size_t, const char*, size_t,
+                                 const char*, size_t, const char*, size_t, int);
+
+  bool add_like(AddFn fn, py::handle pool, py::handle ns, py::handle name, py::handle node,
+                py::handle ready) {
     Utf8 p = utf8(pool.ptr(), "pool");
     Utf8 a = utf8(ns.ptr(), "namespace");
     Utf8 b = utf8(name.ptr(), "name");
     Utf8 c = utf8(node.ptr(), "node");
     int r = as_ready(ready.ptr());
-    int inserted = 0;
+    int flag = 0;
     call([&](berth_engine* e) {
-      return berth_pool_add(&inserted, e, p.data, p.size, a.data, a.size, b.data, b.size,
-                            c.data, c.size, r);
+      return fn(&flag, e, p.data, p.size, a.data, a.size, b.data, b.size, c.data, c.size, r);
     });
-    return inserted != 0;
+    return flag != 0;
+  }
+
+  bool add(py::handle pool, py::handle ns, py::handle name, py::handle node, py::handle ready) {
+    return add_like(&berth_pool_add, pool, ns, name, node, ready);
   }
 
   bool update(py::handle pool, py::handle ns, py::handle name, py::handle node,
               py::handle ready) {
-    Utf8 p = utf8(pool.ptr(), "pool");
-    Utf8 a = utf8(ns.ptr(), "namespace");
-    Utf8 b = utf8(name.ptr(), "name");
-    Utf8 c = utf8(node.ptr(), "node");
-    int r = as_ready(ready.ptr());
-    int updated = 0;
-    call([&](berth_engine* e) {
-      return berth_pool_update(&updated, e, p.data, p.size, a.data, a.size, b.data, b.size,
-                               c.data, c.size, r);
-    });
-    return updated != 0;
+    return add_like(&berth_pool_update, pool, ns, name, node, ready);
   }
 
   size_t add_batch(py::handle pool, py::handle keys);
