@@ -34,8 +34,10 @@ ensure_pip() {
 }
 
 ensure_go_modules() {
-  (cd bindings/go && go mod download)
-  if [ -f examples/go/go.mod ]; then (cd examples/go && go mod download); fi
+  local m
+  for m in bindings/go examples/go tests/k8sref; do
+    (cd "$m" && go mod download)
+  done
 }
 
 ensure_deps() {
