@@ -35,7 +35,7 @@ TEST(SelectorK8s, AcceptsExactlyWhatKubernetesAccepts) {
     if (s.ok()) {
       ++valid;
     } else {
-      EXPECT_EQ(s.code(), Code::kInvalidArgument);
+      EXPECT_EQ(s.code(), Code::kBadSelector);
       EXPECT_NE(s.message().find("at byte "), std::string::npos) << s.message();
     }
   }

@@ -17,6 +17,8 @@ enum class Code : int {
   kBadBuffer = 5,
   kNoMemory = 6,
   kInternal = 7,
+  kNotSynced = 8,
+  kBadSelector = 9,
 };
 
 class [[nodiscard]] Status {

@@ -23,23 +23,7 @@ Status CheckKey(const KeyView& key) {
 
 namespace {
 
-// "ns\0name": unambiguous because validated names contain no NUL.
-class Composite {
- public:
-  Composite(std::string_view ns, std::string_view name)
-      : len_(ns.size() + 1 + name.size()), ns_len_(static_cast<uint32_t>(ns.size())) {
-    std::memcpy(buf_, ns.data(), ns.size());
-    buf_[ns.size()] = '\0';
-    std::memcpy(buf_ + ns.size() + 1, name.data(), name.size());
-  }
-  std::string_view view() const { return {buf_, len_}; }
-  uint32_t ns_len() const { return ns_len_; }
-
- private:
-  char buf_[kMaxNamespaceLen + 1 + kMaxNameLen];
-  size_t len_;
-  uint32_t ns_len_;
-};
+using Composite = Joined<kMaxNamespaceLen + 1 + kMaxNameLen>;
 
 }  // namespace
 
@@ -249,7 +233,7 @@ bool WarmPool::Add(const KeyView& key) {
   if (fresh) {
     it = entries_.try_emplace(String(c.view().data(), c.view().size())).first;
     it->second.key = &it->first;
-    it->second.ns_len = c.ns_len();
+    it->second.ns_len = c.first_len();
     it->second.state = State::kDeparted;  // not linked yet
   }
   Entry* e = &it->second;

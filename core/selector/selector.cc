@@ -149,8 +149,7 @@ bool HasValue(const std::vector<std::string>& values, std::string_view v) {
 
 }  // namespace
 
-bool Requirement::Matches(const Labels& labels) const {
-  const std::optional<std::string_view> v = labels.Get(key);
+bool Requirement::MatchesValue(std::optional<std::string_view> v) const {
   switch (op) {
     case SelectorOp::kIn:
     case SelectorOp::kEquals:
@@ -172,13 +171,6 @@ bool Requirement::Matches(const Labels& labels) const {
     }
   }
   return false;
-}
-
-bool Selector::Matches(const Labels& labels) const {
-  for (const Requirement& r : requirements_) {
-    if (!r.Matches(labels)) return false;
-  }
-  return true;
 }
 
 // ---- printing -----------------------------------------------------------------
@@ -328,11 +320,11 @@ class Parser {
   }
   static Status Error(const Token& t, std::string_view expected) {
     std::string found = t.tok == Tok::kEnd ? "end of string" : Quote(t.text);
-    return {Code::kInvalidArgument, "at byte " + std::to_string(t.pos) + ": found " + found +
-                                        ", expected: " + std::string(expected)};
+    return {Code::kBadSelector, "at byte " + std::to_string(t.pos) + ": found " + found +
+                                    ", expected: " + std::string(expected)};
   }
   static Status At(const Token& t, const Status& s) {
-    return {Code::kInvalidArgument, "at byte " + std::to_string(t.pos) + ": " + s.message()};
+    return {Code::kBadSelector, "at byte " + std::to_string(t.pos) + ": " + s.message()};
   }
 
   Status ParseRequirement(Requirement* r) {
@@ -378,7 +370,7 @@ class Parser {
     if (r->op == SelectorOp::kGreaterThan || r->op == SelectorOp::kLessThan) {
       std::optional<int64_t> n = ParseInt(values.front().text);
       if (!n) {
-        return At(values.front(), {Code::kInvalidArgument,
+        return At(values.front(), {Code::kBadSelector,
                                    "for '>' and '<' the value must be an integer, not " +
                                        Quote(values.front().text)});
       }

@@ -65,21 +65,33 @@ struct Requirement {
   std::vector<std::string> values;  // sorted, unique
   int64_t number = 0;               // the value of > and <
 
-  // Kubernetes' Requirement.Matches.
-  bool Matches(const Labels& labels) const;
+  // Kubernetes' Requirement.Matches. L is any label source with
+  // std::optional<std::string_view> Get(std::string_view key) const.
+  template <class L>
+  bool Matches(const L& labels) const {
+    return MatchesValue(labels.Get(key));
+  }
+  // The same, given the label's value (nullopt: the key is absent).
+  bool MatchesValue(std::optional<std::string_view> value) const;
   bool operator==(const Requirement&) const = default;
 };
 
 class Selector {
  public:
-  // Parses `text`. On failure returns kInvalidArgument with a message such as
+  // Parses `text`. On failure returns kBadSelector with a message such as
   // "at byte 7: found ')', expected: identifier" and leaves *out unchanged.
   static Status Parse(std::string_view text, Selector* out);
 
   // True for the empty selector, which matches everything.
   bool Empty() const { return requirements_.empty(); }
   // All requirements hold (AND).
-  bool Matches(const Labels& labels) const;
+  template <class L>
+  bool Matches(const L& labels) const {
+    for (const Requirement& r : requirements_) {
+      if (!r.Matches(labels)) return false;
+    }
+    return true;
+  }
   // The canonical form Kubernetes prints: requirements sorted by key, values
   // sorted; parsing it gives an equal Selector.
   std::string String() const;

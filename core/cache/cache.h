@@ -1,0 +1,130 @@
+// ObjectCache: a local, watch-fed and write-through cache of Kubernetes
+// objects with a resourceVersion guard, tombstones, atomic relists, and
+// indexes by namespace and labels. The contract is in capi/berth.h.
+//
+// Thread-safe. Readers (Get, List, Stats) share a reader lock and never wait
+// for each other; a writer takes it exclusively only for the index update of
+// an object that is already built (O(labels)); Replace builds the new
+// contents outside the lock and holds it only to merge what is newer than
+// the list and swap.
+//
+// Layout: objects live in dense slots (uint32 ids); hash maps from
+// "ns\0name" to id, from namespace, "key\0value" and label key to the set of
+// ids. A list costs the smallest candidate set the selector allows plus the
+// result.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <shared_mutex>  // std::shared_lock
+#include <span>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "core/cache/object.h"
+#include "core/common/alloc.h"
+#include "core/common/rwlock.h"
+#include "core/common/status.h"
+#include "core/selector/selector.h"
+
+namespace berth {
+
+inline constexpr size_t kDefaultTombstoneLimit = 100000;
+
+struct CacheStats {
+  uint64_t objects = 0;
+  uint64_t tombstones = 0;
+  uint64_t resource_version = 0;  // largest applied
+  uint64_t applied = 0;
+  uint64_t ignored = 0;
+  bool synced = false;
+};
+
+// One write: an upsert of a built object, or a delete of (ns, name) at rv.
+struct CacheEvent {
+  enum class Type : uint8_t { kUpsert, kDelete };
+  Type type;
+  ObjectRef object;          // kUpsert
+  std::string_view ns;       // kDelete
+  std::string_view name;     // kDelete
+  uint64_t rv = 0;           // kDelete (0: whatever is cached)
+};
+
+class ObjectCache {
+ public:
+  explicit ObjectCache(size_t tombstone_limit = kDefaultTombstoneLimit);
+  ~ObjectCache();
+  ObjectCache(const ObjectCache&) = delete;
+  ObjectCache& operator=(const ObjectCache&) = delete;
+
+  // True if applied, false if the version guard ignored it.
+  bool Upsert(ObjectRef object);
+  bool Delete(std::string_view ns, std::string_view name, uint64_t rv);
+  // Applies events in order under one hold of the lock; returns how many
+  // were applied.
+  size_t Apply(std::span<const CacheEvent> events);
+  // Swaps in a full relist taken at list_rv (client-go's Replace), keeping
+  // objects and tombstones newer than it; marks the cache synced.
+  void Replace(std::span<const ObjectRef> objects, uint64_t list_rv);
+
+  // Objects in `ns` (empty: all) matching `selector` (null: all), sorted by
+  // (namespace, name). kNotSynced before the first Replace.
+  Status List(std::string_view ns, const Selector* selector, std::vector<ObjectRef>* out,
+              uint64_t* resource_version) const;
+  // The object, or an empty ref if absent. kNotSynced before the first
+  // Replace.
+  Status Get(std::string_view ns, std::string_view name, ObjectRef* out) const;
+  CacheStats Stats() const;
+
+ private:
+  using IdSet = std::unordered_set<uint32_t, std::hash<uint32_t>, std::equal_to<>, Alloc<uint32_t>>;
+  template <class V>
+  using StringMap = std::unordered_map<String, V, StringHash, StringEq, Alloc<std::pair<const String, V>>>;
+
+  // The objects and their indexes. External synchronization needed.
+  struct Index {
+    std::vector<ObjectRef, Alloc<ObjectRef>> slots;
+    std::vector<uint32_t, Alloc<uint32_t>> free_ids;
+    StringMap<uint32_t> by_key;      // "ns\0name"
+    StringMap<IdSet> by_ns;
+    StringMap<IdSet> by_label;       // "key\0value"
+    StringMap<IdSet> by_label_key;   // key
+
+    const ObjectRef* Find(std::string_view key) const;
+    void Put(ObjectRef object);  // inserts or replaces by key
+    void Erase(std::string_view key);
+    void Link(uint32_t id, const Object& o);
+    void Unlink(uint32_t id, const Object& o);
+  };
+  // Deleted keys with the resourceVersion of their deletion, forgotten
+  // oldest first beyond the limit. External synchronization needed.
+  struct Tombstones {
+    struct Entry {
+      uint64_t rv;
+      uint64_t seq;  // insertion order, for eviction
+    };
+    StringMap<Entry> by_key;
+    std::deque<std::pair<String, uint64_t>, Alloc<std::pair<String, uint64_t>>> fifo;
+    uint64_t next_seq = 1;
+
+    const Entry* Find(std::string_view key) const;
+    void Put(std::string_view key, uint64_t rv, size_t limit);
+    void Erase(std::string_view key);
+  };
+
+  bool UpsertLocked(ObjectRef object);
+  bool DeleteLocked(std::string_view ns, std::string_view name, uint64_t rv);
+
+  const size_t tombstone_limit_;
+  mutable RwLock mu_;
+  Index index_;
+  Tombstones tombstones_;
+  uint64_t max_rv_ = 0;
+  uint64_t applied_ = 0;
+  uint64_t ignored_ = 0;
+  bool synced_ = false;
+};
+
+}  // namespace berth
