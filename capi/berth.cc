@@ -6,7 +6,9 @@
 
 #include <flatbuffers/flatbuffers.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 #include <memory>
 #include <new>
 #include <string>
@@ -14,17 +16,36 @@
 #include <vector>
 
 #include "berth_generated.h"
+#include "core/cache/cache.h"
+#include "core/cache/object.h"
 #include "core/common/alloc.h"
 #include "core/common/status.h"
+#include "core/common/text.h"
 #include "core/engine/engine.h"
 #include "core/pool/pool.h"
+#include "core/selector/selector.h"
 
 struct berth_engine {
   berth::Engine engine;
 };
 
+// Bytes handed to the caller: a finished FlatBuffer, or plain text.
 struct berth_buffer {
-  flatbuffers::DetachedBuffer bytes;
+  flatbuffers::DetachedBuffer fb;
+  berth::String text;
+  const uint8_t* data() const {
+    return fb.data() != nullptr ? fb.data() : reinterpret_cast<const uint8_t*>(text.data());
+  }
+  size_t size() const { return fb.data() != nullptr ? fb.size() : text.size(); }
+};
+
+struct berth_selector {
+  berth::Selector selector;
+};
+
+struct berth_cache {
+  explicit berth_cache(size_t tombstone_limit) : cache(tombstone_limit) {}
+  berth::ObjectCache cache;
 };
 
 namespace {
@@ -153,8 +174,128 @@ MiAllocator g_mi_allocator;  // stateless; shared by every builder
 
 berth_buffer* Detach(flatbuffers::FlatBufferBuilder& fbb) {
   auto buf = berth::MakeMiUnique<berth_buffer>();
-  buf->bytes = fbb.Release();
+  buf->fb = fbb.Release();
   return buf.release();
+}
+
+static_assert(static_cast<int>(Code::kNotSynced) == BERTH_ERR_NOT_SYNCED);
+static_assert(static_cast<int>(Code::kBadSelector) == BERTH_ERR_BAD_SELECTOR);
+static_assert(BERTH_MAX_PAYLOAD_LEN == berth::kMaxPayloadLen);
+static_assert(BERTH_MAX_LABELS == berth::kMaxLabels);
+
+std::string_view Text(const flatbuffers::String* s) {
+  return s == nullptr ? std::string_view() : std::string_view(s->c_str(), s->size());
+}
+
+// Checks a FlatBuffers input: size, file identifier, then the verifier.
+template <class Root>
+berth_status Verify(const char* fn, const uint8_t* buf, size_t len, const char* id,
+                    const char* what) {
+  if (len > BERTH_MAX_BUFFER_LEN) {
+    return Fail(fn, BERTH_ERR_BAD_BUFFER, "buffer is larger than BERTH_MAX_BUFFER_LEN");
+  }
+  if (len < 8 || !flatbuffers::BufferHasIdentifier(buf, id)) {
+    return Fail(fn, BERTH_ERR_BAD_BUFFER,
+                std::string("not a FlatBuffers ") + what + ": file identifier " + id + " missing");
+  }
+  // Every table needs at least 8 bytes, so this bound never rejects a
+  // well-formed buffer while still capping the verifier's work.
+  flatbuffers::Verifier verifier(buf, len, 64, 1 + len / 8);
+  if (!verifier.VerifyBuffer<Root>(id)) {
+    return Fail(fn, BERTH_ERR_BAD_BUFFER, std::string(what) + " failed FlatBuffers verification");
+  }
+  return BERTH_OK;
+}
+
+using LabelVec = std::vector<berth::LabelPair, berth::Alloc<berth::LabelPair>>;
+
+// Caller labels as views; false if a pointer is NULL with a length.
+bool ReadLabels(const berth_label* labels, size_t n, LabelVec* out) {
+  if (labels == nullptr && n != 0) return false;
+  out->reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    berth::LabelPair l;
+    if (!View(labels[i].key, labels[i].key_len, &l.key) ||
+        !View(labels[i].value, labels[i].value_len, &l.value)) {
+      return false;
+    }
+    out->push_back(l);
+  }
+  return true;
+}
+
+// A label source for Selector::Matches over caller labels: sorted by key,
+// the last of a repeated key wins.
+class LabelLookup {
+ public:
+  explicit LabelLookup(LabelVec labels) : labels_(std::move(labels)) {
+    std::stable_sort(labels_.begin(), labels_.end(),
+                     [](const auto& a, const auto& b) { return a.key < b.key; });
+  }
+  std::optional<std::string_view> Get(std::string_view key) const {
+    auto it = std::upper_bound(labels_.begin(), labels_.end(), key,
+                               [](std::string_view k, const auto& l) { return k < l.key; });
+    if (it == labels_.begin() || (it - 1)->key != key) return std::nullopt;
+    return (it - 1)->value;  // the last one given
+  }
+
+ private:
+  LabelVec labels_;
+};
+
+// A FlatBuffers Object, validated and copied into a cache object.
+Status ReadObject(const berth::fb::Object* o, berth::ObjectRef* out) {
+  LabelVec labels;
+  if (const auto* ls = o->labels(); ls != nullptr) {
+    labels.reserve(ls->size());
+    for (const berth::fb::Label* l : *ls) labels.push_back({Text(l->key()), Text(l->value())});
+  }
+  std::string_view payload;
+  if (const auto* p = o->payload(); p != nullptr) {
+    payload = std::string_view(reinterpret_cast<const char*>(p->data()), p->size());
+  }
+  const std::string_view ns = Text(o->namespace_()), name = Text(o->name());
+  if (Status s = berth::CheckObject(ns, name, o->resource_version(), labels, payload.size());
+      !s.ok()) {
+    return s;
+  }
+  *out = berth::Object::Make(ns, name, o->resource_version(), labels, payload);
+  return {};
+}
+
+berth_status Indexed(const char* fn, const char* what, size_t i, const Status& s) {
+  return Fail(fn, static_cast<berth_status>(s.code()),
+              std::string(what) + " " + std::to_string(i) + ": " + s.message());
+}
+
+berth_buffer* ObjectListBuffer(const std::vector<berth::ObjectRef>& objects, uint64_t rv) {
+  size_t bytes = 256;
+  for (const auto& o : objects) bytes += 128 + o->key().size() + o->payload().size() + o->label_count() * 48;
+  flatbuffers::FlatBufferBuilder fbb(bytes, &g_mi_allocator);
+  std::vector<flatbuffers::Offset<berth::fb::Object>,
+              berth::Alloc<flatbuffers::Offset<berth::fb::Object>>>
+      offsets;
+  std::vector<flatbuffers::Offset<berth::fb::Label>, berth::Alloc<flatbuffers::Offset<berth::fb::Label>>>
+      labels;
+  offsets.reserve(objects.size());
+  for (const berth::ObjectRef& o : objects) {
+    labels.clear();
+    for (size_t i = 0; i < o->label_count(); ++i) {
+      const berth::LabelPair l = o->label(i);
+      auto k = fbb.CreateSharedString(l.key.data(), l.key.size());
+      auto v = fbb.CreateSharedString(l.value.data(), l.value.size());
+      labels.push_back(berth::fb::CreateLabel(fbb, k, v));
+    }
+    auto label_vec = fbb.CreateVector(labels.data(), labels.size());
+    auto payload = fbb.CreateVector(reinterpret_cast<const uint8_t*>(o->payload().data()),
+                                    o->payload().size());
+    auto ns = fbb.CreateSharedString(o->ns().data(), o->ns().size());
+    auto name = fbb.CreateString(o->name().data(), o->name().size());
+    offsets.push_back(berth::fb::CreateObject(fbb, ns, name, o->rv(), label_vec, payload));
+  }
+  auto vec = fbb.CreateVector(offsets.data(), offsets.size());
+  fbb.Finish(berth::fb::CreateObjectList(fbb, rv, vec), BERTH_FB_OBJECT_LIST_ID);
+  return Detach(fbb);
 }
 
 using PopFn = bool (berth::WarmPool::*)(berth::HandOut*);
@@ -215,6 +356,8 @@ const char* berth_status_name(berth_status status) {
     case BERTH_ERR_BAD_BUFFER: return "BERTH_ERR_BAD_BUFFER";
     case BERTH_ERR_NO_MEMORY: return "BERTH_ERR_NO_MEMORY";
     case BERTH_ERR_INTERNAL: return "BERTH_ERR_INTERNAL";
+    case BERTH_ERR_NOT_SYNCED: return "BERTH_ERR_NOT_SYNCED";
+    case BERTH_ERR_BAD_SELECTOR: return "BERTH_ERR_BAD_SELECTOR";
     default: return "BERTH_UNKNOWN_STATUS";
   }
 }
@@ -265,29 +408,18 @@ berth_status berth_pool_add_batch(size_t* out_inserted, berth_engine* engine, co
     BERTH_VIEW(p, pool, pool_len, fn, "pool");
     BERTH_REQUIRE(buf != nullptr || buf_len == 0, fn, "buf is NULL with a non-zero length");
     BERTH_CHECK(berth::CheckPoolName(p), fn);
-    if (buf_len > BERTH_MAX_BUFFER_LEN) {
-      return Fail(fn, BERTH_ERR_BAD_BUFFER, "buffer is larger than BERTH_MAX_BUFFER_LEN");
-    }
-    if (buf_len < 8 || !flatbuffers::BufferHasIdentifier(buf, BERTH_FB_POOL_KEY_BATCH_ID)) {
-      return Fail(fn, BERTH_ERR_BAD_BUFFER,
-                  "not a PoolKeyBatch: file identifier " BERTH_FB_POOL_KEY_BATCH_ID " missing");
-    }
-    // Every table needs at least 8 bytes, so this bound never rejects a
-    // well-formed buffer while still capping the verifier's work.
-    flatbuffers::Verifier verifier(buf, buf_len, 64, 1 + buf_len / 8);
-    if (!verifier.VerifyBuffer<berth::fb::PoolKeyBatch>(BERTH_FB_POOL_KEY_BATCH_ID)) {
-      return Fail(fn, BERTH_ERR_BAD_BUFFER, "PoolKeyBatch failed FlatBuffers verification");
+    if (berth_status st = Verify<berth::fb::PoolKeyBatch>(fn, buf, buf_len,
+                                                          BERTH_FB_POOL_KEY_BATCH_ID, "PoolKeyBatch");
+        st != BERTH_OK) {
+      return st;
     }
     const auto* batch = flatbuffers::GetRoot<berth::fb::PoolKeyBatch>(buf);
     std::vector<berth::KeyView, berth::Alloc<berth::KeyView>> keys;
-    auto text = [](const flatbuffers::String* s) {
-      return s == nullptr ? std::string_view() : std::string_view(s->c_str(), s->size());
-    };
     if (const auto* list = batch->keys(); list != nullptr) {
       keys.reserve(list->size());
       for (flatbuffers::uoffset_t i = 0; i < list->size(); ++i) {
         const berth::fb::PoolKey* k = list->Get(i);
-        berth::KeyView key{text(k->namespace_()), text(k->name()), text(k->node()), k->ready()};
+        berth::KeyView key{Text(k->namespace_()), Text(k->name()), Text(k->node()), k->ready()};
         if (Status s = berth::CheckKey(key); !s.ok()) {
           return Fail(fn, static_cast<berth_status>(s.code()),
                       "key " + std::to_string(i) + ": " + s.message());
@@ -465,6 +597,244 @@ berth_status berth_pool_node_stats(berth_buffer** out_buffer, berth_engine* engi
   });
 }
 
+// ---- label selectors ----------------------------------------------------------
+
+berth_status berth_selector_parse(berth_selector** out_selector, const char* text,
+                                  size_t text_len) {
+  static const char* fn = "berth_selector_parse";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_selector != nullptr, fn, "out_selector is NULL");
+    BERTH_VIEW(t, text, text_len, fn, "text");
+    auto sel = berth::MakeMiUnique<berth_selector>();
+    BERTH_CHECK(berth::Selector::Parse(t, &sel->selector), fn);
+    *out_selector = sel.release();
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_selector_free(berth_selector* selector) {
+  return Guard("berth_selector_free", [&]() -> berth_status {
+    berth::MiUnique<berth_selector> owned(selector);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_selector_string(berth_buffer** out_buffer, const berth_selector* selector) {
+  static const char* fn = "berth_selector_string";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_buffer != nullptr, fn, "out_buffer is NULL");
+    BERTH_REQUIRE(selector != nullptr, fn, "selector is NULL");
+    auto buf = berth::MakeMiUnique<berth_buffer>();
+    const std::string text = selector->selector.String();
+    buf->text.assign(text.data(), text.size());
+    *out_buffer = buf.release();
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_selector_matches(int* out_matches, const berth_selector* selector,
+                                    const berth_label* labels, size_t n_labels) {
+  static const char* fn = "berth_selector_matches";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_matches != nullptr, fn, "out_matches is NULL");
+    BERTH_REQUIRE(selector != nullptr, fn, "selector is NULL");
+    LabelVec ls;
+    BERTH_REQUIRE(ReadLabels(labels, n_labels, &ls), fn,
+                  "labels is NULL with n_labels > 0, or a key/value is NULL with a length");
+    *out_matches = selector->selector.Matches(LabelLookup(std::move(ls))) ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
+// ---- object cache ----------------------------------------------------------------
+
+berth_status berth_cache_new(berth_cache** out_cache, const berth_cache_options* options) {
+  static const char* fn = "berth_cache_new";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_cache != nullptr, fn, "out_cache is NULL");
+    size_t limit = berth::kDefaultTombstoneLimit;
+    if (options != nullptr && options->tombstone_limit != 0) limit = options->tombstone_limit;
+    *out_cache = berth::MakeMiUnique<berth_cache>(limit).release();
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_cache_free(berth_cache* cache) {
+  return Guard("berth_cache_free", [&]() -> berth_status {
+    berth::MiUnique<berth_cache> owned(cache);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_cache_upsert(int* out_applied, berth_cache* cache, const char* namespace_,
+                                size_t namespace_len, const char* name, size_t name_len,
+                                uint64_t resource_version, const berth_label* labels,
+                                size_t n_labels, const uint8_t* payload, size_t payload_len) {
+  static const char* fn = "berth_cache_upsert";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
+    BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
+    BERTH_VIEW(nm, name, name_len, fn, "name");
+    BERTH_VIEW(body, reinterpret_cast<const char*>(payload), payload_len, fn, "payload");
+    LabelVec ls;
+    BERTH_REQUIRE(ReadLabels(labels, n_labels, &ls), fn,
+                  "labels is NULL with n_labels > 0, or a key/value is NULL with a length");
+    BERTH_CHECK(berth::CheckObject(ns, nm, resource_version, ls, body.size()), fn);
+    // Built before the cache's lock is taken: the lock covers only the index.
+    const bool applied = cache->cache.Upsert(berth::Object::Make(ns, nm, resource_version, ls, body));
+    if (out_applied != nullptr) *out_applied = applied ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_cache_delete(int* out_applied, berth_cache* cache, const char* namespace_,
+                                size_t namespace_len, const char* name, size_t name_len,
+                                uint64_t resource_version) {
+  static const char* fn = "berth_cache_delete";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
+    BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
+    BERTH_VIEW(nm, name, name_len, fn, "name");
+    BERTH_CHECK(berth::CheckKeyName(ns, nm), fn);
+    const bool applied = cache->cache.Delete(ns, nm, resource_version);
+    if (out_applied != nullptr) *out_applied = applied ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_cache_apply(size_t* out_applied, berth_cache* cache, const uint8_t* buf,
+                               size_t buf_len) {
+  static const char* fn = "berth_cache_apply";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
+    BERTH_REQUIRE(buf != nullptr || buf_len == 0, fn, "buf is NULL with a non-zero length");
+    if (berth_status st = Verify<berth::fb::EventBatch>(fn, buf, buf_len, BERTH_FB_EVENT_BATCH_ID,
+                                                        "EventBatch");
+        st != BERTH_OK) {
+      return st;
+    }
+    const auto* batch = flatbuffers::GetRoot<berth::fb::EventBatch>(buf);
+    std::vector<berth::CacheEvent, berth::Alloc<berth::CacheEvent>> events;
+    if (const auto* list = batch->events(); list != nullptr) {
+      events.reserve(list->size());
+      for (flatbuffers::uoffset_t i = 0; i < list->size(); ++i) {
+        const berth::fb::Event* e = list->Get(i);
+        const berth::fb::Object* o = e->object();
+        if (o == nullptr) {
+          return Indexed(fn, "event", i, {Code::kInvalidArgument, "object is missing"});
+        }
+        berth::CacheEvent ce;
+        switch (e->type()) {
+          case berth::fb::EventType::Added:
+          case berth::fb::EventType::Modified: {
+            ce.type = berth::CacheEvent::Type::kUpsert;
+            if (Status s = ReadObject(o, &ce.object); !s.ok()) return Indexed(fn, "event", i, s);
+            break;
+          }
+          case berth::fb::EventType::Deleted: {
+            ce.type = berth::CacheEvent::Type::kDelete;
+            ce.ns = Text(o->namespace_());
+            ce.name = Text(o->name());
+            ce.rv = o->resource_version();
+            if (Status s = berth::CheckKeyName(ce.ns, ce.name); !s.ok()) {
+              return Indexed(fn, "event", i, s);
+            }
+            break;
+          }
+          default:
+            return Indexed(fn, "event", i,
+                           {Code::kInvalidArgument,
+                            "unknown event type " + std::to_string(static_cast<int>(e->type()))});
+        }
+        events.push_back(std::move(ce));
+      }
+    }
+    const size_t applied = cache->cache.Apply(events);
+    if (out_applied != nullptr) *out_applied = applied;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_cache_replace(berth_cache* cache, const uint8_t* buf, size_t buf_len) {
+  static const char* fn = "berth_cache_replace";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
+    BERTH_REQUIRE(buf != nullptr || buf_len == 0, fn, "buf is NULL with a non-zero length");
+    if (berth_status st = Verify<berth::fb::ObjectList>(fn, buf, buf_len, BERTH_FB_OBJECT_LIST_ID,
+                                                        "ObjectList");
+        st != BERTH_OK) {
+      return st;
+    }
+    const auto* list = flatbuffers::GetRoot<berth::fb::ObjectList>(buf);
+    std::vector<berth::ObjectRef> objects;
+    if (const auto* objs = list->objects(); objs != nullptr) {
+      objects.reserve(objs->size());
+      for (flatbuffers::uoffset_t i = 0; i < objs->size(); ++i) {
+        berth::ObjectRef o;
+        if (Status s = ReadObject(objs->Get(i), &o); !s.ok()) return Indexed(fn, "object", i, s);
+        objects.push_back(std::move(o));
+      }
+    }
+    cache->cache.Replace(objects, list->resource_version());
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_cache_list(berth_buffer** out_buffer, const berth_cache* cache,
+                              const char* namespace_, size_t namespace_len,
+                              const berth_selector* selector) {
+  static const char* fn = "berth_cache_list";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_buffer != nullptr, fn, "out_buffer is NULL");
+    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
+    BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
+    BERTH_CHECK(berth::CheckName("namespace", ns, berth::kMaxNamespaceLen, true), fn);
+    std::vector<berth::ObjectRef> objects;
+    uint64_t rv = 0;
+    BERTH_CHECK(cache->cache.List(ns, selector != nullptr ? &selector->selector : nullptr,
+                                  &objects, &rv),
+                fn);
+    *out_buffer = ObjectListBuffer(objects, rv);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_cache_get(berth_buffer** out_buffer, const berth_cache* cache,
+                             const char* namespace_, size_t namespace_len, const char* name,
+                             size_t name_len) {
+  static const char* fn = "berth_cache_get";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_buffer != nullptr, fn, "out_buffer is NULL");
+    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
+    BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
+    BERTH_VIEW(nm, name, name_len, fn, "name");
+    BERTH_CHECK(berth::CheckKeyName(ns, nm), fn);
+    berth::ObjectRef o;
+    uint64_t rv = 0;
+    BERTH_CHECK(cache->cache.Get(ns, nm, &o, &rv), fn);
+    if (!o) return BERTH_EMPTY;
+    *out_buffer = ObjectListBuffer({o}, rv);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_cache_get_stats(berth_cache_stats* out_stats, const berth_cache* cache) {
+  static const char* fn = "berth_cache_get_stats";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_stats != nullptr, fn, "out_stats is NULL");
+    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
+    const berth::CacheStats s = cache->cache.Stats();
+    *out_stats = berth_cache_stats{};
+    out_stats->objects = s.objects;
+    out_stats->tombstones = s.tombstones;
+    out_stats->resource_version = s.resource_version;
+    out_stats->applied = s.applied;
+    out_stats->ignored = s.ignored;
+    out_stats->synced = s.synced ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
 berth_status berth_buffer_data(const uint8_t** out_data, size_t* out_len,
                                const berth_buffer* buffer) {
   static const char* fn = "berth_buffer_data";
@@ -472,8 +842,8 @@ berth_status berth_buffer_data(const uint8_t** out_data, size_t* out_len,
     BERTH_REQUIRE(out_data != nullptr, fn, "out_data is NULL");
     BERTH_REQUIRE(out_len != nullptr, fn, "out_len is NULL");
     BERTH_REQUIRE(buffer != nullptr, fn, "buffer is NULL");
-    *out_data = buffer->bytes.data();
-    *out_len = buffer->bytes.size();
+    *out_data = buffer->data();
+    *out_len = buffer->size();
     return BERTH_OK;
   });
 }

@@ -42,7 +42,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define BERTH_ABI_VERSION_MAJOR 0
-#define BERTH_ABI_VERSION_MINOR 1
+#define BERTH_ABI_VERSION_MINOR 2
 #define BERTH_ABI_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define BERTH_ABI_VERSION                                        \
@@ -63,7 +63,8 @@ typedef int32_t berth_status;
 enum {
   /* Success. */
   BERTH_OK = 0,
-  /* Not an error: there was nothing to hand out (the pool has no key). */
+  /* Not an error: there was nothing to return (the pool has no key, the
+   * cache has no such object). */
   BERTH_EMPTY = 1,
   /* A required pointer or handle is NULL, a pointer is NULL with a non-zero
    * length, or a flag is out of range. */
@@ -78,7 +79,13 @@ enum {
   /* An allocation failed. */
   BERTH_ERR_NO_MEMORY = 6,
   /* An internal invariant failed; please report it. */
-  BERTH_ERR_INTERNAL = 7
+  BERTH_ERR_INTERNAL = 7,
+  /* The cache has not completed its first sync (berth_cache_replace): go to
+   * the API server on purpose. Since 0.2. */
+  BERTH_ERR_NOT_SYNCED = 8,
+  /* A label selector Kubernetes would reject; the message names the byte
+   * offset and what was expected. Since 0.2. */
+  BERTH_ERR_BAD_SELECTOR = 9
 };
 
 /* ------------------------------------------------------------------------ */
@@ -102,6 +109,9 @@ enum {
 #define BERTH_FB_POOL_KEY_BATCH_ID "BPKB"   /* input of berth_pool_add_batch */
 #define BERTH_FB_POOL_SNAPSHOT_ID "BPSN"    /* output of berth_pool_snapshot */
 #define BERTH_FB_POOL_NODE_STATS_ID "BPNS"  /* output of berth_pool_node_stats */
+#define BERTH_FB_EVENT_BATCH_ID "BEVB"      /* input of berth_cache_apply */
+#define BERTH_FB_OBJECT_LIST_ID "BOBL"      /* input of berth_cache_replace; output
+                                               of berth_cache_list and _get */
 
 /* ------------------------------------------------------------------------ */
 /* Opaque handles                                                            */
@@ -114,6 +124,14 @@ typedef struct berth_engine berth_engine;
 /* Bytes produced by Berth (a FlatBuffers buffer). Immutable; owned by the
  * caller until berth_buffer_free. */
 typedef struct berth_buffer berth_buffer;
+
+/* A parsed Kubernetes label selector. Immutable: thread-safe for concurrent
+ * use. Since 0.2. */
+typedef struct berth_selector berth_selector;
+
+/* An object cache (watch-fed, write-through, version-guarded, indexed by
+ * namespace and labels). Since 0.2. */
+typedef struct berth_cache berth_cache;
 
 /* ------------------------------------------------------------------------ */
 /* Plain structs                                                             */
@@ -347,6 +365,192 @@ BERTH_API berth_status berth_pool_snapshot(berth_buffer** out_buffer,
 BERTH_API berth_status berth_pool_node_stats(berth_buffer** out_buffer,
                                              berth_engine* engine,
                                              const char* pool, size_t pool_len);
+
+/* ------------------------------------------------------------------------ */
+/* Label selectors                                                           */
+/*                                                                           */
+/* The full grammar of Kubernetes' labels.Parse: key=value, key==value,      */
+/* key!=value, key in (a,b), key notin (a,b), key, !key, key>N, key<N,       */
+/* comma-AND, whitespace where Kubernetes allows it, empty values where it   */
+/* allows them ("a=", "a in ()"). Keys (optional DNS-subdomain prefix of at  */
+/* most 253 bytes, "/", a name of at most 63) and values (at most 63,        */
+/* alphanumeric ends, '-', '_', '.' inside) are validated as Kubernetes      */
+/* validates them. The empty selector matches everything. Checked against    */
+/* vectors produced by k8s.io/apimachinery itself (tests/k8sref).            */
+/* ------------------------------------------------------------------------ */
+
+/* One label: key and value as pointer + length. */
+typedef struct berth_label {
+  const char* key;
+  size_t key_len;
+  const char* value;
+  size_t value_len;
+} berth_label;
+
+/* Parses a selector into *out_selector (caller-owned; berth_selector_free).
+ * Fails: BERTH_ERR_INVALID_ARGUMENT (NULL out, NULL text with non-zero
+ *   length); BERTH_ERR_BAD_SELECTOR with a message such as "at byte 7: found
+ *   ')', expected: identifier". Thread-safe. Since 0.2. */
+BERTH_API berth_status berth_selector_parse(berth_selector** out_selector,
+                                            const char* text, size_t text_len);
+
+/* Frees a selector. NULL is a no-op. No call may use it concurrently or
+ * afterwards. Since 0.2. */
+BERTH_API berth_status berth_selector_free(berth_selector* selector);
+
+/* Stores in *out_buffer the canonical form Kubernetes prints (requirements
+ * sorted by key, values sorted), as UTF-8 bytes without a NUL; parsing it
+ * gives an equal selector. The caller owns the buffer. Thread-safe.
+ * Since 0.2. */
+BERTH_API berth_status berth_selector_string(berth_buffer** out_buffer,
+                                             const berth_selector* selector);
+
+/* Sets *out_matches to 1 if the labels satisfy every requirement, else 0.
+ * A key given twice counts with its last value. Labels are not validated
+ * (any bytes match as Kubernetes would compare them).
+ * Fails: BERTH_ERR_INVALID_ARGUMENT (NULL out or selector, labels NULL with
+ *   n_labels > 0, a NULL key/value pointer with non-zero length).
+ * Thread-safe. Since 0.2. */
+BERTH_API berth_status berth_selector_matches(int* out_matches,
+                                              const berth_selector* selector,
+                                              const berth_label* labels,
+                                              size_t n_labels);
+
+/* ------------------------------------------------------------------------ */
+/* Object cache                                                              */
+/*                                                                           */
+/* Objects are keyed by (namespace, name) and carry labels, a                */
+/* resourceVersion and an opaque payload (bytes whose format the caller      */
+/* owns, e.g. JSON). resourceVersion is the decimal integer Kubernetes       */
+/* issues (the etcd revision), passed as uint64; larger is newer.            */
+/*                                                                           */
+/* Watch events and the caller's own writes (after its create/patch/delete   */
+/* succeeded, with the resourceVersion the API server returned) go through   */
+/* the same version guard:                                                   */
+/*  - an upsert older than or equal to what the cache holds for the object   */
+/*    is ignored;                                                            */
+/*  - a delete leaves a tombstone carrying its resourceVersion, so an older  */
+/*    add cannot bring the object back; tombstones are bounded in count      */
+/*    (the oldest is forgotten first);                                       */
+/*  - a delete with resourceVersion 0 deletes whatever version is cached.    */
+/* berth_cache_replace swaps in a full relist atomically, like client-go's   */
+/* Replace, keeping entries and tombstones newer than the list, and marks    */
+/* the cache synced. Before the first replace, list and get return           */
+/* BERTH_ERR_NOT_SYNCED, so the caller goes to the API server on purpose.    */
+/*                                                                           */
+/* list(namespace, selector) costs about the size of the smallest posting    */
+/* list the selector allows (namespace, key=value, key in (...), key) plus   */
+/* the result, not the cache size. get is O(1).                              */
+/*                                                                           */
+/* Threading: every cache call is thread-safe. Readers (get, list, stats)    */
+/* never wait for each other; a writer holds readers off only for its own    */
+/* O(labels) update (replace: for merging what changed during the relist).  */
+/* ------------------------------------------------------------------------ */
+
+/* Options for berth_cache_new; zero-initialise, then set what you need. */
+typedef struct berth_cache_options {
+  /* Tombstones kept; 0 means the default, 100000. */
+  uint32_t tombstone_limit;
+  uint32_t reserved_;
+} berth_cache_options;
+
+/* Counters of a cache, read atomically with respect to writes. */
+typedef struct berth_cache_stats {
+  uint64_t objects;
+  uint64_t tombstones;
+  uint64_t resource_version; /* largest resourceVersion applied so far */
+  uint64_t applied;          /* upserts and deletes that changed the cache */
+  uint64_t ignored;          /* stale events the version guard dropped */
+  uint8_t synced;            /* 1 after the first berth_cache_replace */
+  uint8_t reserved_[7];
+} berth_cache_stats;
+
+/* Limits (bytes). */
+#define BERTH_MAX_PAYLOAD_LEN (64u << 20)
+#define BERTH_MAX_LABELS 256
+
+/* Creates an empty, unsynced cache. options may be NULL (defaults).
+ * The caller owns it (berth_cache_free). Thread-safe. Since 0.2. */
+BERTH_API berth_status berth_cache_new(berth_cache** out_cache,
+                                       const berth_cache_options* options);
+
+/* Frees a cache and everything in it. NULL is a no-op. No call may be in
+ * flight on it, and none may follow. Buffers already returned stay valid.
+ * Since 0.2. */
+BERTH_API berth_status berth_cache_free(berth_cache* cache);
+
+/* Inserts or replaces (namespace, name) unless the cache already holds that
+ * object, or a tombstone of it, at resourceVersion >= resource_version.
+ * *out_applied (optional) is 1 if the cache changed, 0 if the version guard
+ * ignored it. Labels are validated as Kubernetes validates them; a key given
+ * twice keeps its last value. The payload is copied.
+ * Parameters: namespace_ (0..BERTH_MAX_NAMESPACE_LEN), name
+ *   (1..BERTH_MAX_NAME_LEN), resource_version (> 0), labels
+ *   (0..BERTH_MAX_LABELS), payload (0..BERTH_MAX_PAYLOAD_LEN).
+ * Fails: BERTH_ERR_INVALID_ARGUMENT (NULL cache, NULL pointer with non-zero
+ *   length, resource_version 0, too many labels or payload too large);
+ *   BERTH_ERR_INVALID_NAME (names, label keys or values).
+ * Complexity: O(labels). Since 0.2. */
+BERTH_API berth_status berth_cache_upsert(int* out_applied, berth_cache* cache,
+                                          const char* namespace_, size_t namespace_len,
+                                          const char* name, size_t name_len,
+                                          uint64_t resource_version,
+                                          const berth_label* labels, size_t n_labels,
+                                          const uint8_t* payload, size_t payload_len);
+
+/* Deletes (namespace, name) as of resource_version (0 = whatever version is
+ * cached) and leaves a tombstone. Ignored (*out_applied = 0) if the cache
+ * holds the object at a newer resourceVersion, or a tombstone at least as
+ * new; deleting an absent object still records the tombstone.
+ * Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME. Since 0.2. */
+BERTH_API berth_status berth_cache_delete(int* out_applied, berth_cache* cache,
+                                          const char* namespace_, size_t namespace_len,
+                                          const char* name, size_t name_len,
+                                          uint64_t resource_version);
+
+/* Applies a FlatBuffers berth.fb.EventBatch (identifier
+ * BERTH_FB_EVENT_BATCH_ID) in order, each event as berth_cache_upsert
+ * (ADDED, MODIFIED) or berth_cache_delete (DELETED) would. All or nothing:
+ * the buffer and every event are validated first (the message names the bad
+ * event's index). *out_applied (optional) counts the events that changed the
+ * cache. Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME;
+ * BERTH_ERR_BAD_BUFFER. Since 0.2. */
+BERTH_API berth_status berth_cache_apply(size_t* out_applied, berth_cache* cache,
+                                         const uint8_t* buf, size_t buf_len);
+
+/* Replaces the contents with a full relist: a FlatBuffers berth.fb.ObjectList
+ * (identifier BERTH_FB_OBJECT_LIST_ID) whose resource_version is the list's.
+ * Cached objects and tombstones newer than the list are kept (they happened
+ * after it); everything else comes from the list. Then the cache is synced.
+ * Validated completely before anything changes. Fails: as berth_cache_apply.
+ * Since 0.2. */
+BERTH_API berth_status berth_cache_replace(berth_cache* cache,
+                                           const uint8_t* buf, size_t buf_len);
+
+/* Stores in *out_buffer a FlatBuffers berth.fb.ObjectList of the objects in
+ * namespace_ (empty = every namespace) that match selector (NULL = every
+ * object), sorted by (namespace, name), with the cache's resourceVersion.
+ * Taken atomically. The caller owns the buffer.
+ * Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME;
+ *   BERTH_ERR_NOT_SYNCED. Since 0.2. */
+BERTH_API berth_status berth_cache_list(berth_buffer** out_buffer,
+                                        const berth_cache* cache,
+                                        const char* namespace_, size_t namespace_len,
+                                        const berth_selector* selector);
+
+/* Stores in *out_buffer an ObjectList holding the one object (namespace,
+ * name), or returns BERTH_EMPTY (not an error) if the cache does not hold
+ * it. Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME;
+ * BERTH_ERR_NOT_SYNCED. Since 0.2. */
+BERTH_API berth_status berth_cache_get(berth_buffer** out_buffer,
+                                       const berth_cache* cache,
+                                       const char* namespace_, size_t namespace_len,
+                                       const char* name, size_t name_len);
+
+/* Reads the counters into *out_stats. O(1). Works before the first sync.
+ * Since 0.2. */
+BERTH_API berth_status berth_cache_get_stats(berth_cache_stats* out_stats,
+                                             const berth_cache* cache);
 
 /* ------------------------------------------------------------------------ */
 /* Buffers                                                                   */

@@ -179,8 +179,9 @@ struct Gen {
   std::mt19937_64 rng;
   uint64_t clock = 1;  // the "API server's" resourceVersion
   int pick(int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); }
-  std::string ns() { return "ns" + std::to_string(pick(3)); }
-  std::string name() { return "obj-" + std::to_string(pick(40)); }
+  // (Appending avoids GCC 12's false -Wrestrict on "literal" + std::string.)
+  std::string ns() { return std::string("ns").append(std::to_string(pick(3))); }
+  std::string name() { return std::string("obj-").append(std::to_string(pick(40))); }
   Pairs labels() {
     static const char* keys[] = {"app", "tier", "env", "example.com/team", "v"};
     static const char* values[] = {"web", "db", "a", "b", "", "1", "2", "10"};
@@ -198,7 +199,10 @@ struct Gen {
     static const char* parts[] = {"app=web", "app!=db", "tier in (a,b)", "tier notin (a)", "env",
                                   "!env", "v>1", "v<10", "example.com/team=a", "app in (web,db)"};
     std::string s;
-    for (int i = 0, n = pick(3); i < n; ++i) s += (i ? "," : "") + std::string(parts[pick(10)]);
+    for (int i = 0, n = pick(3); i < n; ++i) {
+      if (i > 0) s += ',';
+      s += parts[pick(10)];
+    }
     return s;
   }
 };
@@ -217,7 +221,7 @@ void RunCacheDifferential(uint64_t seed, int ops) {
     SCOPED_TRACE("seed " + std::to_string(seed) + " step " + std::to_string(step));
     const int op = g.pick(100);
     if (op < 45) {
-      ObjectRef o = Make(g.ns(), g.name(), g.rv(), g.labels(), "p" + std::to_string(step));
+      ObjectRef o = Make(g.ns(), g.name(), g.rv(), g.labels(), std::string("p").append(std::to_string(step)));
       ASSERT_EQ(cache.Upsert(o), model.Upsert(ToNaive(o)));
     } else if (op < 65) {
       std::string a = g.ns(), b = g.name();
@@ -255,7 +259,9 @@ void RunCacheDifferential(uint64_t seed, int ops) {
       ASSERT_TRUE(cache.Get(a, b, &o).ok());
       const NaiveObject* want = model.Get(a, b);
       ASSERT_EQ(static_cast<bool>(o), want != nullptr);
-      if (o) ASSERT_EQ(ToNaive(o), *want);
+      if (o) {
+        ASSERT_EQ(ToNaive(o), *want);
+      }
     }
     CacheStats st = cache.Stats();
     ASSERT_EQ(st.objects, model.size());
@@ -282,7 +288,9 @@ TEST(ObjectCacheStress, ReadersSeeConsistentListsWhileAWriterApplies) {
         ASSERT_TRUE(cache.List("", &sel, &out, &rv).ok());
         for (size_t i = 0; i < out.size(); ++i) {
           ASSERT_TRUE(sel.Matches(*out[i]));
-          if (i > 0) ASSERT_LT(out[i - 1]->key(), out[i]->key());
+          if (i > 0) {
+            ASSERT_LT(out[i - 1]->key(), out[i]->key());
+          }
         }
         lists.fetch_add(1);
       }

@@ -331,10 +331,12 @@ Status ObjectCache::List(std::string_view ns, const Selector* selector,
   return {};
 }
 
-Status ObjectCache::Get(std::string_view ns, std::string_view name, ObjectRef* out) const {
+Status ObjectCache::Get(std::string_view ns, std::string_view name, ObjectRef* out,
+                        uint64_t* resource_version) const {
   const ObjectKey key(ns, name);
   std::shared_lock lock(mu_);
   if (!synced_) return {Code::kNotSynced, "the cache has not synced yet"};
+  if (resource_version != nullptr) *resource_version = max_rv_;
   const ObjectRef* o = index_.Find(key.view());
   *out = o == nullptr ? ObjectRef() : *o;
   return {};

@@ -73,9 +73,10 @@ class ObjectCache {
   // (namespace, name). kNotSynced before the first Replace.
   Status List(std::string_view ns, const Selector* selector, std::vector<ObjectRef>* out,
               uint64_t* resource_version) const;
-  // The object, or an empty ref if absent. kNotSynced before the first
-  // Replace.
-  Status Get(std::string_view ns, std::string_view name, ObjectRef* out) const;
+  // The object, or an empty ref if absent, and the cache's resourceVersion.
+  // kNotSynced before the first Replace.
+  Status Get(std::string_view ns, std::string_view name, ObjectRef* out,
+             uint64_t* resource_version = nullptr) const;
   CacheStats Stats() const;
 
  private:
