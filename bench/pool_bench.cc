@@ -16,16 +16,17 @@
 #include <thread>
 #include <vector>
 
+#include "bench/report.h"
 #include "capi/berth.h"
 #include "tests/support/naive_pool.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using berth::bench::Measure;
+using berth::bench::Report;
+using berth::bench::TimeRounds;
 using berth::testing::NaivePool;
-
-double g_min_seconds = 0.4;  // per figure and side
-std::string g_only;          // run only figures whose name contains this
 
 struct Key {
   std::string ns, name, node;
@@ -53,54 +54,6 @@ void Check(berth_status s) {
 void BerthAdd(berth_engine* e, const Key& k, const std::string& node) {
   Check(berth_pool_add(nullptr, e, kPool.data(), kPool.size(), k.ns.data(), k.ns.size(),
                        k.name.data(), k.name.size(), node.data(), node.size(), 1));
-}
-
-// Times `step(i)` for i = 0, 1, ... until at least min_seconds passed and at
-// least min_ops ran (max_ops caps the slow baselines). Returns ns per op.
-template <class F>
-double Measure(F&& step, size_t min_ops = 1, size_t max_ops = SIZE_MAX) {
-  size_t ops = 0;
-  auto start = Clock::now();
-  double elapsed = 0;
-  size_t batch = 1;
-  while (ops < max_ops) {
-    for (size_t i = 0; i < batch && ops < max_ops; ++i) step(ops++);
-    elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-    if (elapsed >= g_min_seconds && ops >= min_ops) break;
-    if (batch < 4096) batch *= 2;
-  }
-  return elapsed * 1e9 / static_cast<double>(ops);
-}
-
-// Runs rounds of `setup()` (untimed) then `step(0..n-1)` (timed) until at
-// least min_seconds of timed work; returns ns per step.
-template <class S, class F>
-double TimeRounds(size_t n, S&& setup, F&& step) {
-  double total = 0;
-  size_t ops = 0;
-  while (total < g_min_seconds * 1e9) {
-    setup();
-    auto start = Clock::now();
-    for (size_t i = 0; i < n; ++i) step(i);
-    total += std::chrono::duration<double, std::nano>(Clock::now() - start).count();
-    ops += n;
-  }
-  return total / static_cast<double>(ops);
-}
-
-struct Record {
-  std::string name;
-  size_t n, m, threads;
-  double berth_ns, baseline_ns;
-};
-std::vector<Record> g_records;
-
-void Report(const std::string& name, size_t n, size_t m, size_t threads, double berth_ns,
-            double baseline_ns) {
-  g_records.push_back({name, n, m, threads, berth_ns, baseline_ns});
-  std::printf("%-22s n=%-6zu m=%-4zu threads=%zu  berth %10.1f ns/op  baseline %12.1f ns/op  x%.1f\n",
-              name.c_str(), n, m, threads, berth_ns, baseline_ns, baseline_ns / berth_ns);
-  std::fflush(stdout);
 }
 
 // Guards the naive model the way the reference controller guards its slice.
@@ -202,7 +155,7 @@ void PopSpread(size_t n, size_t m, size_t threads) {
         total.fetch_add(local);
       });
     }
-    std::this_thread::sleep_until(start + std::chrono::duration<double>(g_min_seconds));
+    std::this_thread::sleep_until(start + std::chrono::duration<double>(berth::bench::g_min_seconds));
     stop = true;
     for (auto& t : ts) t.join();
     double ns = std::chrono::duration<double, std::nano>(Clock::now() - start).count();
@@ -223,51 +176,19 @@ void PopSpread(size_t n, size_t m, size_t threads) {
   berth_engine_free(e);
 }
 
-void WriteJson(const char* path) {
-  FILE* f = std::fopen(path, "w");
-  if (f == nullptr) {
-    std::perror(path);
-    std::exit(1);
-  }
-  std::fprintf(f, "[\n");
-  for (size_t i = 0; i < g_records.size(); ++i) {
-    const Record& r = g_records[i];
-    std::fprintf(f,
-                 "  {\"name\": \"%s\", \"n\": %zu, \"m\": %zu, \"threads\": %zu, "
-                 "\"berth_ns_per_op\": %.2f, \"baseline_ns_per_op\": %.2f, \"ratio\": %.2f}%s\n",
-                 r.name.c_str(), r.n, r.m, r.threads, r.berth_ns, r.baseline_ns,
-                 r.baseline_ns / r.berth_ns, i + 1 < g_records.size() ? "," : "");
-  }
-  std::fprintf(f, "]\n");
-  std::fclose(f);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   const char* out = "build/bench/pool.json";
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
-      out = argv[++i];
-    } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
-      g_only = argv[++i];
-    } else if (std::strcmp(argv[i], "--quick") == 0) {
-      g_min_seconds = 0.05;
-    } else {
-      std::fprintf(stderr, "usage: %s [--out FILE] [--quick] [--only NAME-PART]\n", argv[0]);
-      return 2;
-    }
-  }
+  if (!berth::bench::ParseArgs(argc, argv, &out)) return 2;
   const std::pair<size_t, size_t> shapes[] = {{600, 50}, {2000, 100}, {10000, 100}, {50000, 500}};
-  auto wanted = [](const char* name) { return std::string(name).find(g_only) != std::string::npos; };
-  if (wanted("pool_add pool_update pool_remove")) {
+  if (berth::bench::Wanted("pool_add pool_update pool_remove")) {
     for (auto [n, m] : shapes) Workloads(n, m);
   }
-  if (wanted("pool_pop_spread")) {
+  if (berth::bench::Wanted("pool_pop_spread")) {
     for (auto [n, m] : shapes) PopSpread(n, m, 1);
     for (size_t t : {2, 8}) PopSpread(10000, 100, t);
   }
-  WriteJson(out);
-  std::printf("wrote %s\n", out);
+  berth::bench::WriteJson(out);
   return 0;
 }

@@ -39,6 +39,17 @@ def targets(records):
     if small and large:
         f = large["berth_ns_per_op"] / small["berth_ns_per_op"]
         out.append(("pop_spread cost (50000,500) / (600,50)", f"{f:.2f}x", "<= 3x", f <= 3))
+    r = find(records, "cache_list_selective", 100000)
+    if r:
+        out.append(("selective list vs naive scan at 100k objects", f"{r['ratio']:.0f}x", ">= 100x",
+                    r["ratio"] >= 100))
+    r = find(records, "cache_get", 100000)
+    if r:
+        out.append(("get (C++)", f"{r['berth_ns_per_op']:.0f} ns", "<= 100 ns", r["berth_ns_per_op"] <= 100))
+    r = find(records, "cache_core_apply_event", 100000)
+    if r:
+        rate = 1e9 / r["berth_ns_per_op"]
+        out.append(("event application, one core", f"{rate / 1e6:.2f}M/s", ">= 1M/s", rate >= 1e6))
     for name, goal, lang in (("binding_pair_go", 3, "Go"), ("binding_pair_python", 10, "Python")):
         r = find(records, name)
         if r:

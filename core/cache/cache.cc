@@ -13,46 +13,75 @@ namespace {
 using ObjectKey = Joined<kMaxNamespaceLen + 1 + kMaxNameLen>;
 using LabelKey = Joined<kMaxLabelPrefixLen + 1 + kMaxLabelNameLen + 1 + kMaxLabelValueLen>;
 
-template <class Map>
-auto& Posting(Map& m, std::string_view key) {
-  auto it = m.find(key);
-  if (it == m.end()) it = m.try_emplace(String(key.data(), key.size())).first;
-  return it->second;
-}
-
-template <class Map>
-void Drop(Map& m, std::string_view key, uint32_t id) {
-  auto it = m.find(key);
-  if (it == m.end()) return;
-  it->second.erase(id);
-  if (it->second.empty()) m.erase(it);
+// Sorts objects by key ("ns\0name", i.e. by namespace then name). Each
+// object is tagged with its first 16 key bytes as two big-endian integers,
+// so most comparisons never touch the objects (a broad list sorts tens of
+// thousands of them, and chasing each object twice per comparison was most
+// of its cost).
+void SortByKey(std::vector<ObjectRef>* objects) {
+  struct Tagged {
+    uint64_t hi, lo;
+    uint32_t index;
+  };
+  auto load = [](std::string_view key, size_t at) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; ++i) {
+      v = (v << 8) | (at + i < key.size() ? static_cast<uint8_t>(key[at + i]) : 0);
+    }
+    return v;
+  };
+  std::vector<Tagged, Alloc<Tagged>> tags(objects->size());
+  for (uint32_t i = 0; i < tags.size(); ++i) {
+    const std::string_view key = (*objects)[i]->key();
+    tags[i] = {load(key, 0), load(key, 8), i};
+  }
+  std::sort(tags.begin(), tags.end(), [&](const Tagged& a, const Tagged& b) {
+    if (a.hi != b.hi) return a.hi < b.hi;
+    if (a.lo != b.lo) return a.lo < b.lo;
+    return (*objects)[a.index]->key() < (*objects)[b.index]->key();
+  });
+  std::vector<ObjectRef> sorted;
+  sorted.reserve(objects->size());
+  for (const Tagged& t : tags) sorted.push_back(std::move((*objects)[t.index]));
+  objects->swap(sorted);
 }
 
 }  // namespace
 
 // ---- Index ------------------------------------------------------------------
 
-const ObjectRef* ObjectCache::Index::Find(std::string_view key) const {
+const Object* ObjectCache::Index::Find(std::string_view key) const {
   auto it = by_key.find(key);
-  return it == by_key.end() ? nullptr : &slots[it->second];
+  return it == by_key.end() ? nullptr : it->second.object;
 }
 
-void ObjectCache::Index::Link(uint32_t id, const Object& o) {
-  Posting(by_ns, o.ns()).insert(id);
-  for (size_t i = 0; i < o.label_count(); ++i) {
-    const LabelPair l = o.label(i);
-    Posting(by_label, LabelKey(l.key, l.value).view()).insert(id);
-    Posting(by_label_key, l.key).insert(id);
-  }
+uint32_t ObjectCache::Index::Add(StringMap<Posting>& map, std::string_view key, uint32_t id) {
+  auto it = map.find(key);
+  if (it == map.end()) it = map.try_emplace(String(key.data(), key.size())).first;
+  it->second.push_back(id);
+  return static_cast<uint32_t>(it->second.size() - 1);
 }
 
-void ObjectCache::Index::Unlink(uint32_t id, const Object& o) {
-  Drop(by_ns, o.ns(), id);
-  for (size_t i = 0; i < o.label_count(); ++i) {
-    const LabelPair l = o.label(i);
-    Drop(by_label, LabelKey(l.key, l.value).view(), id);
-    Drop(by_label_key, l.key, id);
+// The position record that says where `id` sits in the posting of `kind`
+// (and, for labels, `label_key`), found from the object's own labels.
+uint32_t& ObjectCache::Index::PosOf(uint32_t id, Kind kind, std::string_view label_key) {
+  Entry& e = entries[id];
+  if (kind == kNamespace) return e.pos[0];
+  const size_t i = e.object->LabelIndex(label_key);
+  return e.pos[1 + 2 * i + (kind == kKey ? 1 : 0)];
+}
+
+void ObjectCache::Index::Remove(StringMap<Posting>& map, std::string_view key, uint32_t pos, Kind kind,
+                                std::string_view label_key) {
+  auto it = map.find(key);
+  Posting& ids = it->second;
+  if (pos + 1 != ids.size()) {  // move the last id into the hole
+    const uint32_t moved = ids.back();
+    ids[pos] = moved;
+    PosOf(moved, kind, label_key) = pos;
   }
+  ids.pop_back();
+  if (ids.empty()) map.erase(it);
 }
 
 void ObjectCache::Index::Put(ObjectRef object) {
@@ -60,22 +89,35 @@ void ObjectCache::Index::Put(ObjectRef object) {
   if (it == by_key.end()) {
     uint32_t id;
     if (free_ids.empty()) {
-      id = static_cast<uint32_t>(slots.size());
-      slots.emplace_back();
+      id = static_cast<uint32_t>(entries.size());
+      entries.emplace_back();
     } else {
       id = free_ids.back();
       free_ids.pop_back();
     }
-    by_key.emplace(String(object->key().data(), object->key().size()), id);
-    Link(id, *object);
-    slots[id] = std::move(object);
+    const Object& o = *object;
+    by_key.emplace(String(o.key().data(), o.key().size()), Slot{id, &o});
+    Entry& e = entries[id];
+    e.pos.resize(1 + 2 * o.label_count());
+    e.object = std::move(object);
+    e.pos[0] = Add(by_ns, o.ns(), id);
+    for (size_t i = 0; i < o.label_count(); ++i) {
+      const LabelPair l = o.label(i);
+      e.pos[1 + 2 * i] = Add(by_label, LabelKey(l.key, l.value).view(), id);
+      e.pos[2 + 2 * i] = Add(by_label_key, l.key, id);
+    }
     return;
   }
   // Same key, so same namespace: only the labels that changed move between
-  // postings (a sorted merge of old and new labels).
-  const uint32_t id = it->second;
-  const Object& old = *slots[id];
+  // postings (a sorted merge of old and new labels); the rest keep their
+  // positions, re-indexed to the new object's label order.
+  const uint32_t id = it->second.id;
+  Entry& e = entries[id];
+  const Object& old = *e.object;
   const Object& now = *object;
+  std::vector<uint32_t, Alloc<uint32_t>> pos(1 + 2 * now.label_count());
+  pos[0] = e.pos[0];
+  std::vector<size_t, Alloc<size_t>> added_values, added_keys;  // label indices in `now`
   size_t i = 0, j = 0;
   while (i < old.label_count() || j < now.label_count()) {
     const bool take_old =
@@ -83,31 +125,54 @@ void ObjectCache::Index::Put(ObjectRef object) {
     const bool take_new =
         i == old.label_count() || (j < now.label_count() && now.label(j).key < old.label(i).key);
     if (take_old) {  // key gone
-      const LabelPair l = old.label(i++);
-      Drop(by_label, LabelKey(l.key, l.value).view(), id);
-      Drop(by_label_key, l.key, id);
+      const LabelPair l = old.label(i);
+      Remove(by_label, LabelKey(l.key, l.value).view(), e.pos[1 + 2 * i], kValue, l.key);
+      Remove(by_label_key, l.key, e.pos[2 + 2 * i], kKey, l.key);
+      ++i;
     } else if (take_new) {  // key added
-      const LabelPair l = now.label(j++);
-      Posting(by_label, LabelKey(l.key, l.value).view()).insert(id);
-      Posting(by_label_key, l.key).insert(id);
+      added_values.push_back(j);
+      added_keys.push_back(j);
+      ++j;
     } else {  // same key; the value may differ
-      const LabelPair a = old.label(i++), b = now.label(j++);
+      const LabelPair a = old.label(i), b = now.label(j);
+      pos[2 + 2 * j] = e.pos[2 + 2 * i];
       if (a.value != b.value) {
-        Drop(by_label, LabelKey(a.key, a.value).view(), id);
-        Posting(by_label, LabelKey(b.key, b.value).view()).insert(id);
+        Remove(by_label, LabelKey(a.key, a.value).view(), e.pos[1 + 2 * i], kValue, a.key);
+        added_values.push_back(j);
+      } else {
+        pos[1 + 2 * j] = e.pos[1 + 2 * i];
       }
+      ++i;
+      ++j;
     }
   }
-  slots[id] = std::move(object);
+  // Removals above could move other ids, never this one's other positions;
+  // from here on PosOf(id, ...) must see the new object and positions.
+  it->second.object = &now;
+  e.object = std::move(object);
+  e.pos = std::move(pos);
+  for (size_t k : added_values) {
+    const LabelPair l = now.label(k);
+    e.pos[1 + 2 * k] = Add(by_label, LabelKey(l.key, l.value).view(), id);
+  }
+  for (size_t k : added_keys) e.pos[2 + 2 * k] = Add(by_label_key, now.label(k).key, id);
 }
 
 void ObjectCache::Index::Erase(std::string_view key) {
   auto it = by_key.find(key);
   if (it == by_key.end()) return;
-  const uint32_t id = it->second;
+  const uint32_t id = it->second.id;
   by_key.erase(it);
-  Unlink(id, *slots[id]);
-  slots[id] = ObjectRef();
+  Entry& e = entries[id];
+  const Object& o = *e.object;
+  Remove(by_ns, o.ns(), e.pos[0], kNamespace, {});
+  for (size_t i = 0; i < o.label_count(); ++i) {
+    const LabelPair l = o.label(i);
+    Remove(by_label, LabelKey(l.key, l.value).view(), e.pos[1 + 2 * i], kValue, l.key);
+    Remove(by_label_key, l.key, e.pos[2 + 2 * i], kKey, l.key);
+  }
+  e.object = ObjectRef();
+  e.pos.clear();
   free_ids.push_back(id);
 }
 
@@ -158,8 +223,8 @@ ObjectCache::~ObjectCache() = default;
 bool ObjectCache::UpsertLocked(ObjectRef object) {
   const std::string_view key = object->key();
   const uint64_t rv = object->rv();
-  if (const ObjectRef* cur = index_.Find(key)) {
-    if ((*cur)->rv() >= rv) {
+  if (const Object* cur = index_.Find(key)) {
+    if (cur->rv() >= rv) {
       ++ignored_;
       return false;
     }
@@ -178,8 +243,8 @@ bool ObjectCache::UpsertLocked(ObjectRef object) {
 
 bool ObjectCache::DeleteLocked(std::string_view ns, std::string_view name, uint64_t rv) {
   const ObjectKey key(ns, name);
-  if (const ObjectRef* cur = index_.Find(key.view())) {
-    const uint64_t cur_rv = (*cur)->rv();
+  if (const Object* cur = index_.Find(key.view())) {
+    const uint64_t cur_rv = cur->rv();
     if (rv != 0 && cur_rv > rv) {  // the object was re-created after this delete
       ++ignored_;
       return false;
@@ -227,23 +292,24 @@ void ObjectCache::Replace(std::span<const ObjectRef> objects, uint64_t list_rv) 
   // Build the new contents without holding the lock.
   Index fresh;
   for (const ObjectRef& o : objects) {
-    const ObjectRef* have = fresh.Find(o->key());
-    if (have == nullptr || (*have)->rv() <= o->rv()) fresh.Put(o);
+    const Object* have = fresh.Find(o->key());
+    if (have == nullptr || have->rv() <= o->rv()) fresh.Put(o);
   }
   Tombstones fresh_tombstones;
   {
     std::unique_lock lock(mu_);
     // What happened after the list was taken stays: newer objects...
-    for (const ObjectRef& o : index_.slots) {
+    for (const Index::Entry& e : index_.entries) {
+      const ObjectRef& o = e.object;
       if (!o || o->rv() <= list_rv) continue;
-      const ObjectRef* have = fresh.Find(o->key());
-      if (have == nullptr || (*have)->rv() < o->rv()) fresh.Put(o);
+      const Object* have = fresh.Find(o->key());
+      if (have == nullptr || have->rv() < o->rv()) fresh.Put(o);
     }
     // ...and newer deletions, in their original order.
     for (const auto& [key, seq] : tombstones_.fifo) {
       const Tombstones::Entry* t = tombstones_.Find(key);
       if (t == nullptr || t->seq != seq || t->rv <= list_rv) continue;
-      if (const ObjectRef* have = fresh.Find(key); have != nullptr && (*have)->rv() <= t->rv) {
+      if (const Object* have = fresh.Find(key); have != nullptr && have->rv() <= t->rv) {
         fresh.Erase(key);
       }
       fresh_tombstones.Put(key, t->rv, tombstone_limit_);
@@ -265,12 +331,12 @@ Status ObjectCache::List(std::string_view ns, const Selector* selector,
     // Pick the smallest candidate set: the namespace, or the postings of one
     // requirement that needs a label (=, ==, in: one posting per value;
     // exists, >, <: the key's posting). Without one, every object.
-    std::vector<const IdSet*> best;
+    std::vector<const Posting*> best;
     size_t best_size = SIZE_MAX;
     bool everything = true;
-    auto consider = [&](std::vector<const IdSet*> sets) {
+    auto consider = [&](std::vector<const Posting*> sets) {
       size_t n = 0;
-      for (const IdSet* s : sets) n += s->size();
+      for (const Posting* s : sets) n += s->size();
       if (n < best_size) {
         best = std::move(sets);
         best_size = n;
@@ -284,7 +350,7 @@ Status ObjectCache::List(std::string_view ns, const Selector* selector,
     }
     if (selector != nullptr) {
       for (const Requirement& r : selector->requirements()) {
-        std::vector<const IdSet*> sets;
+        std::vector<const Posting*> sets;
         switch (r.op) {
           case SelectorOp::kEquals:
           case SelectorOp::kDoubleEquals:
@@ -311,23 +377,22 @@ Status ObjectCache::List(std::string_view ns, const Selector* selector,
       }
     }
     auto visit = [&](uint32_t id) {
-      const ObjectRef& o = index_.slots[id];
+      const ObjectRef& o = index_.entries[id].object;
       if (!ns.empty() && o->ns() != ns) return;
       if (selector != nullptr && !selector->Matches(*o)) return;
       out->push_back(o);
     };
     if (everything) {
-      for (uint32_t id = 0; id < index_.slots.size(); ++id) {
-        if (index_.slots[id]) visit(id);
+      for (uint32_t id = 0; id < index_.entries.size(); ++id) {
+        if (index_.entries[id].object) visit(id);
       }
     } else {
-      for (const IdSet* s : best) {
+      for (const Posting* s : best) {
         for (uint32_t id : *s) visit(id);
       }
     }
   }
-  std::sort(out->begin(), out->end(),
-            [](const ObjectRef& a, const ObjectRef& b) { return a->key() < b->key(); });
+  SortByKey(out);
   return {};
 }
 
@@ -337,8 +402,7 @@ Status ObjectCache::Get(std::string_view ns, std::string_view name, ObjectRef* o
   std::shared_lock lock(mu_);
   if (!synced_) return {Code::kNotSynced, "the cache has not synced yet"};
   if (resource_version != nullptr) *resource_version = max_rv_;
-  const ObjectRef* o = index_.Find(key.view());
-  *out = o == nullptr ? ObjectRef() : *o;
+  *out = ObjectRef::Share(index_.Find(key.view()));
   return {};
 }
 

@@ -20,7 +20,6 @@
 #include <span>
 #include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "core/cache/object.h"
@@ -80,24 +79,41 @@ class ObjectCache {
   CacheStats Stats() const;
 
  private:
-  using IdSet = std::unordered_set<uint32_t, std::hash<uint32_t>, std::equal_to<>, Alloc<uint32_t>>;
   template <class V>
   using StringMap = std::unordered_map<String, V, StringHash, StringEq, Alloc<std::pair<const String, V>>>;
+  // The ids of the objects with one namespace, one key=value or one label
+  // key, unordered and contiguous; a removal moves the last id into the hole.
+  using Posting = std::vector<uint32_t, Alloc<uint32_t>>;
 
   // The objects and their indexes. External synchronization needed.
   struct Index {
-    std::vector<ObjectRef, Alloc<ObjectRef>> slots;
+    enum Kind { kNamespace, kValue, kKey };
+    struct Slot {
+      uint32_t id;
+      const Object* object;  // owned by entries[id]; here to save a hop on lookups
+    };
+    // Per id: the object, and where the id sits in each of its postings:
+    // pos[0] namespace, pos[1 + 2i] label i's key=value, pos[2 + 2i] its key.
+    struct Entry {
+      ObjectRef object;
+      std::vector<uint32_t, Alloc<uint32_t>> pos;
+    };
+    std::vector<Entry, Alloc<Entry>> entries;
     std::vector<uint32_t, Alloc<uint32_t>> free_ids;
-    StringMap<uint32_t> by_key;      // "ns\0name"
-    StringMap<IdSet> by_ns;
-    StringMap<IdSet> by_label;       // "key\0value"
-    StringMap<IdSet> by_label_key;   // key
+    StringMap<Slot> by_key;        // "ns\0name"
+    StringMap<Posting> by_ns;
+    StringMap<Posting> by_label;   // "key\0value"
+    StringMap<Posting> by_label_key;
 
-    const ObjectRef* Find(std::string_view key) const;
+    const Object* Find(std::string_view key) const;
     void Put(ObjectRef object);  // inserts or replaces by key
     void Erase(std::string_view key);
-    void Link(uint32_t id, const Object& o);
-    void Unlink(uint32_t id, const Object& o);
+
+   private:
+    uint32_t Add(StringMap<Posting>& map, std::string_view key, uint32_t id);
+    void Remove(StringMap<Posting>& map, std::string_view key, uint32_t pos, Kind kind,
+                std::string_view label_key);
+    uint32_t& PosOf(uint32_t id, Kind kind, std::string_view label_key);
   };
   // Deleted keys with the resourceVersion of their deletion, forgotten
   // oldest first beyond the limit. External synchronization needed.

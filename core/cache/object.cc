@@ -3,6 +3,8 @@
 #include <mimalloc.h>
 
 #include <algorithm>
+#include <iterator>
+#include <cstddef>
 #include <cstring>
 #include <new>
 #include <string>
@@ -36,27 +38,40 @@ Status CheckObject(std::string_view ns, std::string_view name, uint64_t rv,
 
 ObjectRef Object::Make(std::string_view ns, std::string_view name, uint64_t rv,
                        std::span<const LabelPair> labels, std::string_view payload) {
-  // Sort by key; for a repeated key the last one given wins.
-  std::vector<std::pair<size_t, LabelPair>, Alloc<std::pair<size_t, LabelPair>>> sorted;
-  sorted.reserve(labels.size());
-  for (size_t i = 0; i < labels.size(); ++i) sorted.emplace_back(i, labels[i]);
-  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
-    return a.second.key != b.second.key ? a.second.key < b.second.key : a.first < b.first;
-  });
+  // Sort by key; for a repeated key the last one given wins. Objects carry
+  // a handful of labels: an insertion sort on the stack, stable, so equal
+  // keys stay in the order given and the last of them is kept.
+  LabelPair small[32];
+  std::vector<LabelPair, Alloc<LabelPair>> large;
+  LabelPair* sorted = small;
+  if (labels.size() > std::size(small)) {
+    large.resize(labels.size());
+    sorted = large.data();
+  }
   size_t n = 0;
-  for (size_t i = 0; i < sorted.size(); ++i) {
-    if (n > 0 && sorted[n - 1].second.key == sorted[i].second.key) {
-      sorted[n - 1] = sorted[i];
+  for (const LabelPair& l : labels) {
+    size_t j = n++;
+    while (j > 0 && l.key < sorted[j - 1].key) {
+      sorted[j] = sorted[j - 1];
+      --j;
+    }
+    sorted[j] = l;
+  }
+  size_t unique = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (unique > 0 && sorted[unique - 1].key == sorted[i].key) {
+      sorted[unique - 1] = sorted[i];
     } else {
-      sorted[n++] = sorted[i];
+      sorted[unique++] = sorted[i];
     }
   }
-  sorted.resize(n);
+  n = unique;
 
   size_t text = ns.size() + 1 + name.size();
-  for (const auto& [i, l] : sorted) text += l.key.size() + l.value.size();
+  for (size_t i = 0; i < n; ++i) text += sorted[i].key.size() + sorted[i].value.size();
   const size_t size = sizeof(Object) + n * sizeof(Span) + text + payload.size();
-  void* mem = mi_malloc_aligned(size, alignof(Object));
+  static_assert(alignof(Object) <= alignof(std::max_align_t));  // mi_malloc aligns to 16
+  void* mem = mi_malloc(size);
   if (mem == nullptr) throw std::bad_alloc();
   Object* o = new (mem) Object();
   o->ns_len_ = static_cast<uint32_t>(ns.size());
@@ -74,7 +89,7 @@ ObjectRef Object::Make(std::string_view ns, std::string_view name, uint64_t rv,
   *out++ = '\0';
   put(name);
   for (size_t i = 0; i < n; ++i) {
-    const LabelPair& l = sorted[i].second;
+    const LabelPair& l = sorted[i];
     spans[i].key_off = static_cast<uint32_t>(out - base);
     spans[i].key_len = static_cast<uint32_t>(l.key.size());
     put(l.key);
@@ -93,20 +108,26 @@ LabelPair Object::label(size_t i) const {
   return {{bytes() + s.key_off, s.key_len}, {bytes() + s.value_off, s.value_len}};
 }
 
-std::optional<std::string_view> Object::Get(std::string_view key) const {
+size_t Object::LabelIndex(std::string_view key) const {
   size_t lo = 0, hi = n_labels_;
   while (lo < hi) {
     const size_t mid = (lo + hi) / 2;
-    const LabelPair l = label(mid);
-    if (l.key < key) {
+    const std::string_view k = label(mid).key;
+    if (k < key) {
       lo = mid + 1;
-    } else if (key < l.key) {
+    } else if (key < k) {
       hi = mid;
     } else {
-      return l.value;
+      return mid;
     }
   }
-  return std::nullopt;
+  return n_labels_;
+}
+
+std::optional<std::string_view> Object::Get(std::string_view key) const {
+  const size_t i = LabelIndex(key);
+  if (i == n_labels_) return std::nullopt;
+  return label(i).value;
 }
 
 void ObjectRef::Release() noexcept {

@@ -47,6 +47,8 @@ class Object {
   LabelPair label(size_t i) const;  // sorted by key
   // Binary search; the label source of Selector::Matches.
   std::optional<std::string_view> Get(std::string_view key) const;
+  // The index of the label with this key, or label_count() if absent.
+  size_t LabelIndex(std::string_view key) const;
 
  private:
   friend class ObjectRef;
@@ -57,7 +59,7 @@ class Object {
   const Span* spans() const { return reinterpret_cast<const Span*>(this + 1); }
   const char* bytes() const { return reinterpret_cast<const char*>(spans() + n_labels_); }
 
-  std::atomic<uint32_t> refs_{1};
+  mutable std::atomic<uint32_t> refs_{1};
   uint32_t ns_len_ = 0;
   uint32_t name_len_ = 0;
   uint32_t n_labels_ = 0;
@@ -80,6 +82,11 @@ class ObjectRef {
     return *this;
   }
   ~ObjectRef() { Release(); }
+  // A new reference to an object another reference keeps alive.
+  static ObjectRef Share(const Object* p) {
+    if (p != nullptr) p->refs_.fetch_add(1, std::memory_order_relaxed);
+    return ObjectRef(const_cast<Object*>(p));
+  }
   const Object* get() const { return p_; }
   const Object* operator->() const { return p_; }
   const Object& operator*() const { return *p_; }
