@@ -282,14 +282,16 @@ berth_buffer* ObjectListBuffer(const std::vector<berth::ObjectRef>& objects, uin
     labels.clear();
     for (size_t i = 0; i < o->label_count(); ++i) {
       const berth::LabelPair l = o->label(i);
-      auto k = fbb.CreateSharedString(l.key.data(), l.key.size());
-      auto v = fbb.CreateSharedString(l.value.data(), l.value.size());
+      // Plain strings: deduplicating (CreateSharedString) costs a set insert
+      // per string, which was most of building a listing.
+      auto k = fbb.CreateString(l.key.data(), l.key.size());
+      auto v = fbb.CreateString(l.value.data(), l.value.size());
       labels.push_back(berth::fb::CreateLabel(fbb, k, v));
     }
     auto label_vec = fbb.CreateVector(labels.data(), labels.size());
     auto payload = fbb.CreateVector(reinterpret_cast<const uint8_t*>(o->payload().data()),
                                     o->payload().size());
-    auto ns = fbb.CreateSharedString(o->ns().data(), o->ns().size());
+    auto ns = fbb.CreateString(o->ns().data(), o->ns().size());
     auto name = fbb.CreateString(o->name().data(), o->name().size());
     offsets.push_back(berth::fb::CreateObject(fbb, ns, name, o->rv(), label_vec, payload));
   }

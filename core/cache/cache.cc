@@ -55,33 +55,43 @@ const Object* ObjectCache::Index::Find(std::string_view key) const {
   return it == by_key.end() ? nullptr : it->second.object;
 }
 
-uint32_t ObjectCache::Index::Add(StringMap<Posting>& map, std::string_view key, uint32_t id) {
+uint32_t ObjectCache::Index::Add(StringMap<Posting>& map, std::string_view key, uint32_t id,
+                                 uint32_t which) {
   auto it = map.find(key);
   if (it == map.end()) it = map.try_emplace(String(key.data(), key.size())).first;
-  it->second.push_back(id);
+  it->second.push_back({id, which, entries[id].gen});
+  ++live_members;
   return static_cast<uint32_t>(it->second.size() - 1);
 }
 
-// The position record that says where `id` sits in the posting of `kind`
-// (and, for labels, `label_key`), found from the object's own labels.
-uint32_t& ObjectCache::Index::PosOf(uint32_t id, Kind kind, std::string_view label_key) {
-  Entry& e = entries[id];
-  if (kind == kNamespace) return e.pos[0];
-  const size_t i = e.object->LabelIndex(label_key);
-  return e.pos[1 + 2 * i + (kind == kKey ? 1 : 0)];
+void ObjectCache::Index::Remove(StringMap<Posting>& map, std::string_view key, uint32_t pos) {
+  auto it = map.find(key);
+  Posting& members = it->second;
+  if (pos + 1 != members.size()) {  // move the last member into the hole
+    const Member moved = members.back();
+    members[pos] = moved;
+    if (Live(moved)) entries[moved.id].pos[moved.which] = pos;
+  }
+  members.pop_back();
+  --live_members;
+  if (members.empty()) map.erase(it);
 }
 
-void ObjectCache::Index::Remove(StringMap<Posting>& map, std::string_view key, uint32_t pos, Kind kind,
-                                std::string_view label_key) {
-  auto it = map.find(key);
-  Posting& ids = it->second;
-  if (pos + 1 != ids.size()) {  // move the last id into the hole
-    const uint32_t moved = ids.back();
-    ids[pos] = moved;
-    PosOf(moved, kind, label_key) = pos;
+void ObjectCache::Index::Compact() {
+  for (StringMap<Posting>* map : {&by_ns, &by_label, &by_label_key}) {
+    for (auto it = map->begin(); it != map->end();) {
+      Posting& members = it->second;
+      size_t kept = 0;
+      for (const Member& m : members) {
+        if (!Live(m)) continue;
+        entries[m.id].pos[m.which] = static_cast<uint32_t>(kept);
+        members[kept++] = m;
+      }
+      members.resize(kept);
+      it = members.empty() ? map->erase(it) : std::next(it);
+    }
   }
-  ids.pop_back();
-  if (ids.empty()) map.erase(it);
+  dead_members = 0;
 }
 
 void ObjectCache::Index::Put(ObjectRef object) {
@@ -100,25 +110,27 @@ void ObjectCache::Index::Put(ObjectRef object) {
     Entry& e = entries[id];
     e.pos.resize(1 + 2 * o.label_count());
     e.object = std::move(object);
-    e.pos[0] = Add(by_ns, o.ns(), id);
-    for (size_t i = 0; i < o.label_count(); ++i) {
+    e.pos[0] = Add(by_ns, o.ns(), id, 0);
+    for (uint32_t i = 0; i < o.label_count(); ++i) {
       const LabelPair l = o.label(i);
-      e.pos[1 + 2 * i] = Add(by_label, LabelKey(l.key, l.value).view(), id);
-      e.pos[2 + 2 * i] = Add(by_label_key, l.key, id);
+      e.pos[1 + 2 * i] = Add(by_label, LabelKey(l.key, l.value).view(), id, 1 + 2 * i);
+      e.pos[2 + 2 * i] = Add(by_label_key, l.key, id, 2 + 2 * i);
     }
     return;
   }
   // Same key, so same namespace: only the labels that changed move between
   // postings (a sorted merge of old and new labels); the rest keep their
-  // positions, re-indexed to the new object's label order.
+  // places, re-numbered to the new object's label order.
   const uint32_t id = it->second.id;
   Entry& e = entries[id];
   const Object& old = *e.object;
   const Object& now = *object;
   std::vector<uint32_t, Alloc<uint32_t>> pos(1 + 2 * now.label_count());
   pos[0] = e.pos[0];
-  std::vector<size_t, Alloc<size_t>> added_values, added_keys;  // label indices in `now`
-  size_t i = 0, j = 0;
+  // Label indices in `now`: new key=value members, new key members, and
+  // kept members whose index moved (their back-references need fixing).
+  std::vector<uint32_t, Alloc<uint32_t>> added_values, added_keys, moved_values, moved_keys;
+  uint32_t i = 0, j = 0;
   while (i < old.label_count() || j < now.label_count()) {
     const bool take_old =
         j == now.label_count() || (i < old.label_count() && old.label(i).key < now.label(j).key);
@@ -126,8 +138,8 @@ void ObjectCache::Index::Put(ObjectRef object) {
         i == old.label_count() || (j < now.label_count() && now.label(j).key < old.label(i).key);
     if (take_old) {  // key gone
       const LabelPair l = old.label(i);
-      Remove(by_label, LabelKey(l.key, l.value).view(), e.pos[1 + 2 * i], kValue, l.key);
-      Remove(by_label_key, l.key, e.pos[2 + 2 * i], kKey, l.key);
+      Remove(by_label, LabelKey(l.key, l.value).view(), e.pos[1 + 2 * i]);
+      Remove(by_label_key, l.key, e.pos[2 + 2 * i]);
       ++i;
     } else if (take_new) {  // key added
       added_values.push_back(j);
@@ -136,26 +148,35 @@ void ObjectCache::Index::Put(ObjectRef object) {
     } else {  // same key; the value may differ
       const LabelPair a = old.label(i), b = now.label(j);
       pos[2 + 2 * j] = e.pos[2 + 2 * i];
+      if (i != j) moved_keys.push_back(j);
       if (a.value != b.value) {
-        Remove(by_label, LabelKey(a.key, a.value).view(), e.pos[1 + 2 * i], kValue, a.key);
+        Remove(by_label, LabelKey(a.key, a.value).view(), e.pos[1 + 2 * i]);
         added_values.push_back(j);
       } else {
         pos[1 + 2 * j] = e.pos[1 + 2 * i];
+        if (i != j) moved_values.push_back(j);
       }
       ++i;
       ++j;
     }
   }
-  // Removals above could move other ids, never this one's other positions;
-  // from here on PosOf(id, ...) must see the new object and positions.
+  // Removals above moved other objects' members, never this object's kept
+  // ones (each posting holds an object once).
   it->second.object = &now;
   e.object = std::move(object);
   e.pos = std::move(pos);
-  for (size_t k : added_values) {
+  for (uint32_t k : moved_values) {
     const LabelPair l = now.label(k);
-    e.pos[1 + 2 * k] = Add(by_label, LabelKey(l.key, l.value).view(), id);
+    by_label.find(LabelKey(l.key, l.value).view())->second[e.pos[1 + 2 * k]].which = 1 + 2 * k;
   }
-  for (size_t k : added_keys) e.pos[2 + 2 * k] = Add(by_label_key, now.label(k).key, id);
+  for (uint32_t k : moved_keys) {
+    by_label_key.find(now.label(k).key)->second[e.pos[2 + 2 * k]].which = 2 + 2 * k;
+  }
+  for (uint32_t k : added_values) {
+    const LabelPair l = now.label(k);
+    e.pos[1 + 2 * k] = Add(by_label, LabelKey(l.key, l.value).view(), id, 1 + 2 * k);
+  }
+  for (uint32_t k : added_keys) e.pos[2 + 2 * k] = Add(by_label_key, now.label(k).key, id, 2 + 2 * k);
 }
 
 void ObjectCache::Index::Erase(std::string_view key) {
@@ -164,16 +185,13 @@ void ObjectCache::Index::Erase(std::string_view key) {
   const uint32_t id = it->second.id;
   by_key.erase(it);
   Entry& e = entries[id];
-  const Object& o = *e.object;
-  Remove(by_ns, o.ns(), e.pos[0], kNamespace, {});
-  for (size_t i = 0; i < o.label_count(); ++i) {
-    const LabelPair l = o.label(i);
-    Remove(by_label, LabelKey(l.key, l.value).view(), e.pos[1 + 2 * i], kValue, l.key);
-    Remove(by_label_key, l.key, e.pos[2 + 2 * i], kKey, l.key);
-  }
+  const size_t members = 1 + 2 * e.object->label_count();
   e.object = ObjectRef();
-  e.pos.clear();
+  ++e.gen;  // its members in the postings are dead from here on
   free_ids.push_back(id);
+  live_members -= members;
+  dead_members += members;
+  if (dead_members > live_members + 1024) Compact();
 }
 
 // ---- Tombstones --------------------------------------------------------------
@@ -378,17 +396,18 @@ Status ObjectCache::List(std::string_view ns, const Selector* selector,
     }
     auto visit = [&](uint32_t id) {
       const ObjectRef& o = index_.entries[id].object;
+      if (!o) return;
       if (!ns.empty() && o->ns() != ns) return;
       if (selector != nullptr && !selector->Matches(*o)) return;
       out->push_back(o);
     };
     if (everything) {
-      for (uint32_t id = 0; id < index_.entries.size(); ++id) {
-        if (index_.entries[id].object) visit(id);
-      }
+      for (uint32_t id = 0; id < index_.entries.size(); ++id) visit(id);
     } else {
       for (const Posting* s : best) {
-        for (uint32_t id : *s) visit(id);
+        for (const Member& m : *s) {
+          if (index_.Live(m)) visit(m.id);
+        }
       }
     }
   }

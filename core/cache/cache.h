@@ -81,13 +81,23 @@ class ObjectCache {
  private:
   template <class V>
   using StringMap = std::unordered_map<String, V, StringHash, StringEq, Alloc<std::pair<const String, V>>>;
-  // The ids of the objects with one namespace, one key=value or one label
-  // key, unordered and contiguous; a removal moves the last id into the hole.
-  using Posting = std::vector<uint32_t, Alloc<uint32_t>>;
+  // The objects with one namespace, one key=value or one label key,
+  // unordered and contiguous. Each element also says which of its object's
+  // position records points back at it, so a removal moves the last element
+  // into the hole and fixes that one record without touching the object.
+  // A member whose generation no longer matches its entry's belongs to a
+  // deleted object: deletes leave their members behind (touching every
+  // posting of the object was most of a delete's cost) and lists skip them;
+  // once they outnumber the live members, one pass compacts every posting.
+  struct Member {
+    uint32_t id;
+    uint32_t which;  // index into entries[id].pos
+    uint32_t gen;    // entries[id].gen when added
+  };
+  using Posting = std::vector<Member, Alloc<Member>>;
 
   // The objects and their indexes. External synchronization needed.
   struct Index {
-    enum Kind { kNamespace, kValue, kKey };
     struct Slot {
       uint32_t id;
       const Object* object;  // owned by entries[id]; here to save a hop on lookups
@@ -97,6 +107,7 @@ class ObjectCache {
     struct Entry {
       ObjectRef object;
       std::vector<uint32_t, Alloc<uint32_t>> pos;
+      uint32_t gen = 0;  // bumped when the object is deleted
     };
     std::vector<Entry, Alloc<Entry>> entries;
     std::vector<uint32_t, Alloc<uint32_t>> free_ids;
@@ -105,15 +116,18 @@ class ObjectCache {
     StringMap<Posting> by_label;   // "key\0value"
     StringMap<Posting> by_label_key;
 
+    size_t live_members = 0;
+    size_t dead_members = 0;
+
     const Object* Find(std::string_view key) const;
     void Put(ObjectRef object);  // inserts or replaces by key
     void Erase(std::string_view key);
+    bool Live(const Member& m) const { return entries[m.id].gen == m.gen && entries[m.id].object; }
 
    private:
-    uint32_t Add(StringMap<Posting>& map, std::string_view key, uint32_t id);
-    void Remove(StringMap<Posting>& map, std::string_view key, uint32_t pos, Kind kind,
-                std::string_view label_key);
-    uint32_t& PosOf(uint32_t id, Kind kind, std::string_view label_key);
+    void Compact();
+    uint32_t Add(StringMap<Posting>& map, std::string_view key, uint32_t id, uint32_t which);
+    void Remove(StringMap<Posting>& map, std::string_view key, uint32_t pos);
   };
   // Deleted keys with the resourceVersion of their deletion, forgotten
   // oldest first beyond the limit. External synchronization needed.
