@@ -121,8 +121,8 @@ enum {
  * through it. Engines share nothing with each other. */
 typedef struct berth_engine berth_engine;
 
-/* Bytes produced by Berth (a FlatBuffers buffer). Immutable; owned by the
- * caller until berth_buffer_free. */
+/* Bytes produced by Berth: a FlatBuffers buffer, or text where the function
+ * says so. Immutable; owned by the caller until berth_buffer_free. */
 typedef struct berth_buffer berth_buffer;
 
 /* A parsed Kubernetes label selector. Immutable: thread-safe for concurrent
@@ -498,10 +498,16 @@ BERTH_API berth_status berth_cache_upsert(int* out_applied, berth_cache* cache,
                                           const berth_label* labels, size_t n_labels,
                                           const uint8_t* payload, size_t payload_len);
 
-/* Deletes (namespace, name) as of resource_version (0 = whatever version is
- * cached) and leaves a tombstone. Ignored (*out_applied = 0) if the cache
- * holds the object at a newer resourceVersion, or a tombstone at least as
- * new; deleting an absent object still records the tombstone.
+/* Deletes (namespace, name) as of resource_version and leaves a tombstone
+ * at that version, so older adds stay out. Precisely:
+ *  - cached at a newer resourceVersion: ignored (*out_applied = 0);
+ *  - cached otherwise: removed, tombstone at resource_version, applied;
+ *  - resource_version 0 ("whatever is cached"): the cached object is removed
+ *    and its tombstone carries the cached object's resourceVersion; with
+ *    nothing cached it is ignored and records nothing;
+ *  - absent, resource_version > 0: a tombstone is recorded (a delete that
+ *    overtook its add) and *out_applied = 1, unless a tombstone at least as
+ *    new exists (ignored).
  * Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME. Since 0.2. */
 BERTH_API berth_status berth_cache_delete(int* out_applied, berth_cache* cache,
                                           const char* namespace_, size_t namespace_len,
@@ -512,25 +518,31 @@ BERTH_API berth_status berth_cache_delete(int* out_applied, berth_cache* cache,
  * BERTH_FB_EVENT_BATCH_ID) in order, each event as berth_cache_upsert
  * (ADDED, MODIFIED) or berth_cache_delete (DELETED) would. All or nothing:
  * the buffer and every event are validated first (the message names the bad
- * event's index). *out_applied (optional) counts the events that changed the
- * cache. Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME;
- * BERTH_ERR_BAD_BUFFER. Since 0.2. */
+ * event's index). A Deleted event uses only the object's namespace, name and
+ * resource_version (0 allowed, as in berth_cache_delete). *out_applied
+ * (optional) counts the events that changed the cache.
+ * Fails: BERTH_ERR_INVALID_ARGUMENT (also: an event without an object, an
+ *   unknown event type); BERTH_ERR_INVALID_NAME; BERTH_ERR_BAD_BUFFER.
+ * Since 0.2. */
 BERTH_API berth_status berth_cache_apply(size_t* out_applied, berth_cache* cache,
                                          const uint8_t* buf, size_t buf_len);
 
 /* Replaces the contents with a full relist: a FlatBuffers berth.fb.ObjectList
  * (identifier BERTH_FB_OBJECT_LIST_ID) whose resource_version is the list's.
  * Cached objects and tombstones newer than the list are kept (they happened
- * after it); everything else comes from the list. Then the cache is synced.
- * Validated completely before anything changes. Fails: as berth_cache_apply.
- * Since 0.2. */
+ * after it); everything else comes from the list. An object named twice in
+ * the list keeps its newer entry (the later one on a tie). Then the cache is
+ * synced, and its resourceVersion is the largest of its previous one, the
+ * list's and the listed objects'. Validated completely before anything
+ * changes. Fails: as berth_cache_apply. Since 0.2. */
 BERTH_API berth_status berth_cache_replace(berth_cache* cache,
                                            const uint8_t* buf, size_t buf_len);
 
 /* Stores in *out_buffer a FlatBuffers berth.fb.ObjectList of the objects in
  * namespace_ (empty = every namespace) that match selector (NULL = every
- * object), sorted by (namespace, name), with the cache's resourceVersion.
- * Taken atomically. The caller owns the buffer.
+ * object), sorted by (namespace, name), each object's labels sorted by key,
+ * with the cache's resourceVersion. Taken atomically. No match is BERTH_OK
+ * with an empty list (never BERTH_EMPTY). The caller owns the buffer.
  * Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME;
  *   BERTH_ERR_NOT_SYNCED. Since 0.2. */
 BERTH_API berth_status berth_cache_list(berth_buffer** out_buffer,

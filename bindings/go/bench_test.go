@@ -67,3 +67,83 @@ func BenchmarkBuildBatch10000(b *testing.B) {
 		putBatchBuilder(bb)
 	}
 }
+
+// benchCache is the cache of cmd/berth-bench: 10000 objects over 100
+// namespaces, 100 each, with two labels and a 256-byte payload.
+func benchCache(b *testing.B) *Cache {
+	c := newCache(b, CacheOptions{})
+	objs := make([]Object, 10000)
+	payload := make([]byte, 256)
+	for i := range objs {
+		objs[i] = Object{Namespace: fmt.Sprintf("ns-%d", i/100), Name: fmt.Sprintf("obj-%d", i), ResourceVersion: uint64(i + 1),
+			Labels: map[string]string{"app": fmt.Sprintf("app-%d", i%10), "tier": fmt.Sprintf("t%d", i%3)}, Payload: payload}
+	}
+	if err := c.Replace(objs, uint64(len(objs))); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+func BenchmarkCacheList100(b *testing.B) {
+	c := benchCache(b)
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		l, err := c.List("ns-7", nil)
+		if err != nil || l.Len() != 100 {
+			b.Fatal(l.Len(), err)
+		}
+		for _, v := range l.All() {
+			n += len(v.Name()) + len(v.Payload())
+		}
+	}
+	_ = n
+}
+
+func BenchmarkCacheListSelector(b *testing.B) {
+	c := benchCache(b)
+	sel := MustParseSelector("app=app-3,tier in (t0,t1)")
+	defer sel.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.List("ns-7", sel); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCacheGet(b *testing.B) {
+	c := benchCache(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok, err := c.Get("ns-7", "obj-777"); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+func BenchmarkCacheUpsert(b *testing.B) {
+	c := benchCache(b)
+	o := Object{Namespace: "ns-7", Name: "obj-777", Labels: map[string]string{"app": "app-7", "tier": "t0"}, Payload: make([]byte, 256)}
+	rv := uint64(1 << 20)
+	b.ReportAllocs()
+	for b.Loop() {
+		rv++
+		o.ResourceVersion = rv
+		if ok, err := c.Upsert(o); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+func BenchmarkSelectorMatches(b *testing.B) {
+	sel := MustParseSelector("app=web,tier notin (db),!canary")
+	defer sel.Close()
+	labels := map[string]string{"app": "web", "tier": "frontend", "version": "3"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, err := sel.Matches(labels); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}

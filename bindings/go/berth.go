@@ -30,43 +30,7 @@ package berth
 #cgo nocallback berth_buffer_free
 #cgo nocallback berth_abi_version
 
-#include <stdlib.h>
-#include <string.h>
-#include "berth.h"
-
-// bg_res carries the out-values of one call and, when the call failed, a
-// malloc'd copy of berth_last_error(). The copy is taken inside the same C
-// call as the failing berth_* function, hence on the same OS thread: the
-// goroutine cannot migrate in between, and no other goroutine's call on that
-// thread can overwrite the message first.
-//
-// The struct holds no pointer types (msg is a uintptr_t) and the engine
-// handle is passed as a uintptr_t, so cgo has no pointer to check on the hot
-// path: every remaining pointer argument points to pointer-free memory.
-typedef struct bg_res {
-  int flag;        // out_inserted / out_removed / out_restored
-  size_t count;    // out_inserted of berth_pool_add_batch
-  uintptr_t msg;   // char*, 0 unless the call failed; freed by bg_msg_free
-  size_t msg_len;
-} bg_res;
-
-#define BG_ENGINE(h) ((berth_engine*)(h))
-
-static berth_status bg_done(berth_status st, bg_res* res) {
-  if (st != BERTH_OK && st != BERTH_EMPTY) {
-    size_t n = 0;
-    const char* m = berth_last_error(&n);
-    if (m == NULL) n = 0;
-    char* c = (char*)malloc(n + 1);
-    if (c != NULL) {
-      if (n > 0) memcpy(c, m, n);
-      c[n] = '\0';
-      res->msg = (uintptr_t)c;
-      res->msg_len = n;
-    }
-  }
-  return st;
-}
+#include "bg.h"
 
 static berth_status bg_engine_new(uintptr_t* out, bg_res* res) {
   berth_engine* e = NULL;
@@ -153,19 +117,14 @@ static berth_status bg_pool_buffer(berth_buffer** out_buf,
   berth_status st = which == 0 ? berth_pool_snapshot(&b, BG_ENGINE(e), pool, pool_len)
                                : berth_pool_node_stats(&b, BG_ENGINE(e), pool, pool_len);
   if (st != BERTH_OK) return bg_done(st, res);
-  st = berth_buffer_data(out_data, out_len, b);
-  if (st != BERTH_OK) {
-    st = bg_done(st, res);
-    berth_buffer_free(b);
-    return st;
-  }
-  *out_buf = b;
-  return BERTH_OK;
+  return bg_expose(out_buf, out_data, out_len, res, b);
 }
 
 static const char* bg_id_batch(void) { return BERTH_FB_POOL_KEY_BATCH_ID; }
 static const char* bg_id_snapshot(void) { return BERTH_FB_POOL_SNAPSHOT_ID; }
 static const char* bg_id_node_stats(void) { return BERTH_FB_POOL_NODE_STATS_ID; }
+static const char* bg_id_event_batch(void) { return BERTH_FB_EVENT_BATCH_ID; }
+static const char* bg_id_object_list(void) { return BERTH_FB_OBJECT_LIST_ID; }
 */
 import "C"
 
@@ -193,9 +152,11 @@ const (
 
 // FlatBuffers file identifiers, taken from berth.h.
 var (
-	idBatch     = []byte(C.GoStringN(C.bg_id_batch(), 4))
-	idSnapshot  = C.GoStringN(C.bg_id_snapshot(), 4)
-	idNodeStats = C.GoStringN(C.bg_id_node_stats(), 4)
+	idBatch      = []byte(C.GoStringN(C.bg_id_batch(), 4))
+	idSnapshot   = C.GoStringN(C.bg_id_snapshot(), 4)
+	idNodeStats  = C.GoStringN(C.bg_id_node_stats(), 4)
+	idEventBatch = []byte(C.GoStringN(C.bg_id_event_batch(), 4))
+	idObjectList = []byte(C.GoStringN(C.bg_id_object_list(), 4))
 )
 
 // ABIVersion returns berth_abi_version() of the loaded libberth.
@@ -339,12 +300,12 @@ func (e *Engine) Update(pool string, k Key) (updated bool, err error) {
 
 func (e *Engine) addOrUpdate(pool string, k *Key, update C.int, op string) (bool, error) {
 	if e == nil {
-		return false, &closedError{op}
+		return false, errClosed(op, "engine")
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.h == 0 {
-		return false, &closedError{op}
+		return false, errClosed(op, "engine")
 	}
 	pp, pn := cstr(pool)
 	sp, sn := cstr(k.Namespace)
@@ -364,7 +325,7 @@ func (e *Engine) addOrUpdate(pool string, k *Key, update C.int, op string) (bool
 // the index of the bad key. inserted is the number of keys that were new.
 func (e *Engine) AddBatch(pool string, keys []Key) (inserted int, err error) {
 	if e == nil {
-		return 0, &closedError{"AddBatch"}
+		return 0, errClosed("AddBatch", "engine")
 	}
 	bb := getBatchBuilder()
 	defer putBatchBuilder(bb)
@@ -373,7 +334,7 @@ func (e *Engine) AddBatch(pool string, keys []Key) (inserted int, err error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.h == 0 {
-		return 0, &closedError{"AddBatch"}
+		return 0, errClosed("AddBatch", "engine")
 	}
 	pp, pn := cstr(pool)
 	var r C.bg_res
@@ -388,12 +349,12 @@ func (e *Engine) AddBatch(pool string, keys []Key) (inserted int, err error) {
 // error: removed is false.
 func (e *Engine) Remove(pool, namespace, name string) (removed bool, err error) {
 	if e == nil {
-		return false, &closedError{"Remove"}
+		return false, errClosed("Remove", "engine")
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.h == 0 {
-		return false, &closedError{"Remove"}
+		return false, errClosed("Remove", "engine")
 	}
 	pp, pn := cstr(pool)
 	sp, sn := cstr(namespace)
@@ -409,12 +370,12 @@ func (e *Engine) Remove(pool, namespace, name string) (removed bool, err error) 
 // records. removed is false if the pool did not exist.
 func (e *Engine) RemovePool(pool string) (removed bool, err error) {
 	if e == nil {
-		return false, &closedError{"RemovePool"}
+		return false, errClosed("RemovePool", "engine")
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.h == 0 {
-		return false, &closedError{"RemovePool"}
+		return false, errClosed("RemovePool", "engine")
 	}
 	pp, pn := cstr(pool)
 	var r C.bg_res
@@ -447,7 +408,7 @@ func (e *Engine) PopSpread(pool string) (h HandedOut, ok bool, err error) {
 
 func (e *Engine) pop(pool string, spread C.int, op string) (HandedOut, bool, error) {
 	if e == nil {
-		return HandedOut{}, false, &closedError{op}
+		return HandedOut{}, false, errClosed(op, "engine")
 	}
 	var k C.berth_pool_key
 	var r C.bg_res
@@ -455,7 +416,7 @@ func (e *Engine) pop(pool string, spread C.int, op string) (HandedOut, bool, err
 	e.mu.RLock()
 	if e.h == 0 {
 		e.mu.RUnlock()
-		return HandedOut{}, false, &closedError{op}
+		return HandedOut{}, false, errClosed(op, "engine")
 	}
 	st := C.bg_pool_pop(&k, &r, e.h, spread, pp, pn)
 	e.mu.RUnlock()
@@ -504,12 +465,12 @@ func handedOutFromC(k *C.berth_pool_key) HandedOut {
 // window pass, so callers must handle false.
 func (e *Engine) PutBack(pool string, h HandedOut) (restored bool, err error) {
 	if e == nil {
-		return false, &closedError{"PutBack"}
+		return false, errClosed("PutBack", "engine")
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.h == 0 {
-		return false, &closedError{"PutBack"}
+		return false, errClosed("PutBack", "engine")
 	}
 	pp, pn := cstr(pool)
 	sp, sn := cstr(h.Namespace)
@@ -524,12 +485,12 @@ func (e *Engine) PutBack(pool string, h HandedOut) (restored bool, err error) {
 // Stats reads the counters of pool.
 func (e *Engine) Stats(pool string) (Stats, error) {
 	if e == nil {
-		return Stats{}, &closedError{"Stats"}
+		return Stats{}, errClosed("Stats", "engine")
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.h == 0 {
-		return Stats{}, &closedError{"Stats"}
+		return Stats{}, errClosed("Stats", "engine")
 	}
 	pp, pn := cstr(pool)
 	var s C.berth_pool_stats
@@ -550,7 +511,7 @@ func (e *Engine) Stats(pool string) (Stats, error) {
 // (which 1) and returns a Go copy of the buffer; the C buffer is freed.
 func (e *Engine) poolBuffer(pool string, which C.int, op, id string) ([]byte, error) {
 	if e == nil {
-		return nil, &closedError{op}
+		return nil, errClosed(op, "engine")
 	}
 	var (
 		b    *C.berth_buffer
@@ -562,7 +523,7 @@ func (e *Engine) poolBuffer(pool string, which C.int, op, id string) ([]byte, er
 	e.mu.RLock()
 	if e.h == 0 {
 		e.mu.RUnlock()
-		return nil, &closedError{op}
+		return nil, errClosed(op, "engine")
 	}
 	st := C.bg_pool_buffer(&b, &data, &n, &r, e.h, which, pp, pn)
 	e.mu.RUnlock()
@@ -571,12 +532,32 @@ func (e *Engine) poolBuffer(pool string, which C.int, op, id string) ([]byte, er
 	}
 	// The buffer does not borrow from the engine, so it is copied and freed
 	// outside the lock.
-	out := make([]byte, int(n))
-	copy(out, unsafe.Slice((*byte)(unsafe.Pointer(data)), int(n)))
-	C.berth_buffer_free(b)
-	if len(out) < 8 || string(out[4:8]) != id {
-		return nil, &Error{Status: statusInternal,
-			Message: fmt.Sprintf("%s: library returned a buffer without identifier %q", op, id)}
+	out := takeBuffer(b, data, n)
+	if !hasIdentifier(out, id) {
+		return nil, badIdentifier(op, id)
 	}
 	return out, nil
+}
+
+// takeBuffer copies the bytes of a berth_buffer into Go memory and frees the
+// buffer. The copy is made by append, which does not zero the new memory
+// first.
+func takeBuffer(b *C.berth_buffer, data *C.uint8_t, n C.size_t) []byte {
+	var out []byte
+	if n > 0 {
+		out = append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(data)), int(n))...)
+	}
+	C.berth_buffer_free(b)
+	return out
+}
+
+// hasIdentifier reports whether buf is long enough for a FlatBuffers root and
+// carries the file identifier id.
+func hasIdentifier(buf []byte, id string) bool {
+	return len(buf) >= 8 && string(buf[4:8]) == id
+}
+
+func badIdentifier(op, id string) error {
+	return &Error{Status: statusInternal,
+		Message: fmt.Sprintf("%s: library returned a buffer without identifier %q", op, id)}
 }

@@ -3,6 +3,7 @@ package berth
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -205,4 +206,254 @@ func TestConcurrent_PoolsAreIndependent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+func TestConcurrent_CacheReadersAndWritersEndConsistent(t *testing.T) {
+	c := syncedCache(t)
+	const (
+		writers   = 4
+		readers   = 4
+		perWriter = 2000
+		names     = 150
+	)
+	type op struct {
+		ns, name string
+		rv       uint64
+		deleted  bool
+	}
+	var (
+		rv       atomic.Uint64
+		logs     = make([][]op, writers)
+		wg       sync.WaitGroup
+		done     = make(chan struct{})
+		firstErr atomic.Pointer[error]
+	)
+	rv.Store(1)
+	fail := func(err error) { firstErr.CompareAndSwap(nil, &err) }
+	// An object's labels and payload are derived from its resourceVersion,
+	// so a reader can tell a torn or mixed-up object from a good one.
+	makeObj := func(ns, name string, rv uint64) Object {
+		return Object{Namespace: ns, Name: name, ResourceVersion: rv,
+			Labels:  map[string]string{"mod": fmt.Sprint(rv % 7), "ns": ns},
+			Payload: fmt.Appendf(nil, "rv=%d", rv)}
+	}
+	checkObj := func(v ObjectView) error {
+		if mod, _ := v.Label("mod"); mod != fmt.Sprint(v.ResourceVersion()%7) {
+			return fmt.Errorf("%s/%s@%d has label mod=%q", v.Namespace(), v.Name(), v.ResourceVersion(), mod)
+		}
+		if ns, _ := v.Label("ns"); ns != v.Namespace() {
+			return fmt.Errorf("%s/%s has label ns=%q", v.Namespace(), v.Name(), ns)
+		}
+		if want := fmt.Sprintf("rv=%d", v.ResourceVersion()); string(v.Payload()) != want {
+			return fmt.Errorf("%s/%s@%d has payload %q", v.Namespace(), v.Name(), v.ResourceVersion(), v.Payload())
+		}
+		return nil
+	}
+
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var batch []Event
+			for i := range perWriter {
+				ns := fmt.Sprintf("ns-%d", (w+i)%3)
+				name := fmt.Sprintf("o-%d", (i*7+w*13)%names)
+				v := rv.Add(1)
+				deleted := i%5 == 0
+				logs[w] = append(logs[w], op{ns, name, v, deleted})
+				var err error
+				switch {
+				case w%2 == 1: // odd writers apply batches of watch events
+					ev := Event{Type: Modified, Object: makeObj(ns, name, v)}
+					if deleted {
+						ev = Event{Type: Deleted, Object: Object{Namespace: ns, Name: name, ResourceVersion: v}}
+					}
+					batch = append(batch, ev)
+					if len(batch) == 10 || i == perWriter-1 {
+						_, err = c.Apply(batch)
+						batch = batch[:0]
+					}
+				case deleted:
+					_, err = c.Delete(ns, name, v)
+				default:
+					_, err = c.Upsert(makeObj(ns, name, v))
+				}
+				if err != nil {
+					fail(err)
+					return
+				}
+			}
+		}()
+	}
+	var rwg sync.WaitGroup
+	for g := range readers {
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			sel := MustParseSelector("mod in (0,1,2),ns")
+			defer sel.Close()
+			var lastRV uint64
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if firstErr.Load() != nil {
+					return
+				}
+				var l *ObjectList
+				var err error
+				useSel := (g+i)%2 == 0
+				if useSel {
+					l, err = c.List(fmt.Sprintf("ns-%d", i%3), sel)
+				} else {
+					l, err = c.List("", nil)
+				}
+				if err != nil {
+					fail(err)
+					return
+				}
+				if l.ResourceVersion() < lastRV {
+					fail(fmt.Errorf("list resourceVersion went back from %d to %d", lastRV, l.ResourceVersion()))
+					return
+				}
+				lastRV = l.ResourceVersion()
+				prev := ""
+				for _, v := range l.All() {
+					if err := checkObj(v); err != nil {
+						fail(err)
+						return
+					}
+					if useSel {
+						if mod, _ := v.Label("mod"); mod > "2" || v.Namespace() != fmt.Sprintf("ns-%d", i%3) {
+							fail(fmt.Errorf("List(ns-%d, %s) returned %s/%s with mod=%s", i%3, sel, v.Namespace(), v.Name(), mod))
+							return
+						}
+					}
+					if k := v.Namespace() + "/" + v.Name(); k <= prev {
+						fail(fmt.Errorf("list not sorted: %q after %q", k, prev))
+						return
+					} else {
+						prev = k
+					}
+				}
+				if v, ok, err := c.Get(fmt.Sprintf("ns-%d", i%3), fmt.Sprintf("o-%d", i%names)); err != nil {
+					fail(err)
+					return
+				} else if ok {
+					if err := checkObj(v); err != nil {
+						fail(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	rwg.Wait()
+	if p := firstErr.Load(); p != nil {
+		t.Fatal(*p)
+	}
+
+	// The final state: for each object, the operation with the largest
+	// resourceVersion wins, whatever order the writers' calls landed in.
+	last := map[string]op{}
+	for _, l := range logs {
+		for _, o := range l {
+			k := o.ns + "/" + o.name
+			if prev, ok := last[k]; !ok || o.rv > prev.rv {
+				last[k] = o
+			}
+		}
+	}
+	var present []string
+	for k, o := range last {
+		if !o.deleted {
+			present = append(present, k)
+		}
+	}
+	slices.Sort(present) // every namespace is "ns-<digit>": "ns/name" order is (ns, name) order
+	var want []string
+	for _, k := range present {
+		want = append(want, fmt.Sprintf("%s@%d", k, last[k].rv))
+	}
+	l, err := c.List("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := keys(l)
+	if !slices.Equal(got, want) {
+		t.Fatalf("final List has %d objects, want %d\ngot  %q\nwant %q", len(got), len(want), got, want)
+	}
+	s, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ResourceVersion != rv.Load() || s.Objects != uint64(len(want)) {
+		t.Fatalf("Stats = %+v; want resourceVersion %d and %d objects", s, rv.Load(), len(want))
+	}
+}
+
+func TestConcurrent_CacheCloseWhileCallsAreInFlight(t *testing.T) {
+	for round := range 20 {
+		c, err := NewCache(CacheOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Replace(nil, 1); err != nil {
+			t.Fatal(err)
+		}
+		sel := MustParseSelector("app=web")
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for g := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for i := 0; ; i++ {
+					var err error
+					rv := uint64(2 + i)
+					o := Object{Namespace: "ns", Name: fmt.Sprintf("g%d-%d", g, i%50), ResourceVersion: rv,
+						Labels: map[string]string{"app": "web"}}
+					switch i % 5 {
+					case 0:
+						_, err = c.Upsert(o)
+					case 1:
+						_, err = c.List("ns", sel)
+					case 2:
+						_, err = c.Apply([]Event{{Type: Added, Object: o}})
+					case 3:
+						_, _, err = c.Get("ns", o.Name)
+					case 4:
+						_, err = c.Delete("ns", o.Name, rv)
+					}
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+					if err != nil {
+						t.Errorf("round %d: unexpected error %v", round, err)
+						return
+					}
+				}
+			}()
+		}
+		close(start)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := c.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		}()
+		// Closing the selector in flight makes Lists fail with ErrClosed
+		// (naming the selector), never crash.
+		go func() {
+			defer wg.Done()
+			sel.Close()
+		}()
+		wg.Wait()
+	}
 }

@@ -12,11 +12,18 @@
 // key's node and ready flag only while it is in the pool, so a key that was
 // handed out meanwhile does not come back.
 //
-// Every method of Engine is safe for concurrent use. Close releases the
-// engine; any call after Close returns an error wrapping ErrClosed. Failures
-// reported by the library are *Error values; test them with errors.Is
-// against ErrInvalidArgument, ErrInvalidName, ErrNotFound, ErrBadBuffer,
-// ErrNoMemory and ErrInternal.
+// A Cache (ABI 0.2) is a local copy of Kubernetes objects fed by a watch and
+// by the caller's own writes: Upsert, Delete and Apply (a batch of watch
+// events) go through a resourceVersion guard with tombstones, Replace swaps in
+// a relist atomically, and List reads by namespace and label selector
+// (ParseSelector: the full Kubernetes grammar). List returns an ObjectList
+// that reads fields in place, without decoding or copying each object.
+//
+// Every method of Engine, Cache and Selector is safe for concurrent use.
+// Close releases the handle; any call after Close returns an error wrapping
+// ErrClosed. Failures reported by the library are *Error values; test them
+// with errors.Is against ErrInvalidArgument, ErrInvalidName, ErrNotFound,
+// ErrBadBuffer, ErrNoMemory, ErrInternal, ErrNotSynced and ErrBadSelector.
 package berth
 
 // The FlatBuffers code in internal/fb is generated from capi/berth.fbs and

@@ -15,6 +15,8 @@ const (
 	statusBadBuffer       int32 = 5
 	statusNoMemory        int32 = 6
 	statusInternal        int32 = 7
+	statusNotSynced       int32 = 8 // since ABI 0.2
+	statusBadSelector     int32 = 9 // since ABI 0.2
 )
 
 var statusNames = [...]string{
@@ -26,6 +28,8 @@ var statusNames = [...]string{
 	statusBadBuffer:       "BERTH_ERR_BAD_BUFFER",
 	statusNoMemory:        "BERTH_ERR_NO_MEMORY",
 	statusInternal:        "BERTH_ERR_INTERNAL",
+	statusNotSynced:       "BERTH_ERR_NOT_SYNCED",
+	statusBadSelector:     "BERTH_ERR_BAD_SELECTOR",
 }
 
 // StatusName returns the name of a berth_status value ("BERTH_ERR_NOT_FOUND",
@@ -76,16 +80,26 @@ var (
 	ErrNoMemory error = &Error{Status: statusNoMemory}
 	// ErrInternal: an internal invariant of the library failed.
 	ErrInternal error = &Error{Status: statusInternal}
+	// ErrNotSynced: the Cache has not completed its first Replace, so it
+	// cannot answer List or Get; go to the API server instead.
+	ErrNotSynced error = &Error{Status: statusNotSynced}
+	// ErrBadSelector: a label selector Kubernetes would reject. The message
+	// names the byte offset ("at byte 4: ...") and what was expected.
+	ErrBadSelector error = &Error{Status: statusBadSelector}
 
-	// ErrClosed: the Engine was closed. It is not a berth_status.
-	ErrClosed = errors.New("berth: engine is closed")
+	// ErrClosed: the Engine, Cache or Selector was closed. It is not a
+	// berth_status.
+	ErrClosed = errors.New("berth: use after Close")
 	// ErrABIMismatch: the loaded libberth has another ABI major version than
 	// the berth.h this package was compiled against.
 	ErrABIMismatch = errors.New("berth: libberth ABI major version mismatch")
 )
 
-// closedError is what every method returns after Close.
-type closedError struct{ op string }
+// closedError is what every method returns after Close: op is the method,
+// what the kind of handle ("engine", "cache", "selector").
+type closedError struct{ op, what string }
 
-func (e *closedError) Error() string { return "berth: " + e.op + ": engine is closed" }
+func errClosed(op, what string) error { return &closedError{op: op, what: what} }
+
+func (e *closedError) Error() string { return "berth: " + e.op + ": " + e.what + " is closed" }
 func (e *closedError) Unwrap() error { return ErrClosed }

@@ -11,7 +11,7 @@ func TestError_IsMatchesSentinelOfSameStatusOnly(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) {
 		t.Fatal("errors.Is(NOT_FOUND error, ErrNotFound) = false")
 	}
-	for _, other := range []error{ErrInvalidArgument, ErrInvalidName, ErrBadBuffer, ErrNoMemory, ErrInternal, ErrClosed} {
+	for _, other := range []error{ErrInvalidArgument, ErrInvalidName, ErrBadBuffer, ErrNoMemory, ErrInternal, ErrNotSynced, ErrBadSelector, ErrClosed} {
 		if errors.Is(err, other) {
 			t.Errorf("errors.Is(NOT_FOUND error, %v) = true", other)
 		}
@@ -28,12 +28,44 @@ func TestError_IsMatchesSentinelOfSameStatusOnly(t *testing.T) {
 	}
 }
 
+func TestError_NewStatusesHaveNamesAndSentinels(t *testing.T) {
+	cases := []struct {
+		status   int32
+		name     string
+		sentinel error
+	}{
+		{8, "BERTH_ERR_NOT_SYNCED", ErrNotSynced},
+		{9, "BERTH_ERR_BAD_SELECTOR", ErrBadSelector},
+	}
+	for _, c := range cases {
+		if got := StatusName(c.status); got != c.name {
+			t.Errorf("StatusName(%d) = %q; want %q", c.status, got, c.name)
+		}
+		err := error(&Error{Status: c.status, Message: "at byte 3: x"})
+		if !errors.Is(err, c.sentinel) {
+			t.Errorf("errors.Is(status %d, %v) = false", c.status, c.sentinel)
+		}
+		for _, other := range []error{ErrInvalidArgument, ErrInvalidName, ErrNotFound, ErrBadBuffer, ErrInternal, ErrClosed} {
+			if errors.Is(err, other) {
+				t.Errorf("errors.Is(status %d, %v) = true", c.status, other)
+			}
+		}
+	}
+	if errors.Is(ErrNotSynced, ErrBadSelector) {
+		t.Error("ErrNotSynced is ErrBadSelector")
+	}
+}
+
 func TestABIVersion_MajorMatchesHeader(t *testing.T) {
 	if got := ABIVersion(); got/10000 != HeaderABIVersion/10000 {
 		t.Fatalf("ABIVersion() = %d; header is %d", got, HeaderABIVersion)
 	}
-	if string(idBatch) != "BPKB" || idSnapshot != "BPSN" || idNodeStats != "BPNS" {
-		t.Fatalf("identifiers %q %q %q", idBatch, idSnapshot, idNodeStats)
+	if string(idBatch) != "BPKB" || idSnapshot != "BPSN" || idNodeStats != "BPNS" ||
+		string(idEventBatch) != "BEVB" || string(idObjectList) != "BOBL" {
+		t.Fatalf("identifiers %q %q %q %q %q", idBatch, idSnapshot, idNodeStats, idEventBatch, idObjectList)
+	}
+	if HeaderABIVersion < 200 {
+		t.Fatalf("HeaderABIVersion = %d; the cache needs ABI 0.2", HeaderABIVersion)
 	}
 }
 

@@ -36,3 +36,63 @@ func ExampleEngine_PopSpread() {
 	// true <nil>
 	// true
 }
+
+func ExampleCache_List() {
+	c, err := berth.NewCache(berth.CacheOptions{})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+
+	// Before the first relist the cache cannot answer.
+	_, err = c.List("", nil)
+	fmt.Println(errors.Is(err, berth.ErrNotSynced))
+
+	// The relist, at resourceVersion 100.
+	err = c.Replace([]berth.Object{
+		{Namespace: "default", Name: "sb-1", ResourceVersion: 90, Labels: map[string]string{"app": "web", "tier": "frontend"}},
+		{Namespace: "default", Name: "sb-2", ResourceVersion: 95, Labels: map[string]string{"app": "web", "tier": "backend"}},
+		{Namespace: "other", Name: "sb-3", ResourceVersion: 99, Labels: map[string]string{"app": "web"}},
+	}, 100)
+	if err != nil {
+		panic(err)
+	}
+	// Watch events: one new object, and a stale modification that the
+	// version guard drops.
+	n, err := c.Apply([]berth.Event{
+		{Type: berth.Added, Object: berth.Object{Namespace: "default", Name: "sb-4", ResourceVersion: 101,
+			Labels: map[string]string{"app": "web", "tier": "frontend"}, Payload: []byte(`{"spec":{}}`)}},
+		{Type: berth.Modified, Object: berth.Object{Namespace: "default", Name: "sb-1", ResourceVersion: 80}},
+	})
+	fmt.Println(n, err)
+
+	sel, err := berth.ParseSelector("app = web, tier in (frontend)")
+	if err != nil {
+		panic(err)
+	}
+	defer sel.Close()
+	l, err := c.List("default", sel)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(sel, "at", l.ResourceVersion())
+	for _, o := range l.All() {
+		tier, _ := o.Label("tier")
+		fmt.Printf("%s/%s rv=%d tier=%s payload=%q\n", o.Namespace(), o.Name(), o.ResourceVersion(), tier, o.Payload())
+	}
+	// Output:
+	// true
+	// 1 <nil>
+	// app=web,tier in (frontend) at 101
+	// default/sb-1 rv=90 tier=frontend payload=""
+	// default/sb-4 rv=101 tier=frontend payload="{\"spec\":{}}"
+}
+
+func ExampleParseSelector() {
+	_, err := berth.ParseSelector("environment in (production qa)")
+	fmt.Println(errors.Is(err, berth.ErrBadSelector))
+	fmt.Println(err)
+	// Output:
+	// true
+	// berth: BERTH_ERR_BAD_SELECTOR: berth_selector_parse: at byte 27: found 'qa', expected: ',' or ')'
+}

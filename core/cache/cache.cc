@@ -309,7 +309,9 @@ size_t ObjectCache::Apply(std::span<const CacheEvent> events) {
 void ObjectCache::Replace(std::span<const ObjectRef> objects, uint64_t list_rv) {
   // Build the new contents without holding the lock.
   Index fresh;
+  uint64_t newest = list_rv;
   for (const ObjectRef& o : objects) {
+    newest = std::max(newest, o->rv());
     const Object* have = fresh.Find(o->key());
     if (have == nullptr || have->rv() <= o->rv()) fresh.Put(o);
   }
@@ -335,7 +337,7 @@ void ObjectCache::Replace(std::span<const ObjectRef> objects, uint64_t list_rv) 
     std::swap(index_, fresh);
     std::swap(tombstones_, fresh_tombstones);
     synced_ = true;
-    max_rv_ = std::max(max_rv_, list_rv);
+    max_rv_ = std::max(max_rv_, newest);
   }
   // The old contents are freed here, after the lock is released.
 }

@@ -1,5 +1,7 @@
 // Command example fills a warm pool over a few nodes, hands keys out with
-// PopSpread, puts one back and prints the pool's counters.
+// PopSpread, puts one back and prints the pool's counters; then it feeds an
+// object cache a relist and a watch event and lists it by label selector
+// (cache.go).
 package main
 
 import (
@@ -60,4 +62,6 @@ func main() {
 	for _, n := range nodes {
 		fmt.Printf("  %s: %d keys (%d ready)\n", n.Node, n.Keys, n.ReadyKeys)
 	}
+
+	cacheExample()
 }

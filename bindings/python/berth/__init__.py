@@ -7,32 +7,45 @@ capi/berth.h; libberth.so ships next to it in this package.
     with berth.Engine() as engine:
         engine.add("ns/warm", "ns", "sandbox-1", node="node-a")
         key = engine.pop_spread("ns/warm")
+
+    with berth.Cache() as cache:
+        cache.replace([berth.Object("ns", "pod-1", 5, {"app": "web"}, b"{}")], 5)
+        for obj in cache.list("ns", "app=web"):
+            print(obj.name, bytes(obj.payload))
 """
 
 from __future__ import annotations
 
 from ._errors import (
     BadBufferError,
+    BadSelectorError,
     ClosedError,
     Error,
     InternalError,
     InvalidArgumentError,
     InvalidNameError,
     NotFoundError,
+    NotSyncedError,
     OutOfMemoryError,
     Status,
 )
-from ._types import NodeStat, PoolKey, PoolStats
+from ._types import CacheStats, Event, EventType, NodeStat, Object, PoolKey, PoolStats
 
 try:
     from ._berth import (
         ABI_VERSION,
+        MAX_LABELS,
         MAX_NAME_LEN,
         MAX_NAMESPACE_LEN,
         MAX_NODE_LEN,
+        MAX_PAYLOAD_LEN,
         MAX_POOL_LEN,
         POOL_PUT_BACK_WINDOW,
+        Cache,
         Engine,
+        ObjectList,
+        ObjectView,
+        Selector,
         abi_version,
     )
 except ImportError as exc:  # pragma: no cover - only on a broken install
@@ -43,23 +56,35 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
 
 __all__ = [
     "ABI_VERSION",
+    "MAX_LABELS",
     "MAX_NAME_LEN",
     "MAX_NAMESPACE_LEN",
     "MAX_NODE_LEN",
+    "MAX_PAYLOAD_LEN",
     "MAX_POOL_LEN",
     "POOL_PUT_BACK_WINDOW",
     "BadBufferError",
+    "BadSelectorError",
+    "Cache",
+    "CacheStats",
     "ClosedError",
     "Engine",
     "Error",
+    "Event",
+    "EventType",
     "InternalError",
     "InvalidArgumentError",
     "InvalidNameError",
     "NodeStat",
     "NotFoundError",
+    "NotSyncedError",
+    "Object",
+    "ObjectList",
+    "ObjectView",
     "OutOfMemoryError",
     "PoolKey",
     "PoolStats",
+    "Selector",
     "Status",
     "abi_version",
 ]

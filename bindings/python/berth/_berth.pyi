@@ -1,7 +1,7 @@
 """Type stubs of berth._berth, the native module over Berth's C ABI (berth.h).
 
-Every Engine method may raise:
-    ClosedError: the engine was closed.
+Every Engine and Cache method may raise:
+    ClosedError: the engine (cache, selector) was closed.
     TypeError: an argument has the wrong type (names must be str, flags bool).
     InvalidNameError: a name is empty where it must not be, longer than its
         limit (in UTF-8 bytes: pool 1..MAX_POOL_LEN, namespace
@@ -9,14 +9,15 @@ Every Engine method may raise:
         contains NUL, or cannot be encoded as UTF-8 (lone surrogates).
     OutOfMemoryError, InternalError: failures inside Berth.
 A failed call changes nothing. Every method releases the GIL while Berth
-works, and an Engine may be used from many threads at once.
+works, and an Engine, a Cache or a Selector may be used from many threads at
+once.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Protocol
+from typing import Literal, Protocol, SupportsIndex, overload
 
-from ._types import NodeStat, PoolKey, PoolStats
+from ._types import BytesLike, CacheStats, Event, EventType, NodeStat, Object, PoolKey, PoolStats
 
 ABI_VERSION: int
 """BERTH_ABI_VERSION of the berth.h this module was compiled against."""
@@ -26,6 +27,10 @@ MAX_NAME_LEN: int
 MAX_NODE_LEN: int
 POOL_PUT_BACK_WINDOW: int
 """How many later hand-outs a hand-out stays eligible for put_back."""
+MAX_PAYLOAD_LEN: int
+"""Largest payload of a cached object, in bytes (64 MiB)."""
+MAX_LABELS: int
+"""Most labels a cached object may carry."""
 _STATUS_NAMES: dict[int, str]
 
 def abi_version() -> int:
@@ -67,7 +72,7 @@ class Engine:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> Literal[False]:
         """Closes the engine; never suppresses the exception."""
     def add(
         self, pool: str, namespace: str, name: str, node: str = "", ready: bool = True
@@ -144,3 +149,234 @@ class Engine:
         """Per node holding keys of the pool: its key and ready-key counts,
         in node-name order (berth_pool_node_stats). Unscheduled keys are not
         listed (see stats()). Raises NotFoundError if the pool does not exist."""
+
+# ---------------------------------------------------------------------------
+# Label selectors
+# ---------------------------------------------------------------------------
+
+class Selector:
+    """A parsed Kubernetes label selector (berth_selector): the full grammar of
+    k8s.io/apimachinery's labels.Parse, with keys and values validated as
+    Kubernetes validates them. Immutable; safe to share between threads.
+
+    Parse once and reuse it for many Cache.list and matches() calls. Freed by
+    close(), the context manager, or when collected.
+    """
+
+    def __init__(self, text: str) -> None:
+        """Parses a selector (berth_selector_parse). "" matches everything.
+
+        Raises BadSelectorError for a selector Kubernetes would reject; the
+        message names the byte offset and what was expected ("at byte 7:
+        found ')', expected: identifier"). TypeError if text is not a str."""
+    def close(self) -> None:
+        """Frees the selector (berth_selector_free). Idempotent. From the
+        moment close() starts every method (and Cache.list with this
+        selector) raises ClosedError; calls already in flight in other
+        threads are waited for first."""
+    @property
+    def closed(self) -> bool:
+        """True once close() has run."""
+    def __enter__(self) -> Selector: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        """Closes the selector; never suppresses the exception."""
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """True if the labels satisfy every requirement (berth_selector_matches).
+
+        Labels are not validated: any str compares as Kubernetes would compare
+        it. TypeError if labels is not a mapping of str to str."""
+    def __str__(self) -> str:
+        """The canonical form Kubernetes prints (berth_selector_string):
+        requirements sorted by key, values sorted. Selector(str(s)) is equal
+        to s. Raises ClosedError after close()."""
+
+# ---------------------------------------------------------------------------
+# Object cache
+# ---------------------------------------------------------------------------
+
+class _ObjectLike(Protocol):
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def resource_version(self) -> int: ...
+
+_EventTuple = (
+    tuple[EventType | int | str, str, str, int]
+    | tuple[EventType | int | str, str, str, int, Mapping[str, str] | None]
+    | tuple[EventType | int | str, str, str, int, Mapping[str, str] | None, BytesLike | ObjectView | None]
+)
+_ObjectTuple = (
+    tuple[str, str, int]
+    | tuple[str, str, int, Mapping[str, str] | None]
+    | tuple[str, str, int, Mapping[str, str] | None, BytesLike | ObjectView | None]
+)
+
+class ObjectView:
+    """One object of an ObjectList (a berth.fb.Object inside the list's bytes).
+
+    Fields are decoded each time they are read; nothing is copied up front.
+    A view keeps its list's bytes alive. It also exports its payload through
+    the buffer protocol, read-only (so bytes(view) == bytes(view.payload)).
+    Not constructible from Python.
+    """
+
+    @property
+    def namespace(self) -> str:
+        """The object's namespace ("" if none)."""
+    @property
+    def name(self) -> str:
+        """The object's name."""
+    @property
+    def resource_version(self) -> int:
+        """The object's resourceVersion."""
+    @property
+    def labels(self) -> dict[str, str]:
+        """The object's labels, as a new dict on every read."""
+    @property
+    def payload(self) -> memoryview:
+        """The object's payload: a read-only memoryview (format "B") over the
+        list's bytes, without a copy. It keeps the bytes alive after the
+        ObjectList and the view are gone."""
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+
+class ObjectList:
+    """The objects returned by Cache.list: a read-only sequence of ObjectView
+    over the FlatBuffers bytes Berth returned (berth.fb.ObjectList), sorted by
+    (namespace, name). Nothing is decoded until it is read. The bytes are
+    freed when the list and every view and payload taken from it are gone.
+    Not constructible from Python.
+    """
+
+    @property
+    def resource_version(self) -> int:
+        """The cache's resourceVersion when the list was taken."""
+    def __len__(self) -> int: ...
+    @overload
+    def __getitem__(self, index: SupportsIndex, /) -> ObjectView: ...
+    @overload
+    def __getitem__(self, index: slice, /) -> list[ObjectView]: ...
+    def __iter__(self) -> Iterator[ObjectView]: ...
+
+class Cache:
+    """An object cache (berth_cache): watch-fed, write-through,
+    version-guarded, indexed by namespace and labels.
+
+    Objects are keyed by (namespace, name) and carry labels, a
+    resourceVersion (the decimal integer Kubernetes issues; larger is newer)
+    and an opaque payload (bytes whose format the caller owns, e.g. JSON).
+    Watch events (apply) and the caller's own writes (upsert/delete, after
+    the API server accepted them, with the resourceVersion it returned) go
+    through the same version guard:
+
+    - an upsert older than or equal to what the cache holds is ignored;
+    - a delete leaves a tombstone with its resourceVersion, so an older add
+      cannot bring the object back (tombstones are bounded in count, oldest
+      forgotten first);
+    - a delete with resource_version 0 deletes whatever version is cached.
+
+    replace() swaps in a full relist and marks the cache synced; before the
+    first replace, list() and get() raise NotSyncedError so that the caller
+    reads from the API server on purpose.
+
+    Use it as a context manager or call close(). Safe to share between
+    threads: readers never wait for each other.
+    """
+
+    def __init__(self, tombstone_limit: int = 0) -> None:
+        """Creates an empty, unsynced cache (berth_cache_new).
+
+        tombstone_limit: how many tombstones are kept (0 = the default,
+        100000). InvalidArgumentError if it is not in [0, 2**32)."""
+    def close(self) -> None:
+        """Frees the cache and everything in it (berth_cache_free).
+
+        Idempotent. From the moment close() starts, every method raises
+        ClosedError; calls already in flight in other threads are waited for
+        first. ObjectLists already returned stay valid."""
+    @property
+    def closed(self) -> bool:
+        """True once close() has run."""
+    def __enter__(self) -> Cache: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        """Closes the cache; never suppresses the exception."""
+    def upsert(
+        self,
+        namespace: str,
+        name: str,
+        resource_version: int,
+        labels: Mapping[str, str] | None = {},
+        payload: BytesLike | ObjectView | None = b"",
+    ) -> bool:
+        """Inserts or replaces (namespace, name) (berth_cache_upsert), unless
+        the cache holds it, or a tombstone of it, at a resourceVersion >=
+        resource_version. True if the cache changed, False if the version
+        guard ignored it.
+
+        The payload is passed to Berth without a copy (buffer protocol) and
+        copied once inside it; None means no labels / no payload.
+        Raises InvalidArgumentError (resource_version 0 or out of uint64
+        range, more than MAX_LABELS labels, payload over MAX_PAYLOAD_LEN),
+        InvalidNameError (namespace 0..MAX_NAMESPACE_LEN bytes, name
+        1..MAX_NAME_LEN, label keys and values as Kubernetes validates them),
+        TypeError (labels not a mapping of str to str, payload not
+        bytes-like)."""
+    def delete(self, namespace: str, name: str, resource_version: int = 0) -> bool:
+        """Deletes (namespace, name) as of resource_version (0 = whatever
+        version is cached) and leaves a tombstone (berth_cache_delete).
+
+        False (ignored) if the cache holds the object at a newer
+        resourceVersion, or a tombstone at least as new. Deleting an absent
+        object still records the tombstone. Raises as upsert()."""
+    def apply(self, events: Iterable[Event | _EventTuple] | Event) -> int:
+        """Applies watch events in order, in one call (berth_cache_apply over a
+        berth.fb.EventBatch built in C++): ADDED and MODIFIED as upsert(),
+        DELETED as delete() (using only namespace, name, resource_version).
+
+        Each event is an Event or a (type, namespace, name, resource_version[,
+        labels[, payload]]) tuple; type is an EventType, 0/1/2, or the watch
+        API's "ADDED"/"MODIFIED"/"DELETED". A single Event may be passed
+        directly. All or nothing: if any event is bad (the message names its
+        index) the cache is unchanged. Returns how many events changed the
+        cache. Raises as upsert(), plus InvalidArgumentError for an unknown
+        type and BadBufferError if the batch exceeds BERTH_MAX_BUFFER_LEN."""
+    def replace(self, objects: Iterable[Object | _ObjectTuple | ObjectView | _ObjectLike], resource_version: int) -> None:
+        """Replaces the contents with a full relist taken at resource_version
+        (berth_cache_replace over a berth.fb.ObjectList built in C++), like
+        client-go's Replace: cached objects and tombstones newer than the
+        list are kept, everything else comes from the list. Then the cache is
+        synced.
+
+        Each object is an Object, a (namespace, name, resource_version[,
+        labels[, payload]]) tuple, an ObjectView (copied from its bytes), or
+        any object with namespace, name, resource_version (and optionally
+        labels, payload) attributes. All or nothing. Raises as apply()."""
+    def list(self, namespace: str = "", selector: Selector | str | None = None) -> ObjectList:
+        """The objects of namespace ("" = every namespace) that match selector
+        (None = every object), sorted by (namespace, name), with the cache's
+        resourceVersion, taken atomically (berth_cache_list).
+
+        A str selector is parsed for this call only (parse a Selector once
+        to reuse it). Costs about the smallest posting list the selector
+        allows plus the result, not the cache size. Returns a lazy
+        ObjectList: one buffer, nothing decoded until read.
+        Raises NotSyncedError before the first replace(), BadSelectorError,
+        InvalidNameError, ClosedError (the cache or the selector is closed)."""
+    def get(self, namespace: str, name: str) -> ObjectView | None:
+        """One object (berth_cache_get), or None if the cache does not hold it.
+        O(1). Raises NotSyncedError before the first replace(),
+        InvalidNameError."""
+    def stats(self) -> CacheStats:
+        """Counters of the cache, read atomically (berth_cache_get_stats).
+        O(1); works before the first sync."""

@@ -13,6 +13,8 @@ __all__ = [
     "BadBufferError",
     "OutOfMemoryError",
     "InternalError",
+    "NotSyncedError",
+    "BadSelectorError",
     "ClosedError",
 ]
 
@@ -28,6 +30,8 @@ class Status(enum.IntEnum):
     ERR_BAD_BUFFER = 5
     ERR_NO_MEMORY = 6
     ERR_INTERNAL = 7
+    ERR_NOT_SYNCED = 8
+    ERR_BAD_SELECTOR = 9
 
     @property
     def c_name(self) -> str:
@@ -106,10 +110,28 @@ class InternalError(Error):
     default_status = Status.ERR_INTERNAL
 
 
+class NotSyncedError(Error):
+    """BERTH_ERR_NOT_SYNCED: Cache.list/get before the cache's first replace().
+
+    The cache cannot answer yet: read from the API server instead."""
+
+    default_status = Status.ERR_NOT_SYNCED
+
+
+class BadSelectorError(Error):
+    """BERTH_ERR_BAD_SELECTOR: a label selector Kubernetes would reject.
+
+    The message names the byte offset and what was expected, e.g.
+    "at byte 7: found ')', expected: identifier"."""
+
+    default_status = Status.ERR_BAD_SELECTOR
+
+
 class ClosedError(Error):
-    """The Engine was closed; raised by every method called after close().
+    """The Engine, Cache or Selector was closed; raised by every method called
+    after close().
 
     Raised by the binding, not the library; status is BERTH_ERR_INVALID_ARGUMENT
-    (a closed engine is an invalid handle)."""
+    (a closed handle is an invalid handle)."""
 
     default_status = Status.ERR_INVALID_ARGUMENT

@@ -1,10 +1,18 @@
-"""Plain, immutable value types returned by berth.Engine."""
+"""Plain, immutable value types taken and returned by berth.Engine and berth.Cache."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple, Union
 
-__all__ = ["PoolKey", "PoolStats", "NodeStat"]
+__all__ = ["PoolKey", "PoolStats", "NodeStat", "EventType", "Event", "Object", "CacheStats", "BytesLike"]
+
+BytesLike = Union[bytes, bytearray, memoryview]
+"""What a payload may be: any C-contiguous object with the buffer protocol."""
+
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
 class PoolKey(NamedTuple):
@@ -50,3 +58,56 @@ class NodeStat(NamedTuple):
     """Keys on this node, ready or not."""
     ready_keys: int
     """Of those, ready."""
+
+
+class EventType(enum.IntEnum):
+    """The type of a watch event (berth.fb.EventType). Cache.apply also takes
+    the plain ints and the watch API's strings "ADDED", "MODIFIED", "DELETED"."""
+
+    ADDED = 0
+    MODIFIED = 1
+    DELETED = 2
+
+
+class Event(NamedTuple):
+    """One watch event, or one of the caller's own writes, for Cache.apply.
+
+    ADDED and MODIFIED upsert the object; DELETED deletes it and uses only
+    namespace, name and resource_version (0 = whatever version is cached).
+    """
+
+    type: EventType | int | str
+    namespace: str
+    name: str
+    resource_version: int
+    labels: Mapping[str, str] = _NO_LABELS
+    payload: BytesLike = b""
+
+
+class Object(NamedTuple):
+    """One object for Cache.replace (a relist). Any object with the attributes
+    namespace, name, resource_version (and optionally labels and payload) works
+    as well, including the ObjectView items of an ObjectList."""
+
+    namespace: str
+    name: str
+    resource_version: int
+    labels: Mapping[str, str] = _NO_LABELS
+    payload: BytesLike = b""
+
+
+class CacheStats(NamedTuple):
+    """Counters of a cache, read atomically (berth_cache_stats)."""
+
+    objects: int
+    """Objects held."""
+    tombstones: int
+    """Deletes remembered, so that an older add cannot bring an object back."""
+    resource_version: int
+    """Largest resourceVersion applied so far."""
+    applied: int
+    """Upserts and deletes that changed the cache."""
+    ignored: int
+    """Stale events the version guard dropped."""
+    synced: bool
+    """True after the first Cache.replace."""

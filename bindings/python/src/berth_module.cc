@@ -3,19 +3,27 @@
 // This file talks to Berth only through berth_* functions and the
 // FlatBuffers schema (capi/berth.fbs); it never includes core/ headers.
 //
-// Threading: every berth_* call that touches an engine or a buffer runs with
-// the GIL released, so Python threads using one Engine run in parallel inside
-// Berth. An Engine counts its calls in flight (the counter is only touched
-// while holding the GIL); close() makes new calls raise ClosedError and frees
-// the engine only once the calls in flight have returned.
+// Threading: every berth_* call that touches an engine, a cache, a selector or
+// a buffer runs with the GIL released, so Python threads using one Engine or
+// Cache run in parallel inside Berth. Each handle (Engine, Cache, Selector)
+// counts its calls in flight (the counter is only touched while holding the
+// GIL); close() makes new calls raise ClosedError and frees the handle only
+// once the calls in flight have returned. A Selector passed to Cache.list is
+// in flight for the duration of that call too.
 //
-// Hot path (pop_spread + add is what a control plane runs per claim):
-//  - the data methods are METH_FASTCALL descriptors on the pybind11 class,
-//    not pybind11-dispatched functions (see "Engine methods" below);
+// Hot path (pop_spread + add is what a control plane runs per claim; list +
+// reading the objects is what a cache reader runs):
+//  - the data methods are METH_FASTCALL descriptors on the pybind11 classes,
+//    not pybind11-dispatched functions (see "Methods as METH_FASTCALL
+//    descriptors" below);
 //  - arguments stay py::handle and are converted with the CPython API: a
-//    str's UTF-8 form goes to Berth as pointer + length, without copies;
+//    str's UTF-8 form goes to Berth as pointer + length, without copies; a
+//    payload goes as the pointer of its buffer export, without copies;
 //  - PoolKey (a typing.NamedTuple) is built with tp_alloc, not by calling
 //    the class;
+//  - ObjectList / ObjectView are plain CPython types (not pybind11 classes)
+//    over the FlatBuffers bytes Berth returned: nothing is decoded until it
+//    is read, and a payload is a memoryview over those bytes;
 //  - the GIL is released with a bare PyEval_SaveThread/RestoreThread pair.
 
 #include <pybind11/pybind11.h>
@@ -25,6 +33,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -43,12 +52,19 @@ namespace {
 // Objects looked up once at import. Deliberately leaked (held for the life of
 // the process) so nothing here is released during interpreter shutdown.
 // ---------------------------------------------------------------------------
+constexpr int kStatusCount = BERTH_ERR_BAD_SELECTOR + 1;
+
 struct Globals {
   PyTypeObject* pool_key = nullptr;  // berth._types.PoolKey (a tuple subclass)
   PyTypeObject* pool_stats = nullptr;
   PyTypeObject* node_stat = nullptr;
-  PyObject* error_base = nullptr;  // berth._errors.Error
-  PyObject* error_by_status[8] = {};
+  PyTypeObject* cache_stats = nullptr;
+  PyTypeObject* event = nullptr;        // berth._types.Event
+  PyTypeObject* object_list = nullptr;  // berth.ObjectList (defined here)
+  PyTypeObject* object_view = nullptr;  // berth.ObjectView (defined here)
+  PyTypeObject* selector = nullptr;     // berth.Selector (pybind11 class)
+  PyObject* error_base = nullptr;       // berth._errors.Error
+  PyObject* error_by_status[kStatusCount] = {};
   PyObject* closed_error = nullptr;
 };
 Globals g;
@@ -105,8 +121,7 @@ struct Failure {
 
 [[noreturn]] void raise_failure(const Failure& f) {
   PyObject* cls = g.error_base;
-  if (f.status >= 0 && f.status < static_cast<int>(std::size(g.error_by_status)) &&
-      g.error_by_status[f.status] != nullptr) {
+  if (f.status >= 0 && f.status < kStatusCount && g.error_by_status[f.status] != nullptr) {
     cls = g.error_by_status[f.status];
   }
   raise_error(cls, f.status, f.message, f.status_name.c_str());
@@ -122,8 +137,9 @@ struct Failure {
   raise_failure(f);
 }
 
-[[noreturn]] void raise_closed() {
-  raise_error(g.closed_error, BERTH_ERR_INVALID_ARGUMENT, "the engine is closed",
+// `what`: "engine", "cache" or "selector".
+[[noreturn]] void raise_closed(const char* what) {
+  raise_error(g.closed_error, BERTH_ERR_INVALID_ARGUMENT, std::string("the ") + what + " is closed",
               "BERTH_ERR_INVALID_ARGUMENT");
 }
 
@@ -135,6 +151,20 @@ struct Failure {
 // Argument conversion
 // ---------------------------------------------------------------------------
 
+// Names an argument in error messages: "name", or for an item of a batch
+// "<batch>[<index>].<what>" (e.g. "keys[3].node", "events[0].labels").
+struct Arg {
+  const char* what;
+  Py_ssize_t index = -1;
+  const char* batch = "keys";
+
+  std::string str() const {
+    return index < 0 ? std::string(what)
+                     : std::string(batch) + "[" + std::to_string(index) + "]." + what;
+  }
+  Arg with(const char* field) const { return Arg{field, index, batch}; }
+};
+
 // UTF-8 view of a Python str. For ASCII strings CPython hands out its own
 // storage; otherwise it caches the UTF-8 form on the str object. Either way
 // the bytes live as long as the str, which the caller keeps alive.
@@ -143,34 +173,149 @@ struct Utf8 {
   size_t size;
 };
 
-// `what` names the argument in error messages (e.g. "name", "keys[3].node").
-inline Utf8 utf8(PyObject* obj, const char* what, Py_ssize_t index = -1) {
-  auto label = [&]() {
-    return index < 0 ? std::string(what)
-                     : "keys[" + std::to_string(index) + "]." + what;
-  };
-  if (!PyUnicode_Check(obj)) raise_type(label(), "str", obj);
+// A str with lone surrogates has no UTF-8 form: to Berth that is text that is
+// not valid UTF-8, reported with `bad` (an invalid name, or a bad selector).
+inline Utf8 utf8(PyObject* obj, const Arg& arg, berth_status bad = BERTH_ERR_INVALID_NAME) {
+  if (!PyUnicode_Check(obj)) raise_type(arg.str(), "str", obj);
   Py_ssize_t n = 0;
   const char* p = PyUnicode_AsUTF8AndSize(obj, &n);
   if (p == nullptr) {
-    // A str with lone surrogates has no UTF-8 form: to Berth that is a name
-    // that is not valid UTF-8.
     std::string detail;
     if (PyErr_Occurred()) {
       py::error_already_set e;
       detail = std::string(": ") + e.what();
     }
-    raise_status(BERTH_ERR_INVALID_NAME, label() + " cannot be encoded as UTF-8" + detail);
+    raise_status(bad, arg.str() + " cannot be encoded as UTF-8" + detail);
   }
   return Utf8{p, static_cast<size_t>(n)};
+}
+
+// `what` names the argument in error messages (e.g. "name", "keys[3].node").
+inline Utf8 utf8(PyObject* obj, const char* what, Py_ssize_t index = -1) {
+  return utf8(obj, Arg{what, index});
 }
 
 inline int as_ready(PyObject* obj, const char* what = "ready", Py_ssize_t index = -1) {
   if (obj == Py_True) return 1;
   if (obj == Py_False) return 0;
-  raise_type(index < 0 ? std::string(what) : "keys[" + std::to_string(index) + "]." + what,
-             "bool", obj);
+  raise_type(Arg{what, index}.str(), "bool", obj);
 }
+
+// An int in [0, 2**64) (bool is refused: it is not a version or a limit).
+inline uint64_t as_u64(PyObject* obj, const Arg& arg) {
+  if (!PyLong_Check(obj) || PyBool_Check(obj)) raise_type(arg.str(), "int", obj);
+  const unsigned long long v = PyLong_AsUnsignedLongLong(obj);
+  if (v == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+    PyErr_Clear();
+    raise_status(BERTH_ERR_INVALID_ARGUMENT, arg.str() + " is out of the range of a uint64");
+  }
+  return v;
+}
+
+// Calls f(key, key_utf8, value, value_utf8) for every label of `mapping`: a
+// dict, or any mapping (an object with items()) of str to str. None means no
+// labels. The str objects are borrowed from the mapping (or from the items
+// list while f runs): f must copy them or take references before returning.
+// No Python code runs between the calls for a dict.
+template <class F>
+void for_each_label(PyObject* mapping, const Arg& arg, F&& f) {
+  auto one = [&](PyObject* k, PyObject* v) {
+    if (!PyUnicode_Check(k)) raise_type(arg.str() + " keys", "str", k);
+    if (!PyUnicode_Check(v)) raise_type(arg.str() + " values", "str", v);
+    const Utf8 ku = utf8(k, arg.with("labels key"));
+    const Utf8 vu = utf8(v, arg.with("labels value"));
+    f(k, ku, v, vu);
+  };
+  if (mapping == Py_None) return;
+  if (PyDict_Check(mapping)) {
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(mapping, &pos, &k, &v)) one(k, v);
+    return;
+  }
+  const char* expected = "a mapping of str to str";
+  if (PyUnicode_Check(mapping) || PyBytes_Check(mapping) || PyByteArray_Check(mapping) ||
+      PyList_Check(mapping) || PyTuple_Check(mapping)) {
+    raise_type(arg.str(), expected, mapping);
+  }
+  auto items = py::reinterpret_steal<py::object>(PyMapping_Items(mapping));
+  if (!items) {
+    if (PyErr_ExceptionMatches(PyExc_AttributeError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+      PyErr_Clear();
+      raise_type(arg.str(), expected, mapping);
+    }
+    throw py::error_already_set();
+  }
+  // PyMapping_Items returns a list; we own it and its (key, value) tuples.
+  const Py_ssize_t n = PyList_GET_SIZE(items.ptr());
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* kv = PyList_GET_ITEM(items.ptr(), i);
+    if (!PyTuple_Check(kv) || PyTuple_GET_SIZE(kv) != 2) raise_type(arg.str() + " items", "(key, value) pairs", kv);
+    one(PyTuple_GET_ITEM(kv, 0), PyTuple_GET_ITEM(kv, 1));
+  }
+}
+
+// Labels as the berth_label array a C call takes. Holds a reference to every
+// key and value, so the pointers stay valid while the GIL is released even if
+// another thread changes the mapping meanwhile.
+class LabelArgs {
+ public:
+  LabelArgs() = default;
+  ~LabelArgs() {
+    for (PyObject* r : refs_) Py_DECREF(r);
+  }
+  LabelArgs(const LabelArgs&) = delete;
+  LabelArgs& operator=(const LabelArgs&) = delete;
+
+  void read(PyObject* mapping, const Arg& arg) {
+    if (PyDict_Check(mapping)) {
+      const auto n = static_cast<size_t>(PyDict_GET_SIZE(mapping));
+      labels_.reserve(n);
+      refs_.reserve(2 * n);
+    }
+    for_each_label(mapping, arg, [&](PyObject* k, Utf8 ku, PyObject* v, Utf8 vu) {
+      labels_.push_back(berth_label{ku.data, ku.size, vu.data, vu.size});
+      refs_.push_back(k);
+      Py_INCREF(k);
+      refs_.push_back(v);
+      Py_INCREF(v);
+    });
+  }
+  const berth_label* data() const { return labels_.empty() ? nullptr : labels_.data(); }
+  size_t size() const { return labels_.size(); }
+
+ private:
+  std::vector<berth_label> labels_;
+  std::vector<PyObject*> refs_;
+};
+
+// A bytes-like argument, exported (not copied) for the duration of a call.
+// While exported, a bytearray cannot be resized by another thread.
+class BytesArg {
+ public:
+  BytesArg() = default;
+  ~BytesArg() {
+    if (held_) PyBuffer_Release(&view_);
+  }
+  BytesArg(const BytesArg&) = delete;
+  BytesArg& operator=(const BytesArg&) = delete;
+
+  // None means no bytes.
+  void read(PyObject* obj, const Arg& arg) {
+    if (obj == Py_None) return;
+    if (!PyObject_CheckBuffer(obj)) raise_type(arg.str(), "a bytes-like object", obj);
+    if (PyObject_GetBuffer(obj, &view_, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+    held_ = true;
+  }
+  const uint8_t* data() const {
+    return held_ && view_.len ? static_cast<const uint8_t*>(view_.buf) : nullptr;
+  }
+  size_t size() const { return held_ ? static_cast<size_t>(view_.len) : 0; }
+
+ private:
+  Py_buffer view_{};
+  bool held_ = false;
+};
 
 // ---------------------------------------------------------------------------
 // Result conversion
@@ -235,58 +380,50 @@ py::object make_tuple_type(PyTypeObject* type, Args&&... args) {
 }
 
 // ---------------------------------------------------------------------------
-// Engine
+// Handles: Engine, Cache and Selector
 // ---------------------------------------------------------------------------
 
-class Engine;
-
-// Marks one call in flight on an engine. Constructed and destroyed with the
-// GIL held, which is what makes the plain counter safe.
-class Flight {
+// An owned berth handle H, freed by kFree, with the in-flight rule: every call
+// runs inside a Flight; close() stops new calls (ClosedError) and frees the
+// handle only once the calls in flight in other threads have returned.
+template <class H, berth_status (*kFree)(H*)>
+class Handle {
  public:
-  explicit Flight(Engine& e);
-  ~Flight();
-  Flight(const Flight&) = delete;
-  Flight& operator=(const Flight&) = delete;
-  berth_engine* handle() const { return handle_; }
-
- private:
-  Engine& engine_;
-  berth_engine* handle_;
-};
-
-class Engine {
- public:
-  Engine() {
-    berth_engine* e = nullptr;
-    Failure f;
-    {
-      NoGil nogil;
-      berth_status st = berth_engine_new(&e);
-      if (is_failure(st)) f.capture(st);
+  // Marks one call in flight on a handle. Constructed and destroyed with the
+  // GIL held, which is what makes the plain counter safe.
+  class Flight {
+   public:
+    explicit Flight(Handle& h) : owner_(h), handle_(h.handle_) {
+      if (!handle_) raise_closed(h.what_);
+      ++owner_.in_flight_;
     }
-    if (is_failure(f.status)) raise_failure(f);
-    handle_ = e;
-  }
+    ~Flight() { --owner_.in_flight_; }
+    Flight(const Flight&) = delete;
+    Flight& operator=(const Flight&) = delete;
+    H* handle() const { return handle_; }
 
-  ~Engine() {
+   private:
+    Handle& owner_;
+    H* handle_;
+  };
+
+  ~Handle() {
     // No call can be in flight here: every call holds a reference to self.
-    if (handle_) berth_engine_free(handle_);
+    if (handle_) kFree(handle_);
   }
-
-  Engine(const Engine&) = delete;
-  Engine& operator=(const Engine&) = delete;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
 
   bool closed() const { return handle_ == nullptr; }
 
   // Stops new calls (they raise ClosedError), waits for the calls already in
-  // flight in other threads to return, then frees the engine. Waiting is
+  // flight in other threads to return, then frees the handle. Waiting is
   // bounded because no berth_* call of this ABI blocks; raising instead would
   // starve: the GIL changes hands exactly when a thread enters Berth, so a
-  // busy engine almost always has a call in flight when close() runs.
+  // busy handle almost always has a call in flight when close() runs.
   void close() {
     if (!handle_) return;
-    berth_engine* e = handle_;
+    H* h = handle_;
     handle_ = nullptr;  // from here on, new calls raise ClosedError
     for (unsigned spins = 0; in_flight_ != 0; ++spins) {
       NoGil nogil;  // lets the calls in flight finish
@@ -297,11 +434,11 @@ class Engine {
       }
     }
     NoGil nogil;
-    berth_engine_free(e);
+    kFree(h);
   }
 
-  // Runs fn(berth_engine*) -> berth_status with the GIL released, and raises
-  // the matching berth.Error if it failed. Returns BERTH_OK or BERTH_EMPTY.
+  // Runs fn(H*) -> berth_status with the GIL released, and raises the
+  // matching berth.Error if it failed. Returns BERTH_OK or BERTH_EMPTY.
   template <class Fn>
   berth_status call(Fn&& fn) {
     Flight flight(*this);
@@ -314,6 +451,93 @@ class Engine {
     }
     if (is_failure(st)) raise_failure(f);
     return st;
+  }
+
+ protected:
+  // `what` names the handle in ClosedError's message.
+  explicit Handle(const char* what) : what_(what) {}
+
+  // Takes ownership of h (from a _new or _parse call made with the GIL
+  // released).
+  void adopt(H* h) { handle_ = h; }
+
+ private:
+  H* handle_ = nullptr;  // nullptr once closed
+  size_t in_flight_ = 0;  // guarded by the GIL
+  const char* what_;
+};
+
+// A buffer returned by Berth, freed by Berth when this goes out of scope
+// (unless released to an ObjectList).
+class Buffer {
+ public:
+  Buffer() = default;
+  ~Buffer() {
+    if (buf_) {
+      NoGil nogil;
+      berth_buffer_free(buf_);
+    }
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  berth_buffer** out() { return &buf_; }
+  berth_buffer* get() const { return buf_; }
+  berth_buffer* release() {
+    berth_buffer* b = buf_;
+    buf_ = nullptr;
+    return b;
+  }
+  // Stores fn(out()) and, if it succeeded, reads the bytes. Runs with the GIL
+  // released; returns the status of the failing call.
+  template <class Fn>
+  berth_status fetch(Fn&& fn) {
+    berth_status st = fn(&buf_);
+    if (st == BERTH_OK) st = berth_buffer_data(&data, &size, buf_);
+    return st;
+  }
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+
+ private:
+  berth_buffer* buf_ = nullptr;
+};
+
+template <class Root>
+bool verify(const uint8_t* data, size_t size, const char* identifier) {
+  if (data == nullptr) return false;
+  // The default table limit (1e6) would reject snapshots of large pools.
+  flatbuffers::Verifier v(data, size, /*max_depth=*/64,
+                          /*max_tables=*/std::numeric_limits<flatbuffers::uoffset_t>::max());
+  return v.VerifyBuffer<Root>(identifier);
+}
+
+[[noreturn]] void raise_bad_output(const char* what) {
+  raise_status(BERTH_ERR_BAD_BUFFER,
+               std::string("the ") + what + " buffer returned by libberth failed verification");
+}
+
+template <class Root>
+const Root* verified_root(const Buffer& buf, const char* identifier, const char* what) {
+  if (!verify<Root>(buf.data, buf.size, identifier)) raise_bad_output(what);
+  return flatbuffers::GetRoot<Root>(buf.data);
+}
+
+// ---------------------------------------------------------------------------
+// Engine
+// ---------------------------------------------------------------------------
+
+class Engine : public Handle<berth_engine, &berth_engine_free> {
+ public:
+  Engine() : Handle("engine") {
+    berth_engine* e = nullptr;
+    Failure f;
+    {
+      NoGil nogil;
+      berth_status st = berth_engine_new(&e);
+      if (is_failure(st)) f.capture(st);
+    }
+    if (is_failure(f.status)) raise_failure(f);
+    adopt(e);
   }
 
   // berth_pool_add and berth_pool_update take the same arguments.
@@ -383,13 +607,7 @@ class Engine {
     }
     Utf8 a = utf8(PyTuple_GET_ITEM(k, 0), "key.namespace");
     Utf8 b = utf8(PyTuple_GET_ITEM(k, 1), "key.name");
-    PyObject* tok = PyTuple_GET_ITEM(k, 5);
-    if (!PyLong_Check(tok) || PyBool_Check(tok)) raise_type("key.token", "int", tok);
-    uint64_t token = PyLong_AsUnsignedLongLong(tok);
-    if (token == static_cast<uint64_t>(-1) && PyErr_Occurred()) {
-      PyErr_Clear();
-      raise_status(BERTH_ERR_INVALID_ARGUMENT, "key.token is out of the range of a uint64");
-    }
+    const uint64_t token = as_u64(PyTuple_GET_ITEM(k, 5), Arg{"key.token"});
     int restored = 0;
     call([&](berth_engine* e) {
       return berth_pool_put_back(&restored, e, p.data, p.size, a.data, a.size, b.data, b.size,
@@ -408,60 +626,14 @@ class Engine {
 
   py::list snapshot(py::handle pool);
   py::dict node_stats(py::handle pool);
-
- private:
-  friend class Flight;
-  berth_engine* handle_ = nullptr;  // nullptr once closed
-  size_t in_flight_ = 0;            // guarded by the GIL
-};
-
-Flight::Flight(Engine& e) : engine_(e), handle_(e.handle_) {
-  if (!handle_) raise_closed();
-  ++engine_.in_flight_;
-}
-Flight::~Flight() { --engine_.in_flight_; }
-
-// A buffer returned by Berth, freed by Berth when this goes out of scope.
-class Buffer {
- public:
-  Buffer() = default;
-  ~Buffer() {
-    if (buf_) {
-      NoGil nogil;
-      berth_buffer_free(buf_);
-    }
-  }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  berth_buffer** out() { return &buf_; }
-  berth_buffer* get() const { return buf_; }
-  const uint8_t* data = nullptr;
-  size_t size = 0;
-
- private:
-  berth_buffer* buf_ = nullptr;
 };
 
 // Fetches a buffer with fn(berth_buffer**, berth_engine*) and reads its bytes.
 template <class Fn>
 void fetch_buffer(Engine& engine, Buffer& buf, Fn&& fn) {
   engine.call([&](berth_engine* e) {
-    berth_status st = fn(buf.out(), e);
-    if (st == BERTH_OK) st = berth_buffer_data(&buf.data, &buf.size, buf.get());
-    return st;
+    return buf.fetch([&](berth_buffer** out) { return fn(out, e); });
   });
-}
-
-template <class Root>
-const Root* verified_root(const Buffer& buf, const char* identifier, const char* what) {
-  // The default table limit (1e6) would reject snapshots of large pools.
-  flatbuffers::Verifier v(buf.data, buf.size, /*max_depth=*/64,
-                          /*max_tables=*/std::numeric_limits<flatbuffers::uoffset_t>::max());
-  if (buf.data == nullptr || !v.VerifyBuffer<Root>(identifier)) {
-    raise_status(BERTH_ERR_BAD_BUFFER,
-                 std::string("the ") + what + " buffer returned by libberth failed verification");
-  }
-  return flatbuffers::GetRoot<Root>(buf.data);
 }
 
 py::list Engine::snapshot(py::handle pool) {
@@ -546,6 +718,21 @@ void read_batch_item(PyObject* item, Py_ssize_t index, BatchItem& out) {
                        "not " + Py_TYPE(item)->tp_name);
 }
 
+// Bytes of a finished batch beyond its strings and payloads, per item: the
+// vector slot, vtables and table headers. Keeps batches under
+// BERTH_MAX_BUFFER_LEN (FlatBufferBuilder itself cannot grow past 2 GiB).
+constexpr size_t kPerItemOverhead = 64;
+
+void check_batch_room(const flatbuffers::FlatBufferBuilder& fbb, size_t extra, size_t items,
+                      const Arg& at) {
+  const size_t need = fbb.GetSize() + extra + kPerItemOverhead * (items + 1);
+  if (need > BERTH_MAX_BUFFER_LEN) {
+    raise_status(BERTH_ERR_BAD_BUFFER,
+                 "batch would exceed BERTH_MAX_BUFFER_LEN bytes at " + std::string(at.batch) +
+                     "[" + std::to_string(at.index) + "]; split it into smaller batches");
+  }
+}
+
 size_t Engine::add_batch(py::handle pool, py::handle keys) {
   Utf8 p = utf8(pool.ptr(), "pool");
   if (PyUnicode_Check(keys.ptr()) || PyBytes_Check(keys.ptr())) {
@@ -560,10 +747,6 @@ size_t Engine::add_batch(py::handle pool, py::handle keys) {
   py::object iter = py::reinterpret_steal<py::object>(PyObject_GetIter(keys.ptr()));
   if (!iter) throw py::error_already_set();
   Py_ssize_t index = 0;
-  // Bytes of the finished buffer beyond the strings: the vector, vtables and
-  // table headers. Keeps us under BERTH_MAX_BUFFER_LEN (FlatBufferBuilder
-  // itself cannot grow past 2 GiB).
-  constexpr size_t kPerKeyOverhead = 64;
   while (PyObject* raw = PyIter_Next(iter.ptr())) {
     py::object item = py::reinterpret_steal<py::object>(raw);
     BatchItem bi;
@@ -572,13 +755,7 @@ size_t Engine::add_batch(py::handle pool, py::handle keys) {
     Utf8 name = utf8(bi.fields[1], "name", index);
     Utf8 node = utf8(bi.fields[2], "node", index);
     int ready = as_ready(bi.fields[3], "ready", index);
-    const size_t need = fbb.GetSize() + ns.size + name.size + node.size +
-                        kPerKeyOverhead * (offsets.size() + 1);
-    if (need > BERTH_MAX_BUFFER_LEN) {
-      raise_status(BERTH_ERR_BAD_BUFFER,
-                   "batch would exceed BERTH_MAX_BUFFER_LEN bytes at keys[" +
-                       std::to_string(index) + "]; split it into smaller batches");
-    }
+    check_batch_room(fbb, ns.size + name.size + node.size, offsets.size(), Arg{"", index});
     auto ons = ns.size ? fbb.CreateString(ns.data, ns.size) : flatbuffers::Offset<flatbuffers::String>();
     // An empty name is still written, so that Berth reports it as an invalid
     // name (with its index) rather than a missing field.
@@ -601,28 +778,757 @@ size_t Engine::add_batch(py::handle pool, py::handle keys) {
 }
 
 // ---------------------------------------------------------------------------
-// Engine methods as METH_FASTCALL descriptors
+// ObjectList and ObjectView: lazy views over an ObjectList buffer
+//
+// An ObjectList owns the berth_buffer Berth returned (freed when the
+// ObjectList is collected) and decodes nothing up front. Indexing makes an
+// ObjectView: a pointer to one Object table plus a reference to the
+// ObjectList. Its fields are decoded when read; its payload is a read-only
+// memoryview over the buffer (the ObjectView exports it through the buffer
+// protocol, so the memoryview keeps the view, and so the buffer, alive).
+// Plain CPython types: a pybind11 property costs ~100 ns per read, which is
+// most of the cost of reading an object.
+// ---------------------------------------------------------------------------
+
+using FbObjects = flatbuffers::Vector<flatbuffers::Offset<berth::fb::Object>>;
+
+struct ObjectListObject {
+  PyObject_HEAD
+  berth_buffer* buffer;      // owned
+  const FbObjects* objects;  // inside buffer; nullptr if the list has none
+  Py_ssize_t size;
+  uint64_t resource_version;
+};
+
+struct ObjectViewObject {
+  PyObject_HEAD
+  ObjectListObject* list;  // strong reference: keeps the buffer alive
+  const berth::fb::Object* object;
+};
+
+bool verify_object_list(const Buffer& buf) {
+  return verify<berth::fb::ObjectList>(buf.data, buf.size, BERTH_FB_OBJECT_LIST_ID);
+}
+
+// Wraps a verified ObjectList buffer (taking it over from buf).
+py::object make_object_list(Buffer& buf) {
+  const auto* root = flatbuffers::GetRoot<berth::fb::ObjectList>(buf.data);
+  auto* self = PyObject_New(ObjectListObject, g.object_list);
+  if (!self) throw py::error_already_set();
+  self->buffer = buf.release();
+  self->objects = root->objects();
+  self->size = self->objects ? static_cast<Py_ssize_t>(self->objects->size()) : 0;
+  self->resource_version = root->resource_version();
+  return py::reinterpret_steal<py::object>(reinterpret_cast<PyObject*>(self));
+}
+
+PyObject* make_object_view(ObjectListObject* list, Py_ssize_t i) {
+  auto* v = PyObject_New(ObjectViewObject, g.object_view);
+  if (!v) return nullptr;
+  Py_INCREF(list);
+  v->list = list;
+  v->object = list->objects->Get(static_cast<flatbuffers::uoffset_t>(i));
+  return reinterpret_cast<PyObject*>(v);
+}
+
+void object_list_dealloc(PyObject* self) {
+  auto* o = reinterpret_cast<ObjectListObject*>(self);
+  if (o->buffer) {
+    NoGil nogil;
+    berth_buffer_free(o->buffer);
+  }
+  PyTypeObject* tp = Py_TYPE(self);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+Py_ssize_t object_list_len(PyObject* self) {
+  return reinterpret_cast<ObjectListObject*>(self)->size;
+}
+
+PyObject* object_list_item(PyObject* self, Py_ssize_t i) {
+  auto* o = reinterpret_cast<ObjectListObject*>(self);
+  if (i < 0 || i >= o->size) {
+    PyErr_SetString(PyExc_IndexError, "ObjectList index out of range");
+    return nullptr;
+  }
+  return make_object_view(o, i);
+}
+
+PyObject* object_list_subscript(PyObject* self, PyObject* key) {
+  auto* o = reinterpret_cast<ObjectListObject*>(self);
+  if (PyIndex_Check(key)) {
+    Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+    if (i == -1 && PyErr_Occurred()) return nullptr;
+    if (i < 0) i += o->size;
+    return object_list_item(self, i);
+  }
+  if (PySlice_Check(key)) {
+    Py_ssize_t start, stop, step;
+    if (PySlice_Unpack(key, &start, &stop, &step) < 0) return nullptr;
+    const Py_ssize_t n = PySlice_AdjustIndices(o->size, &start, &stop, step);
+    PyObject* out = PyList_New(n);
+    if (!out) return nullptr;
+    for (Py_ssize_t k = 0, i = start; k < n; ++k, i += step) {
+      PyObject* v = make_object_view(o, i);
+      if (!v) {
+        Py_DECREF(out);
+        return nullptr;
+      }
+      PyList_SET_ITEM(out, k, v);
+    }
+    return out;
+  }
+  PyErr_Format(PyExc_TypeError, "ObjectList indices must be integers or slices, not %.200s",
+               Py_TYPE(key)->tp_name);
+  return nullptr;
+}
+
+// A dedicated iterator: cheaper than the generic sequence iterator (no
+// IndexError to end it).
+struct ObjectListIterObject {
+  PyObject_HEAD
+  ObjectListObject* list;  // strong; nullptr once exhausted
+  Py_ssize_t next;
+};
+PyTypeObject* g_object_list_iter = nullptr;
+
+PyObject* object_list_iter(PyObject* self) {
+  auto* it = PyObject_New(ObjectListIterObject, g_object_list_iter);
+  if (!it) return nullptr;
+  Py_INCREF(self);
+  it->list = reinterpret_cast<ObjectListObject*>(self);
+  it->next = 0;
+  return reinterpret_cast<PyObject*>(it);
+}
+
+PyObject* object_list_iter_next(PyObject* self) {
+  auto* it = reinterpret_cast<ObjectListIterObject*>(self);
+  if (!it->list) return nullptr;
+  if (it->next >= it->list->size) {
+    Py_CLEAR(it->list);
+    return nullptr;  // StopIteration, without an exception object
+  }
+  return make_object_view(it->list, it->next++);
+}
+
+PyObject* object_list_iter_length_hint(PyObject* self, PyObject*) {
+  auto* it = reinterpret_cast<ObjectListIterObject*>(self);
+  return PyLong_FromSsize_t(it->list ? it->list->size - it->next : 0);
+}
+
+void object_list_iter_dealloc(PyObject* self) {
+  auto* it = reinterpret_cast<ObjectListIterObject*>(self);
+  Py_XDECREF(it->list);
+  PyTypeObject* tp = Py_TYPE(self);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+PyObject* object_list_resource_version(PyObject* self, void*) {
+  return PyLong_FromUnsignedLongLong(reinterpret_cast<ObjectListObject*>(self)->resource_version);
+}
+
+PyObject* object_list_repr(PyObject* self) {
+  auto* o = reinterpret_cast<ObjectListObject*>(self);
+  return PyUnicode_FromFormat("<berth.ObjectList of %zd objects at resource_version %llu>",
+                              o->size, static_cast<unsigned long long>(o->resource_version));
+}
+
+void object_view_dealloc(PyObject* self) {
+  auto* v = reinterpret_cast<ObjectViewObject*>(self);
+  Py_DECREF(v->list);
+  PyTypeObject* tp = Py_TYPE(self);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+inline const berth::fb::Object* view_object(PyObject* self) {
+  return reinterpret_cast<ObjectViewObject*>(self)->object;
+}
+
+PyObject* object_view_namespace(PyObject* self, void*) {
+  return fb_str(view_object(self)->namespace_());
+}
+
+PyObject* object_view_name(PyObject* self, void*) { return fb_str(view_object(self)->name()); }
+
+PyObject* object_view_resource_version(PyObject* self, void*) {
+  return PyLong_FromUnsignedLongLong(view_object(self)->resource_version());
+}
+
+PyObject* object_view_labels(PyObject* self, void*) {
+  PyObject* d = PyDict_New();
+  if (!d) return nullptr;
+  if (const auto* labels = view_object(self)->labels()) {
+    for (const auto* l : *labels) {
+      PyObject* k = fb_str(l->key());
+      PyObject* v = k ? fb_str(l->value()) : nullptr;
+      if (!v || PyDict_SetItem(d, k, v) < 0) {
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        Py_DECREF(d);
+        return nullptr;
+      }
+      Py_DECREF(k);
+      Py_DECREF(v);
+    }
+  }
+  return d;
+}
+
+PyObject* object_view_payload(PyObject* self, void*) { return PyMemoryView_FromObject(self); }
+
+// The buffer protocol of an ObjectView: its payload, read-only.
+int object_view_getbuffer(PyObject* self, Py_buffer* view, int flags) {
+  const auto* obj = view_object(self);
+  const auto* p = obj->payload();
+  // A zero-length export still needs a valid pointer.
+  void* data = const_cast<void*>(p && p->size() ? static_cast<const void*>(p->data())
+                                                : static_cast<const void*>(obj));
+  const Py_ssize_t len = p ? static_cast<Py_ssize_t>(p->size()) : 0;
+  return PyBuffer_FillInfo(view, self, data, len, /*readonly=*/1, flags);
+}
+
+PyObject* object_view_repr(PyObject* self) {
+  const auto* obj = view_object(self);
+  auto ns = py::reinterpret_steal<py::object>(fb_str(obj->namespace_()));
+  auto name = py::reinterpret_steal<py::object>(fb_str(obj->name()));
+  if (!ns || !name) return nullptr;
+  return PyUnicode_FromFormat("<berth.ObjectView %U/%U resource_version=%llu>", ns.ptr(),
+                              name.ptr(),
+                              static_cast<unsigned long long>(obj->resource_version()));
+}
+
+PyGetSetDef g_object_list_getset[] = {
+    {"resource_version", &object_list_resource_version, nullptr,
+     "The cache's resourceVersion when the list was taken.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyGetSetDef g_object_view_getset[] = {
+    {"namespace", &object_view_namespace, nullptr, "The object's namespace (\"\" if none).",
+     nullptr},
+    {"name", &object_view_name, nullptr, "The object's name.", nullptr},
+    {"resource_version", &object_view_resource_version, nullptr,
+     "The object's resourceVersion.", nullptr},
+    {"labels", &object_view_labels, nullptr,
+     "The object's labels: a new dict, decoded on every read.", nullptr},
+    {"payload", &object_view_payload, nullptr,
+     "The object's payload: a read-only memoryview over the list's buffer (no copy). It keeps "
+     "the buffer alive.",
+     nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyMethodDef g_object_list_iter_methods[] = {
+    {"__length_hint__", &object_list_iter_length_hint, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+template <class T>
+void* slot(T fn) {
+  return reinterpret_cast<void*>(fn);
+}
+
+PyTypeObject* make_type(const char* name, size_t basicsize, PyType_Slot* slots) {
+  PyType_Spec spec{name, static_cast<int>(basicsize), 0,
+                   static_cast<unsigned>(Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION),
+                   slots};
+  PyObject* t = PyType_FromSpec(&spec);
+  if (!t) throw py::error_already_set();
+  return reinterpret_cast<PyTypeObject*>(t);
+}
+
+void make_object_types() {
+  static PyType_Slot list_slots[] = {
+      {Py_tp_doc, const_cast<char*>(
+                      "The objects of Cache.list (or Cache.get): a read-only sequence of "
+                      "ObjectView over the FlatBuffers bytes Berth returned. Nothing is decoded "
+                      "until it is read; the bytes are freed when the list and every view and "
+                      "payload taken from it are gone.")},
+      {Py_tp_dealloc, slot(&object_list_dealloc)},
+      {Py_tp_repr, slot(&object_list_repr)},
+      {Py_tp_iter, slot(&object_list_iter)},
+      {Py_tp_getset, g_object_list_getset},
+      {Py_sq_length, slot(&object_list_len)},
+      {Py_sq_item, slot(&object_list_item)},
+      {Py_mp_length, slot(&object_list_len)},
+      {Py_mp_subscript, slot(&object_list_subscript)},
+      {0, nullptr},
+  };
+  static PyType_Slot view_slots[] = {
+      {Py_tp_doc, const_cast<char*>(
+                      "One object of an ObjectList. Fields are decoded when read; payload is a "
+                      "read-only memoryview over the list's bytes. An ObjectView also exports "
+                      "its payload through the buffer protocol (bytes(view) copies it).")},
+      {Py_tp_dealloc, slot(&object_view_dealloc)},
+      {Py_tp_repr, slot(&object_view_repr)},
+      {Py_tp_getset, g_object_view_getset},
+      {Py_bf_getbuffer, slot(&object_view_getbuffer)},
+      {0, nullptr},
+  };
+  static PyType_Slot iter_slots[] = {
+      {Py_tp_dealloc, slot(&object_list_iter_dealloc)},
+      {Py_tp_iter, slot(&PyObject_SelfIter)},
+      {Py_tp_iternext, slot(&object_list_iter_next)},
+      {Py_tp_methods, g_object_list_iter_methods},
+      {0, nullptr},
+  };
+  g.object_list = make_type("berth.ObjectList", sizeof(ObjectListObject), list_slots);
+  g.object_view = make_type("berth.ObjectView", sizeof(ObjectViewObject), view_slots);
+  g_object_list_iter =
+      make_type("berth._ObjectListIterator", sizeof(ObjectListIterObject), iter_slots);
+}
+
+// ---------------------------------------------------------------------------
+// Selector
+// ---------------------------------------------------------------------------
+
+class Selector : public Handle<berth_selector, &berth_selector_free> {
+ public:
+  explicit Selector(py::handle text) : Handle("selector") {
+    const Utf8 t = utf8(text.ptr(), Arg{"text"}, BERTH_ERR_BAD_SELECTOR);
+    berth_selector* s = nullptr;
+    Failure f;
+    {
+      NoGil nogil;
+      berth_status st = berth_selector_parse(&s, t.data, t.size);
+      if (is_failure(st)) f.capture(st);
+    }
+    if (is_failure(f.status)) raise_failure(f);
+    adopt(s);
+  }
+
+  // The canonical form (berth_selector_string), computed once.
+  py::object str() {
+    if (closed()) raise_closed("selector");
+    if (!canonical_) {
+      Buffer buf;
+      call([&](berth_selector* s) {
+        return buf.fetch([&](berth_buffer** out) { return berth_selector_string(out, s); });
+      });
+      canonical_ = py::reinterpret_steal<py::object>(
+          decode(reinterpret_cast<const char*>(buf.data), buf.size));
+      if (!canonical_) throw py::error_already_set();
+    }
+    return canonical_;
+  }
+
+  py::object repr() {
+    if (closed()) return py::str("<berth.Selector closed>");
+    return py::str("berth.Selector({!r})").format(str());
+  }
+
+  bool matches(py::handle labels) {
+    LabelArgs l;
+    l.read(labels.ptr(), Arg{"labels"});
+    int out = 0;
+    call([&](berth_selector* s) { return berth_selector_matches(&out, s, l.data(), l.size()); });
+    return out != 0;
+  }
+
+ private:
+  py::object canonical_;
+};
+
+// The Selector inside a berth.Selector instance (the class is final, so the
+// instance has pybind11's simple layout); nullptr if __init__ did not run.
+template <class T>
+T* native(PyObject* self) {
+  return reinterpret_cast<py::detail::instance*>(self)->get_value_and_holder().value_ptr<T>();
+}
+
+// ---------------------------------------------------------------------------
+// Cache
+// ---------------------------------------------------------------------------
+
+using FbString = flatbuffers::Offset<flatbuffers::String>;
+using FbLabels = flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<berth::fb::Label>>>;
+using FbPayload = flatbuffers::Offset<flatbuffers::Vector<uint8_t>>;
+
+// Writes one Object table from Python fields; labels/payload may be nullptr
+// (absent). `scratch` is reused between objects.
+flatbuffers::Offset<berth::fb::Object> build_object(
+    flatbuffers::FlatBufferBuilder& fbb, std::vector<flatbuffers::Offset<berth::fb::Label>>& scratch,
+    size_t items, const Arg& at, PyObject* ns_obj, PyObject* name_obj, PyObject* rv_obj,
+    PyObject* labels_obj, PyObject* payload_obj) {
+  const Utf8 ns = utf8(ns_obj, at.with("namespace"));
+  const Utf8 name = utf8(name_obj, at.with("name"));
+  const uint64_t rv = as_u64(rv_obj, at.with("resource_version"));
+  check_batch_room(fbb, ns.size + name.size, items, at);
+  const FbString ons = ns.size ? fbb.CreateString(ns.data, ns.size) : FbString();
+  // An empty name is still written, so that Berth reports it as an invalid
+  // name (with its index) rather than a missing field.
+  const FbString oname = fbb.CreateString(name.data, name.size);
+  FbLabels olabels;
+  if (labels_obj && labels_obj != Py_None) {
+    scratch.clear();
+    for_each_label(labels_obj, at.with("labels"), [&](PyObject*, Utf8 k, PyObject*, Utf8 v) {
+      check_batch_room(fbb, k.size + v.size + 16, items, at);
+      const FbString ok = fbb.CreateString(k.data, k.size);
+      const FbString ov = v.size ? fbb.CreateString(v.data, v.size) : FbString();
+      scratch.push_back(berth::fb::CreateLabel(fbb, ok, ov));
+    });
+    if (!scratch.empty()) olabels = fbb.CreateVector(scratch);
+  }
+  FbPayload opayload;
+  if (payload_obj) {
+    BytesArg p;
+    p.read(payload_obj, at.with("payload"));
+    if (p.size()) {
+      check_batch_room(fbb, p.size(), items, at);
+      opayload = fbb.CreateVector(p.data(), p.size());
+    }
+  }
+  return berth::fb::CreateObject(fbb, ons, oname, rv, olabels, opayload);
+}
+
+// Copies an Object table of an ObjectView as it is (no Python decoding).
+flatbuffers::Offset<berth::fb::Object> copy_object(
+    flatbuffers::FlatBufferBuilder& fbb, std::vector<flatbuffers::Offset<berth::fb::Label>>& scratch,
+    size_t items, const Arg& at, const berth::fb::Object* src) {
+  auto copy_str = [&](const flatbuffers::String* s) {
+    return s ? fbb.CreateString(s->c_str(), s->size()) : FbString();
+  };
+  size_t bytes = (src->namespace_() ? src->namespace_()->size() : 0) +
+                 (src->name() ? src->name()->size() : 0) +
+                 (src->payload() ? src->payload()->size() : 0);
+  if (const auto* labels = src->labels()) {
+    for (const auto* l : *labels) {
+      bytes += 16 + (l->key() ? l->key()->size() : 0) + (l->value() ? l->value()->size() : 0);
+    }
+  }
+  check_batch_room(fbb, bytes, items, at);
+  const FbString ons = copy_str(src->namespace_());
+  const FbString oname = copy_str(src->name());
+  FbLabels olabels;
+  if (const auto* labels = src->labels()) {
+    scratch.clear();
+    for (const auto* l : *labels) {
+      const FbString ok = copy_str(l->key());
+      const FbString ov = copy_str(l->value());
+      scratch.push_back(berth::fb::CreateLabel(fbb, ok, ov));
+    }
+    olabels = fbb.CreateVector(scratch);
+  }
+  FbPayload opayload;
+  if (const auto* p = src->payload()) opayload = fbb.CreateVector(p->data(), p->size());
+  return berth::fb::CreateObject(fbb, ons, oname, src->resource_version(), olabels, opayload);
+}
+
+// berth.fb.EventType from an EventType/int, or a watch event's type string.
+berth::fb::EventType event_type(PyObject* obj, const Arg& at) {
+  static const char* const kNames[3] = {"ADDED", "MODIFIED", "DELETED"};
+  if (PyUnicode_Check(obj)) {
+    for (int i = 0; i < 3; ++i) {
+      if (PyUnicode_CompareWithASCIIString(obj, kNames[i]) == 0) {
+        return static_cast<berth::fb::EventType>(i);
+      }
+    }
+  } else if (PyLong_Check(obj) && !PyBool_Check(obj)) {
+    const long v = PyLong_AsLong(obj);
+    if (v == -1 && PyErr_Occurred()) PyErr_Clear();
+    if (v >= 0 && v <= 2) return static_cast<berth::fb::EventType>(v);
+  } else {
+    raise_type(at.str(), "a berth.EventType, int or str", obj);
+  }
+  auto r = py::reinterpret_steal<py::object>(PyObject_Repr(obj));
+  raise_status(BERTH_ERR_INVALID_ARGUMENT,
+               at.str() + " must be ADDED (0), MODIFIED (1) or DELETED (2), not " +
+                   (r ? py::str(r).cast<std::string>() : std::string("?")));
+}
+
+constexpr int kDeleted = 2;
+
+class Cache : public Handle<berth_cache, &berth_cache_free> {
+ public:
+  explicit Cache(py::handle tombstone_limit) : Handle("cache") {
+    PyObject* l = tombstone_limit.ptr();
+    if (!PyLong_Check(l) || PyBool_Check(l)) raise_type("tombstone_limit", "int", l);
+    const unsigned long long limit = PyLong_AsUnsignedLongLong(l);
+    if ((limit == static_cast<unsigned long long>(-1) && PyErr_Occurred()) ||
+        limit > std::numeric_limits<uint32_t>::max()) {
+      PyErr_Clear();
+      raise_status(BERTH_ERR_INVALID_ARGUMENT, "tombstone_limit is out of the range of a uint32");
+    }
+    berth_cache_options opts{};
+    opts.tombstone_limit = static_cast<uint32_t>(limit);
+    berth_cache* c = nullptr;
+    Failure f;
+    {
+      NoGil nogil;
+      berth_status st = berth_cache_new(&c, &opts);
+      if (is_failure(st)) f.capture(st);
+    }
+    if (is_failure(f.status)) raise_failure(f);
+    adopt(c);
+  }
+
+  bool upsert(py::handle ns, py::handle name, py::handle rv, py::handle labels,
+              py::handle payload) {
+    const Utf8 a = utf8(ns.ptr(), "namespace");
+    const Utf8 b = utf8(name.ptr(), "name");
+    const uint64_t v = as_u64(rv.ptr(), Arg{"resource_version"});
+    LabelArgs l;
+    l.read(labels.ptr(), Arg{"labels"});
+    BytesArg p;
+    p.read(payload.ptr(), Arg{"payload"});
+    int applied = 0;
+    call([&](berth_cache* c) {
+      return berth_cache_upsert(&applied, c, a.data, a.size, b.data, b.size, v, l.data(), l.size(),
+                                p.data(), p.size());
+    });
+    return applied != 0;
+  }
+
+  bool remove(py::handle ns, py::handle name, py::handle rv) {
+    const Utf8 a = utf8(ns.ptr(), "namespace");
+    const Utf8 b = utf8(name.ptr(), "name");
+    const uint64_t v = as_u64(rv.ptr(), Arg{"resource_version"});
+    int applied = 0;
+    call([&](berth_cache* c) {
+      return berth_cache_delete(&applied, c, a.data, a.size, b.data, b.size, v);
+    });
+    return applied != 0;
+  }
+
+  size_t apply(py::handle events);
+  py::object replace(py::handle objects, py::handle rv);
+
+  py::object list_objects(py::handle ns, py::handle selector) {
+    const Utf8 n = utf8(ns.ptr(), "namespace");
+    PyObject* sel = selector.ptr();
+    std::optional<Selector::Flight> sel_flight;  // a Selector is in flight too
+    Utf8 text{nullptr, 0};
+    bool parse = false;
+    if (sel == Py_None) {
+    } else if (PyObject_TypeCheck(sel, g.selector)) {
+      Selector* s = native<Selector>(sel);
+      if (!s) throw py::type_error("berth.Selector.__init__() was not called");
+      sel_flight.emplace(*s);
+    } else if (PyUnicode_Check(sel)) {
+      text = utf8(sel, Arg{"selector"}, BERTH_ERR_BAD_SELECTOR);
+      parse = true;
+    } else {
+      raise_type("selector", "a berth.Selector, str or None", sel);
+    }
+    // Not call(): a selector parsed here must be freed after the list, and
+    // berth_selector_free would clear the thread's last error.
+    Flight flight(*this);
+    Buffer buf;
+    bool ok = false;
+    berth_status st = BERTH_OK;
+    Failure f;
+    {
+      NoGil nogil;
+      berth_selector* s = sel_flight ? sel_flight->handle() : nullptr;
+      if (parse) st = berth_selector_parse(&s, text.data, text.size);
+      if (is_failure(st)) {
+        f.capture(st);
+      } else {
+        st = buf.fetch([&](berth_buffer** out) {
+          return berth_cache_list(out, flight.handle(), n.data, n.size, s);
+        });
+        if (is_failure(st)) {
+          f.capture(st);
+        } else {
+          ok = verify_object_list(buf);
+        }
+        if (parse) berth_selector_free(s);
+      }
+    }
+    if (is_failure(st)) raise_failure(f);
+    if (!ok) raise_bad_output("ObjectList");
+    return make_object_list(buf);
+  }
+
+  py::object get(py::handle ns, py::handle name) {
+    const Utf8 a = utf8(ns.ptr(), "namespace");
+    const Utf8 b = utf8(name.ptr(), "name");
+    Buffer buf;
+    bool ok = false;
+    berth_status st = call([&](berth_cache* c) {
+      berth_status s = buf.fetch([&](berth_buffer** out) {
+        return berth_cache_get(out, c, a.data, a.size, b.data, b.size);
+      });
+      if (s == BERTH_OK) ok = verify_object_list(buf);
+      return s;
+    });
+    if (st == BERTH_EMPTY) return py::none();
+    if (!ok) raise_bad_output("ObjectList");
+    py::object list = make_object_list(buf);
+    auto* o = reinterpret_cast<ObjectListObject*>(list.ptr());
+    if (o->size != 1) {
+      raise_status(BERTH_ERR_INTERNAL, "berth_cache_get returned " + std::to_string(o->size) +
+                                           " objects instead of one");
+    }
+    auto view = py::reinterpret_steal<py::object>(make_object_view(o, 0));
+    if (!view) throw py::error_already_set();
+    return view;
+  }
+
+  py::object stats() {
+    berth_cache_stats s{};
+    call([&](berth_cache* c) { return berth_cache_get_stats(&s, c); });
+    return make_tuple_type(g.cache_stats, s.objects, s.tombstones, s.resource_version, s.applied,
+                           s.ignored, s.synced != 0);
+  }
+};
+
+// A list given as an item is copied to a tuple first: building an object can
+// run Python code (a custom mapping's items()), which could change the list.
+py::object item_fields(PyObject* item) {
+  if (PyTuple_Check(item)) return py::reinterpret_borrow<py::object>(item);
+  auto t = py::reinterpret_steal<py::object>(PyList_AsTuple(item));
+  if (!t) throw py::error_already_set();
+  return t;
+}
+
+size_t Cache::apply(py::handle events) {
+  PyObject* evs = events.ptr();
+  flatbuffers::FlatBufferBuilder fbb(1024);
+  std::vector<flatbuffers::Offset<berth::fb::Event>> offsets;
+  std::vector<flatbuffers::Offset<berth::fb::Label>> scratch;
+
+  auto add = [&](PyObject* item, Py_ssize_t index) {
+    const Arg at{"", index, "events"};
+    const Py_ssize_t n =
+        PyTuple_Check(item) || PyList_Check(item) ? PySequence_Fast_GET_SIZE(item) : -1;
+    if (n < 4 || n > 6) {
+      throw py::type_error("events[" + std::to_string(index) +
+                           "] must be a berth.Event or a (type, namespace, name, "
+                           "resource_version[, labels[, payload]]) tuple, not " +
+                           (n < 0 ? std::string(Py_TYPE(item)->tp_name)
+                                  : "a sequence of " + std::to_string(n) + " items"));
+    }
+    py::object fields = item_fields(item);
+    PyObject* const* f = &PyTuple_GET_ITEM(fields.ptr(), 0);
+    const berth::fb::EventType type = event_type(f[0], at.with("type"));
+    // A delete uses only namespace, name and resource_version.
+    const bool deleted = static_cast<int>(type) == kDeleted;
+    auto obj = build_object(fbb, scratch, offsets.size(), at, f[1], f[2], f[3],
+                            !deleted && n > 4 ? f[4] : nullptr, !deleted && n > 5 ? f[5] : nullptr);
+    offsets.push_back(berth::fb::CreateEvent(fbb, type, obj));
+  };
+
+  if (PyObject_TypeCheck(evs, g.event)) {
+    add(evs, 0);  // one Event
+  } else {
+    if (PyUnicode_Check(evs) || PyBytes_Check(evs)) raise_type("events", "an iterable of events", evs);
+    py::object iter = py::reinterpret_steal<py::object>(PyObject_GetIter(evs));
+    if (!iter) throw py::error_already_set();
+    Py_ssize_t index = 0;
+    while (PyObject* raw = PyIter_Next(iter.ptr())) {
+      py::object item = py::reinterpret_steal<py::object>(raw);
+      add(item.ptr(), index++);
+    }
+    if (PyErr_Occurred()) throw py::error_already_set();
+  }
+  auto vec = fbb.CreateVector(offsets);
+  fbb.Finish(berth::fb::CreateEventBatch(fbb, vec), BERTH_FB_EVENT_BATCH_ID);
+
+  size_t applied = 0;
+  const uint8_t* data = fbb.GetBufferPointer();
+  const size_t size = fbb.GetSize();
+  call([&](berth_cache* c) { return berth_cache_apply(&applied, c, data, size); });
+  return applied;
+}
+
+py::object Cache::replace(py::handle objects, py::handle rv) {
+  PyObject* objs = objects.ptr();
+  const uint64_t list_rv = as_u64(rv.ptr(), Arg{"resource_version"});
+  if (PyUnicode_Check(objs) || PyBytes_Check(objs)) raise_type("objects", "an iterable of objects", objs);
+  flatbuffers::FlatBufferBuilder fbb(1024);
+  std::vector<flatbuffers::Offset<berth::fb::Object>> offsets;
+  std::vector<flatbuffers::Offset<berth::fb::Label>> scratch;
+  Py_ssize_t hint = PyObject_LengthHint(objs, 0);
+  if (hint < 0) throw py::error_already_set();
+  offsets.reserve(static_cast<size_t>(hint));
+
+  py::object iter = py::reinterpret_steal<py::object>(PyObject_GetIter(objs));
+  if (!iter) throw py::error_already_set();
+  Py_ssize_t index = 0;
+  static const char* const kAttrs[5] = {"namespace", "name", "resource_version", "labels",
+                                        "payload"};
+  while (PyObject* raw = PyIter_Next(iter.ptr())) {
+    py::object item = py::reinterpret_steal<py::object>(raw);
+    const Arg at{"", index, "objects"};
+    PyObject* it = item.ptr();
+    if (Py_TYPE(it) == g.object_view) {
+      // Straight from another list's bytes: nothing to decode.
+      offsets.push_back(copy_object(fbb, scratch, offsets.size(), at,
+                                    reinterpret_cast<ObjectViewObject*>(it)->object));
+    } else if (PyTuple_Check(it) || PyList_Check(it)) {
+      const Py_ssize_t n = PySequence_Fast_GET_SIZE(it);
+      if (n < 3 || n > 5) {
+        throw py::type_error("objects[" + std::to_string(index) +
+                             "] must be a berth.Object or a (namespace, name, resource_version[, "
+                             "labels[, payload]]) tuple, not a sequence of " +
+                             std::to_string(n) + " items");
+      }
+      py::object fields = item_fields(it);
+      PyObject* const* f = &PyTuple_GET_ITEM(fields.ptr(), 0);
+      offsets.push_back(build_object(fbb, scratch, offsets.size(), at, f[0], f[1], f[2],
+                                     n > 3 ? f[3] : nullptr, n > 4 ? f[4] : nullptr));
+    } else {
+      // Any object with the attributes; labels and payload are optional.
+      py::object attrs[5];
+      for (int i = 0; i < 5; ++i) {
+        PyObject* v = PyObject_GetAttrString(it, kAttrs[i]);
+        if (!v) {
+          if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
+          PyErr_Clear();
+          if (i < 3) {
+            throw py::type_error("objects[" + std::to_string(index) +
+                                 "] must be a berth.Object, a (namespace, name, "
+                                 "resource_version[, labels[, payload]]) tuple or an object "
+                                 "with those attributes, not " + Py_TYPE(it)->tp_name);
+          }
+          continue;
+        }
+        attrs[i] = py::reinterpret_steal<py::object>(v);
+      }
+      offsets.push_back(build_object(fbb, scratch, offsets.size(), at, attrs[0].ptr(),
+                                     attrs[1].ptr(), attrs[2].ptr(), attrs[3].ptr(),
+                                     attrs[4].ptr()));
+    }
+    ++index;
+  }
+  if (PyErr_Occurred()) throw py::error_already_set();
+  auto vec = fbb.CreateVector(offsets);
+  fbb.Finish(berth::fb::CreateObjectList(fbb, list_rv, vec), BERTH_FB_OBJECT_LIST_ID);
+
+  const uint8_t* data = fbb.GetBufferPointer();
+  const size_t size = fbb.GetSize();
+  call([&](berth_cache* c) { return berth_cache_replace(c, data, size); });
+  return py::none();
+}
+
+// ---------------------------------------------------------------------------
+// Methods as METH_FASTCALL descriptors
 //
 // pybind11's generic dispatcher (argument vector, overload loop, casters)
 // costs ~100 ns per call here; the data methods are therefore installed as
 // plain CPython methods that parse their arguments in place and call the
-// Engine member directly. Measured on the pop_spread + add pair at
+// C++ member directly. Measured on the pop_spread + add pair at
 // (10000 keys, 100 nodes): 975 ns through pybind11's dispatcher, 700 ns this
 // way (see bench/bench_pair.py).
 // ---------------------------------------------------------------------------
 
-enum class Fallback { kRequired, kEmptyStr, kTrue };
+enum class Fallback { kRequired, kEmptyStr, kTrue, kNone, kZero };
 
 struct Param {
   const char* name;
   Fallback fallback = Fallback::kRequired;
 };
 
-PyObject* g_empty_str = nullptr;  // "" (default of node)
+PyObject* g_empty_str = nullptr;  // "" (default of node, of Cache.list's namespace)
+PyObject* g_zero = nullptr;       // 0 (default of Cache.delete's resource_version)
 
 template <size_t N>
 bool parse_args(const char* fname, const std::array<Param, N>& params, PyObject* const* args,
-                Py_ssize_t nargs, PyObject* kwnames, PyObject* (&out)[N]) {
+                Py_ssize_t nargs, PyObject* kwnames, std::array<PyObject*, N>& out) {
   if (nargs > static_cast<Py_ssize_t>(N)) {
     PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", fname,
                  static_cast<int>(N), nargs);
@@ -660,6 +1566,12 @@ bool parse_args(const char* fname, const std::array<Param, N>& params, PyObject*
       case Fallback::kTrue:
         out[i] = Py_True;
         break;
+      case Fallback::kNone:
+        out[i] = Py_None;
+        break;
+      case Fallback::kZero:
+        out[i] = g_zero;
+        break;
     }
   }
   return true;
@@ -669,8 +1581,8 @@ inline PyObject* to_python(bool v) { return Py_NewRef(v ? Py_True : Py_False); }
 inline PyObject* to_python(size_t v) { return PyLong_FromSize_t(v); }
 inline PyObject* to_python(py::object v) { return v.release().ptr(); }
 
-// One Engine method: its Python name, parameters and docstring (whose first
-// lines are the __text_signature__ that inspect.signature reads).
+// One method: its Python name, parameters and docstring (whose first lines are
+// the __text_signature__ that inspect.signature reads).
 template <auto Member, size_t N>
 struct Method {
   static constexpr auto member = Member;
@@ -679,24 +1591,31 @@ struct Method {
   const char* doc;
 };
 
+template <class T>
+struct MemberClass;
+template <class C, class R, class... A>
+struct MemberClass<R (C::*)(A...)> {
+  using type = C;
+};
+
 template <const auto& M>
 PyObject* trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
                      PyObject* kwnames) {
   constexpr size_t N = std::tuple_size_v<decltype(M.params)>;
-  PyObject* a[N];
+  std::array<PyObject*, N> a;
   if (!parse_args(M.name, M.params, args, nargs, kwnames, a)) return nullptr;
   try {
-    // The descriptor guarantees self is an Engine; the class is final, so
-    // the instance has pybind11's simple layout.
-    auto* engine =
-        reinterpret_cast<py::detail::instance*>(self)->get_value_and_holder().value_ptr<Engine>();
-    if (!engine) {
-      PyErr_SetString(PyExc_TypeError, "berth.Engine.__init__() was not called");
+    constexpr auto member = std::remove_cvref_t<decltype(M)>::member;
+    using C = typename MemberClass<std::remove_cv_t<decltype(member)>>::type;
+    // The descriptor guarantees self is a C; the classes are final, so the
+    // instance has pybind11's simple layout.
+    C* obj = native<C>(self);
+    if (!obj) {
+      PyErr_Format(PyExc_TypeError, "%s.__init__() was not called", Py_TYPE(self)->tp_name);
       return nullptr;
     }
-    constexpr auto member = std::remove_cvref_t<decltype(M)>::member;
     return [&]<size_t... I>(std::index_sequence<I...>) {
-      return to_python((engine->*member)(py::handle(a[I])...));
+      return to_python((obj->*member)(py::handle(a[I])...));
     }(std::make_index_sequence<N>{});
   } catch (py::error_already_set& e) {
     e.restore();
@@ -718,6 +1637,7 @@ constexpr Param kNamespace{"namespace"};
 constexpr Param kName{"name"};
 constexpr Param kNode{"node", Fallback::kEmptyStr};
 constexpr Param kReady{"ready", Fallback::kTrue};
+constexpr Param kResourceVersion{"resource_version"};
 
 constexpr Method<&Engine::add, 5> kAdd{
     "add", {kPool, kNamespace, kName, kNode, kReady},
@@ -761,6 +1681,44 @@ constexpr Method<&Engine::node_stats, 1> kNodeStats{
     "node_stats", {kPool},
     "node_stats($self, pool)\n--\n\nKey counts per node (dict of NodeStat), in node-name order."};
 
+constexpr Method<&Cache::upsert, 5> kUpsert{
+    "upsert",
+    {kNamespace, kName, kResourceVersion, Param{"labels", Fallback::kNone},
+     Param{"payload", Fallback::kNone}},
+    "upsert($self, namespace, name, resource_version, labels={}, payload=b'')\n--\n\n"
+    "Inserts or replaces an object unless the cache holds it, or a tombstone of it, at a "
+    "resource_version >= this one. True if the cache changed."};
+constexpr Method<&Cache::remove, 3> kDelete{
+    "delete", {kNamespace, kName, Param{"resource_version", Fallback::kZero}},
+    "delete($self, namespace, name, resource_version=0)\n--\n\n"
+    "Deletes an object as of resource_version (0 = whatever is cached) and leaves a "
+    "tombstone. True if the cache changed."};
+constexpr Method<&Cache::apply, 1> kApply{
+    "apply", {Param{"events"}},
+    "apply($self, events)\n--\n\n"
+    "Applies watch events (or one Event) in order, all or nothing; returns how many changed "
+    "the cache."};
+constexpr Method<&Cache::replace, 2> kReplace{
+    "replace", {Param{"objects"}, kResourceVersion},
+    "replace($self, objects, resource_version)\n--\n\n"
+    "Swaps in a full relist taken at resource_version, keeping newer entries and tombstones; "
+    "marks the cache synced."};
+constexpr Method<&Cache::list_objects, 2> kList{
+    "list", {Param{"namespace", Fallback::kEmptyStr}, Param{"selector", Fallback::kNone}},
+    "list($self, namespace='', selector=None)\n--\n\n"
+    "The objects of a namespace ('' = all) matching a selector (None = all), sorted by "
+    "(namespace, name), as a lazy ObjectList."};
+constexpr Method<&Cache::get, 2> kGet{
+    "get", {kNamespace, kName},
+    "get($self, namespace, name)\n--\n\nOne object as an ObjectView, or None if not cached."};
+constexpr Method<&Cache::stats, 0> kCacheStats{
+    "stats", {}, "stats($self)\n--\n\nCounters of the cache (CacheStats)."};
+
+constexpr Method<&Selector::matches, 1> kMatches{
+    "matches", {Param{"labels"}},
+    "matches($self, labels)\n--\n\nTrue if the labels (a mapping of str to str) satisfy every "
+    "requirement."};
+
 template <const auto& M>
 PyMethodDef method_def() {
   return {M.name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&trampoline<M>)),
@@ -768,12 +1726,27 @@ PyMethodDef method_def() {
 }
 
 // Referenced by the method descriptors for the life of the process.
-PyMethodDef g_method_defs[] = {
+PyMethodDef g_engine_methods[] = {
     method_def<kAdd>(),        method_def<kUpdate>(),   method_def<kAddBatch>(),
     method_def<kRemove>(),     method_def<kRemovePool>(), method_def<kPopFifo>(),
     method_def<kPopSpread>(),  method_def<kPutBack>(),  method_def<kStats>(),
     method_def<kSnapshot>(),   method_def<kNodeStats>(),
 };
+PyMethodDef g_cache_methods[] = {
+    method_def<kUpsert>(), method_def<kDelete>(), method_def<kApply>(),      method_def<kReplace>(),
+    method_def<kList>(),   method_def<kGet>(),    method_def<kCacheStats>(),
+};
+PyMethodDef g_selector_methods[] = {method_def<kMatches>()};
+
+template <size_t N>
+void install_methods(py::handle cls, PyMethodDef (&defs)[N]) {
+  for (PyMethodDef& def : defs) {
+    auto descr = py::reinterpret_steal<py::object>(
+        PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &def));
+    if (!descr) throw py::error_already_set();
+    cls.attr(def.ml_name) = descr;
+  }
+}
 
 PyTypeObject* load_type(const py::module_& mod, const char* name) {
   py::object t = mod.attr(name);
@@ -782,6 +1755,18 @@ PyTypeObject* load_type(const py::module_& mod, const char* name) {
     throw py::import_error(std::string("berth._types.") + name + " must be a NamedTuple class");
   }
   return reinterpret_cast<PyTypeObject*>(t.release().ptr());
+}
+
+// close(), closed, the context manager protocol and repr of a handle class.
+template <class C>
+void def_handle_protocol(py::class_<C>& cls, const char* close_doc) {
+  cls.def("close", [](C& c) { c.close(); }, close_doc)
+      .def_property_readonly("closed", [](const C& c) { return c.closed(); })
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](C& c, py::args) {
+        c.close();
+        return false;
+      });
 }
 
 }  // namespace
@@ -802,6 +1787,8 @@ PYBIND11_MODULE(_berth, m) {
   g.pool_key = load_type(types, "PoolKey");
   g.pool_stats = load_type(types, "PoolStats");
   g.node_stat = load_type(types, "NodeStat");
+  g.cache_stats = load_type(types, "CacheStats");
+  g.event = load_type(types, "Event");
   if (py::len(types.attr("PoolKey").attr("_fields")) != kPoolKeyFields) {
     throw py::import_error("berth._types.PoolKey must have 6 fields");
   }
@@ -815,6 +1802,8 @@ PYBIND11_MODULE(_berth, m) {
       {BERTH_ERR_BAD_BUFFER, "BadBufferError"},
       {BERTH_ERR_NO_MEMORY, "OutOfMemoryError"},
       {BERTH_ERR_INTERNAL, "InternalError"},
+      {BERTH_ERR_NOT_SYNCED, "NotSyncedError"},
+      {BERTH_ERR_BAD_SELECTOR, "BadSelectorError"},
   };
   for (const auto& [status, name] : by_status) {
     g.error_by_status[status] = py::object(errors.attr(name)).release().ptr();
@@ -827,11 +1816,13 @@ PYBIND11_MODULE(_berth, m) {
   m.attr("MAX_NAME_LEN") = BERTH_MAX_NAME_LEN;
   m.attr("MAX_NODE_LEN") = BERTH_MAX_NODE_LEN;
   m.attr("POOL_PUT_BACK_WINDOW") = BERTH_POOL_PUT_BACK_WINDOW;
+  m.attr("MAX_PAYLOAD_LEN") = BERTH_MAX_PAYLOAD_LEN;
+  m.attr("MAX_LABELS") = BERTH_MAX_LABELS;
   {
     // For tests: the status codes as compiled from berth.h, and the library's
     // names for them.
     py::dict statuses;
-    for (int st = BERTH_OK; st <= BERTH_ERR_INTERNAL; ++st) statuses[py::int_(st)] = berth_status_name(st);
+    for (int st = BERTH_OK; st < kStatusCount; ++st) statuses[py::int_(st)] = berth_status_name(st);
     m.attr("_STATUS_NAMES") = statuses;
   }
 
@@ -840,27 +1831,48 @@ PYBIND11_MODULE(_berth, m) {
 
   g_empty_str = PyUnicode_FromStringAndSize("", 0);
   if (!g_empty_str) throw py::error_already_set();
+  g_zero = PyLong_FromLong(0);
+  if (!g_zero) throw py::error_already_set();
 
   py::class_<Engine> cls(m, "Engine", py::is_final(),
                          "A Berth engine: owns pools of keys. Thread-safe; use as a "
                          "context manager or call close().");
   cls.attr("__module__") = "berth";
-  cls.def(py::init<>())
-      .def("close", &Engine::close,
-           "Frees the engine after calls in flight in other threads return. "
-           "Idempotent.")
-      .def_property_readonly("closed", &Engine::closed)
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](Engine& e, py::args) {
-        e.close();
-        return false;
-      })
-      .def("__repr__",
-           [](const Engine& e) { return e.closed() ? "<berth.Engine closed>" : "<berth.Engine open>"; });
-  for (PyMethodDef& def : g_method_defs) {
-    auto descr = py::reinterpret_steal<py::object>(
-        PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &def));
-    if (!descr) throw py::error_already_set();
-    cls.attr(def.ml_name) = descr;
-  }
+  cls.def(py::init<>());
+  def_handle_protocol(cls, "Frees the engine after calls in flight in other threads return. "
+                           "Idempotent.");
+  cls.def("__repr__", [](const Engine& e) {
+    return e.closed() ? "<berth.Engine closed>" : "<berth.Engine open>";
+  });
+  install_methods(cls, g_engine_methods);
+
+  py::class_<Selector> sel(m, "Selector", py::is_final(),
+                           "A parsed Kubernetes label selector (immutable, thread-safe). Use as "
+                           "a context manager or call close(); it is also freed when collected.");
+  sel.attr("__module__") = "berth";
+  sel.def(py::init([](py::object text) { return std::make_unique<Selector>(text); }),
+          py::arg("text"));
+  def_handle_protocol(sel, "Frees the selector after calls in flight in other threads "
+                           "(including Cache.list calls using it) return. Idempotent.");
+  sel.def("__str__", &Selector::str).def("__repr__", &Selector::repr);
+  install_methods(sel, g_selector_methods);
+  g.selector = reinterpret_cast<PyTypeObject*>(sel.inc_ref().ptr());
+
+  py::class_<Cache> cache(m, "Cache", py::is_final(),
+                          "An object cache: watch-fed, write-through, version-guarded, indexed "
+                          "by namespace and labels. Thread-safe; use as a context manager or "
+                          "call close().");
+  cache.attr("__module__") = "berth";
+  cache.def(py::init([](py::object limit) { return std::make_unique<Cache>(limit); }),
+            py::arg("tombstone_limit") = 0);
+  def_handle_protocol(cache, "Frees the cache after calls in flight in other threads return. "
+                             "Idempotent. Lists already returned stay valid.");
+  cache.def("__repr__", [](const Cache& c) {
+    return c.closed() ? "<berth.Cache closed>" : "<berth.Cache open>";
+  });
+  install_methods(cache, g_cache_methods);
+
+  make_object_types();
+  m.attr("ObjectList") = py::handle(reinterpret_cast<PyObject*>(g.object_list));
+  m.attr("ObjectView") = py::handle(reinterpret_cast<PyObject*>(g.object_view));
 }

@@ -25,6 +25,55 @@ def engine() -> Iterator[berth.Engine]:
         e.close()
 
 
+@pytest.fixture
+def cache() -> Iterator[berth.Cache]:
+    """An empty, unsynced cache."""
+    c = berth.Cache()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def synced() -> Iterator[berth.Cache]:
+    """A cache synced by an empty relist at resourceVersion 1."""
+    c = berth.Cache()
+    c.replace([], 1)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def rows(objects) -> list[tuple[str, str, int, dict[str, str], bytes]]:
+    """ObjectViews (or an ObjectList) as plain comparable tuples."""
+    return [(o.namespace, o.name, o.resource_version, o.labels, bytes(o.payload)) for o in objects]
+
+
+def run_threads(target, n: int) -> list[BaseException]:
+    """Runs target(i) in n threads started together; returns their exceptions."""
+    import threading
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(n)
+
+    def body(i: int) -> None:
+        try:
+            start.wait()
+            target(i)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+        assert not t.is_alive(), "a worker thread hung"
+    return errors
+
+
 def names(keys: list[berth.PoolKey] | list[berth.PoolKey | None]) -> list[str]:
     """The names of keys, in order (None for an empty pop)."""
     return [k.name if k is not None else None for k in keys]  # type: ignore[misc]

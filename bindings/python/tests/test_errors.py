@@ -226,6 +226,8 @@ def test_error_classes_form_a_hierarchy_under_berth_error():
         berth.BadBufferError,
         berth.OutOfMemoryError,
         berth.InternalError,
+        berth.NotSyncedError,
+        berth.BadSelectorError,
         berth.ClosedError,
     ):
         assert issubclass(cls, berth.Error)
@@ -252,6 +254,21 @@ def test_error_message_comes_from_the_failing_call(engine):
     with pytest.raises(berth.NotFoundError) as not_found:
         engine.stats("missing")
     assert bad_name.value.message != not_found.value.message
+
+
+@pytest.mark.parametrize(
+    "cls, status, name",
+    [
+        (berth.NotSyncedError, 8, "BERTH_ERR_NOT_SYNCED"),
+        (berth.BadSelectorError, 9, "BERTH_ERR_BAD_SELECTOR"),
+    ],
+)
+def test_new_error_classes_default_to_their_status(cls, status, name):
+    err = cls("detail")
+    assert (err.status, err.status_name) == (status, name)
+    assert berth.Status(status).c_name == name
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is cls and back.status == status
 
 
 def test_status_codes_match_the_library():

@@ -5,6 +5,9 @@ from __future__ import annotations
 import ast
 import inspect
 import pathlib
+import re
+
+import pytest
 
 import berth
 from berth import _berth
@@ -36,23 +39,26 @@ def _stub_classes() -> dict[str, ast.ClassDef]:
     return {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
 
 
-def test_stub_declares_every_public_engine_member_with_a_docstring():
-    engine_stub = _stub_classes()["Engine"]
-    declared = {
-        n.name: n for n in engine_stub.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-    }
-    public = {n for n in dir(berth.Engine) if not n.startswith("_")}
+NATIVE_CLASSES = ["Engine", "Cache", "Selector", "ObjectList", "ObjectView"]
+
+
+@pytest.mark.parametrize("cls_name", NATIVE_CLASSES)
+def test_stub_declares_every_public_member_with_a_docstring(cls_name):
+    stub = _stub_classes()[cls_name]
+    declared = {n.name: n for n in stub.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    public = {n for n in dir(getattr(berth, cls_name)) if not n.startswith("_")}
+    assert public, cls_name
     assert public <= set(declared), public - set(declared)
     for name in public:
-        assert ast.get_docstring(declared[name]), f"Engine.{name} has no docstring in the stub"
+        assert ast.get_docstring(declared[name]), f"{cls_name}.{name} has no docstring in the stub"
 
 
-def test_stub_declares_every_public_module_function():
+def test_stub_declares_every_public_module_name():
     tree = ast.parse((PKG_DIR / "_berth.pyi").read_text())
-    declared = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-    declared |= {t.id for n in tree.body if isinstance(n, ast.AnnAssign) for t in [n.target]}
+    declared = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    declared |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
     native = {n for n in dir(_berth) if not n.startswith("__")}
-    assert native - {"Engine"} <= declared, native - declared
+    assert native <= declared, native - declared
 
 
 def _native_params(method) -> list[tuple[str, object]]:
@@ -68,15 +74,16 @@ def _native_params(method) -> list[tuple[str, object]]:
     return [(p.name, p.default) for p in sig.parameters.values()][1:]
 
 
-def test_stub_signatures_match_the_native_methods():
-    engine_stub = _stub_classes()["Engine"]
+@pytest.mark.parametrize("cls_name, methods", [("Engine", 12), ("Cache", 8), ("Selector", 2)])
+def test_stub_signatures_match_the_native_methods(cls_name, methods):
+    stub, cls = _stub_classes()[cls_name], getattr(berth, cls_name)
     checked = 0
-    for node in engine_stub.body:
+    for node in stub.body:
         if not isinstance(node, ast.FunctionDef) or node.name.startswith("__"):
             continue
-        if isinstance(inspect.getattr_static(berth.Engine, node.name), property):
+        if isinstance(inspect.getattr_static(cls, node.name), property):
             continue
-        native_params = _native_params(getattr(berth.Engine, node.name))
+        native_params = _native_params(getattr(cls, node.name))
         args = node.args.args[1:]
         defaults = [inspect.Parameter.empty] * (len(args) - len(node.args.defaults)) + [
             ast.literal_eval(d) for d in node.args.defaults
@@ -84,10 +91,23 @@ def test_stub_signatures_match_the_native_methods():
         stub_params = [(a.arg, d) for a, d in zip(args, defaults)]
         assert native_params == stub_params, node.name
         checked += 1
-    assert checked >= 10
+    assert checked == methods
+
+
+@pytest.mark.parametrize("cls_name", ["Cache", "Selector"])
+def test_stub_constructor_signatures_match(cls_name):
+    init = next(n for n in _stub_classes()[cls_name].body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    args = init.args.args[1:]
+    defaults = [None] * (len(args) - len(init.args.defaults)) + [ast.literal_eval(d) for d in init.args.defaults]
+    # pybind11 writes the constructor signature first in __init__'s docstring.
+    doc = getattr(berth, cls_name).__init__.__doc__.splitlines()[0]
+    for a, d in zip(args, defaults):
+        assert re.search(rf"\b{a.arg}: object" + (rf" = {d!r}" if d is not None else ""), doc), (a.arg, doc)
 
 
 def test_public_names_are_exported():
     for name in berth.__all__:
         assert hasattr(berth, name), name
-    assert berth.Engine.__module__ == "berth"
+    for name in NATIVE_CLASSES:
+        assert getattr(berth, name).__module__ == "berth", name
+        assert name in berth.__all__

@@ -1,7 +1,7 @@
 // Command berth-bench measures the cost of the Go binding on the hand-out
 // hot path and writes the figures as JSON records.
 //
-//	berth-bench -cpp-ns 85.3 -out pair.json -batch-out batch.json
+//	berth-bench -cpp-ns 85.3 -out pair.json -batch-out batch.json -list-cpp-ns 2100 -list-out list.json
 //
 // The pair figure is one PopSpread followed by one Add of the same key back
 // (same node, ready), on a pool kept at N keys over M nodes, all ready. The
@@ -11,6 +11,13 @@
 //
 // The batch figure is adding N new keys to an empty pool with one AddBatch
 // against N single Add calls (the baseline), both per key.
+//
+// The list figure is one Cache.List("ns-7", nil) on a cache of 10000 objects
+// over 100 namespaces (100 results, each with a 256-byte payload), plus
+// reading every result's Name and Payload. The baseline is the C++ figure
+// for the same list through the C ABI, measured in the same run and passed
+// in with -list-cpp-ns; -list-out gets the binding_list100_go record as a
+// JSON array of one element.
 package main
 
 import (
@@ -44,6 +51,8 @@ func main() {
 		out      = flag.String("out", "", "write the binding_pair_go record to this path")
 		batchOut = flag.String("batch-out", "", "write the binding_add_batch_go record to this path")
 		dur      = flag.Duration("duration", 1500*time.Millisecond, "measuring time per figure (after warm-up)")
+		listCpp  = flag.Float64("list-cpp-ns", 0, "ns of one 100-object cache list measured by the C++ bench (baseline); 0 if unknown")
+		listOut  = flag.String("list-out", "", "write the binding_list100_go record (a JSON array) to this path")
 	)
 	flag.Parse()
 	log.SetFlags(0)
@@ -75,11 +84,20 @@ func main() {
 	fmt.Printf("add %d keys         batch %6.1f ns/key  single adds %6.1f ns/key  ratio %.3f\n",
 		*n, batchNs, singleNs, batch.Ratio)
 
+	listNs, listAllocs := benchList(*dur)
+	lst := record{Name: "binding_list100_go", N: listObjects, M: listPerNS, Threads: 1, BerthNsPerOp: listNs, BaselineNs: *listCpp}
+	if *listCpp > 0 {
+		lst.Ratio = *listCpp / listNs
+	}
+	fmt.Printf("list 100 of %d       go %8.1f ns/op (%.1f allocs/op)  c++ %8.1f ns/op  ratio %.3f\n",
+		listObjects, listNs, listAllocs, *listCpp, lst.Ratio)
+
 	write(*out, pair)
 	write(*batchOut, batch)
+	write(*listOut, []record{lst})
 }
 
-func write(path string, r record) {
+func write(path string, r any) {
 	if path == "" {
 		return
 	}
@@ -205,4 +223,67 @@ func measureBusy(d time.Duration, op func(iters int) time.Duration) float64 {
 	}
 	slices.Sort(per)
 	return per[rounds/2]
+}
+
+const (
+	listObjects    = 10000
+	listNamespaces = 100
+	listPerNS      = listObjects / listNamespaces
+)
+
+// benchList times List("ns-7", nil) on a cache of listObjects objects over
+// listNamespaces namespaces ("ns-0".."ns-99", names "obj-<i>", labels
+// app=app-<i%10> and tier=t<i%3>, a 256-byte payload, resourceVersion i+1),
+// reading every result's Name and Payload.
+func benchList(d time.Duration) (nsPerOp, allocsPerOp float64) {
+	c, err := berth.NewCache(berth.CacheOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	payload := make([]byte, 256)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	objs := make([]berth.Object, listObjects)
+	for i := range objs {
+		objs[i] = berth.Object{
+			Namespace:       fmt.Sprintf("ns-%d", i/listPerNS),
+			Name:            fmt.Sprintf("obj-%d", i),
+			ResourceVersion: uint64(i + 1),
+			Labels:          map[string]string{"app": fmt.Sprintf("app-%d", i%10), "tier": fmt.Sprintf("t%d", i%3)},
+			Payload:         payload,
+		}
+	}
+	if err := c.Replace(objs, listObjects); err != nil {
+		log.Fatal(err)
+	}
+	sink := 0
+	op := func(iters int) {
+		for range iters {
+			l, err := c.List("ns-7", nil)
+			if err != nil {
+				log.Fatal(err)
+			}
+			if l.Len() != listPerNS {
+				log.Fatalf("List(ns-7) returned %d objects, want %d", l.Len(), listPerNS)
+			}
+			for i := range l.Len() {
+				v := l.At(i)
+				sink += len(v.Name()) + len(v.Payload())
+			}
+		}
+	}
+	nsPerOp = measure(d, op)
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const allocIters = 10000
+	op(allocIters)
+	runtime.ReadMemStats(&after)
+	allocsPerOp = float64(after.Mallocs-before.Mallocs) / allocIters
+	if sink == 0 {
+		log.Fatal("nothing read")
+	}
+	return nsPerOp, allocsPerOp
 }
