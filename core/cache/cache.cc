@@ -46,6 +46,15 @@ void SortByKey(std::vector<ObjectRef>* objects) {
   objects->swap(sorted);
 }
 
+bool SameLabels(const Object& a, const Object& b) {
+  if (a.label_count() != b.label_count()) return false;
+  for (size_t i = 0; i < a.label_count(); ++i) {
+    const LabelPair x = a.label(i), y = b.label(i);
+    if (x.key != y.key || x.value != y.value) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 // ---- Index ------------------------------------------------------------------
@@ -125,6 +134,11 @@ void ObjectCache::Index::Put(ObjectRef object) {
   Entry& e = entries[id];
   const Object& old = *e.object;
   const Object& now = *object;
+  if (SameLabels(old, now)) {  // the common update (status, payload): no posting moves
+    it->second.object = &now;
+    e.object = std::move(object);
+    return;
+  }
   std::vector<uint32_t, Alloc<uint32_t>> pos(1 + 2 * now.label_count());
   pos[0] = e.pos[0];
   // Label indices in `now`: new key=value members, new key members, and
