@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <set>
 #include <string>
 #include <thread>
@@ -89,6 +90,9 @@ TEST(PoolRegistryStress, AddRacingWithRemovePoolIsNeverLostSilently) {
       started.fetch_add(1);
       r.Remove("p");
       completed.fetch_add(1);
+      // Pauses leave windows with no removal in flight, so some adds are
+      // checked however the threads get scheduled.
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   });
   int checked = 0;
