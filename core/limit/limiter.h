@@ -1,0 +1,107 @@
+// ConcurrencyLimiter: weighted permits with a capacity that can change at
+// run time, FIFO among waiters (a large request at the head is not starved
+// by small ones behind it: nobody barges past a waiter), and three ways to
+// wait: blocking with a deadline, or asynchronously with completion posted
+// to a Notifier (for event loops). Lowering the capacity never revokes held
+// permits; new grants wait until in-use drops below it.
+//
+// An asynchronous wait is a ticket: waiting -> granted (token posted) ->
+// claimed by the caller (who then holds the permits), or cancelled at any
+// point before the claim: a waiting ticket leaves the queue, a granted one
+// gives its permits back. So a cancelled waiter never leaks or double-frees
+// a permit, whichever way the race with the grant goes.
+//
+// Thread-safe; every operation holds one short lock (O(1) plus the grants it
+// makes).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <chrono>
+
+#include "core/common/alloc.h"
+#include "core/common/status.h"
+#include "core/limit/notifier.h"
+
+namespace berth {
+
+struct LimiterStats {
+  int64_t capacity = 0;
+  int64_t in_use = 0;
+  int64_t waiting = 0;          // waiters queued
+  int64_t waiting_permits = 0;  // permits they ask for
+  uint64_t granted = 0;         // acquisitions that succeeded
+  uint64_t rejected = 0;        // try_acquire refusals
+  uint64_t timed_out = 0;       // blocking waits that hit their deadline
+  uint64_t cancelled = 0;       // asynchronous waits cancelled
+};
+
+enum class Refusal { kNone, kAtCapacity, kWaitersQueued };
+
+enum class CancelOutcome {
+  kWasWaiting,   // left the queue; nothing was held
+  kWasGranted,   // granted but not claimed: its permits went back
+  kUnknown,      // no such ticket (claimed, cancelled, or never issued)
+};
+
+class ConcurrencyLimiter {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit ConcurrencyLimiter(int64_t capacity);
+  ~ConcurrencyLimiter();
+
+  // Arguments are validated by the caller: n >= 1, capacity >= 1.
+
+  // Immediate answer; refuses while waiters are queued (FIFO).
+  Refusal TryAcquire(int64_t n);
+  // Blocks until granted (true) or the deadline passes (false, nothing held).
+  // n > capacity is kInvalidArgument (it could never be granted).
+  Status Acquire(int64_t n, std::optional<Clock::time_point> deadline, bool* acquired);
+  // Asynchronous: grants at once (*granted_now, no ticket) when it can,
+  // else queues a ticket whose grant posts `token` to `notifier`.
+  Status Enqueue(int64_t n, Notifier* notifier, uint64_t token, bool* granted_now,
+                 uint64_t* ticket);
+  // The caller takes over a granted ticket's permits. False if the ticket
+  // is not granted (still waiting, unknown).
+  bool Claim(uint64_t ticket);
+  CancelOutcome Cancel(uint64_t ticket);
+  // kInvalidArgument if n exceeds the permits in use.
+  Status Release(int64_t n);
+  void SetCapacity(int64_t capacity);
+  LimiterStats Stats() const;
+
+ private:
+  struct Waiter {
+    uint64_t ticket;
+    int64_t n;
+    Notifier* notifier;                 // async waiters
+    uint64_t token;
+    std::condition_variable* cv;        // blocking waiters
+    bool granted = false;
+  };
+  using Queue = std::list<Waiter, Alloc<Waiter>>;
+
+  void GrantLocked();  // grants from the head while permits allow
+  bool FitsLocked(int64_t n) const { return in_use_ + n <= capacity_; }
+
+  mutable std::mutex mu_;
+  int64_t capacity_;
+  int64_t in_use_ = 0;
+  int64_t waiting_permits_ = 0;
+  Queue queue_;
+  std::unordered_map<uint64_t, Queue::iterator, std::hash<uint64_t>, std::equal_to<>,
+                     Alloc<std::pair<const uint64_t, Queue::iterator>>>
+      by_ticket_;  // queued waiters
+  std::unordered_map<uint64_t, int64_t, std::hash<uint64_t>, std::equal_to<>,
+                     Alloc<std::pair<const uint64_t, int64_t>>>
+      unclaimed_;  // granted async tickets -> permits
+  uint64_t next_ticket_ = 1;
+  uint64_t granted_ = 0, rejected_ = 0, timed_out_ = 0, cancelled_ = 0;
+};
+
+}  // namespace berth

@@ -1,0 +1,314 @@
+// Concurrency limiter, token bucket and notifier: semantics case by case,
+// and the cancellation races that must never leak or double-free a permit.
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <atomic>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "core/limit/bucket.h"
+#include "core/limit/limiter.h"
+#include "core/limit/notifier.h"
+
+namespace berth {
+namespace {
+
+constexpr int64_t kSec = 1'000'000'000;
+constexpr int64_t kMs = 1'000'000;
+
+std::unique_ptr<Notifier> MakeNotifier() {
+  Notifier* n = nullptr;
+  EXPECT_TRUE(Notifier::Make(&n).ok());
+  return std::unique_ptr<Notifier>(n);
+}
+
+bool Readable(const Notifier& n) {
+  pollfd p{n.fd(), POLLIN, 0};
+  return poll(&p, 1, 0) == 1;
+}
+
+std::vector<uint64_t> DrainAll(Notifier& n) {
+  std::vector<uint64_t> out;
+  uint64_t buf[4];
+  for (;;) {
+    const size_t got = n.Drain(buf, 4);
+    out.insert(out.end(), buf, buf + got);
+    if (got < 4) return out;
+  }
+}
+
+// ---- Notifier ---------------------------------------------------------------
+
+TEST(Notifier, ReadableAfterPostAndQuietAfterDrain) {
+  auto n = MakeNotifier();
+  EXPECT_FALSE(Readable(*n));
+  for (uint64_t t = 1; t <= 9; ++t) n->Post(t);
+  EXPECT_TRUE(Readable(*n));
+  std::vector<uint64_t> got = DrainAll(*n);
+  EXPECT_EQ(got.size(), 9u);
+  EXPECT_FALSE(Readable(*n));
+}
+
+TEST(NotifierStress, NoCompletionIsLostAcrossThreads) {
+  auto n = MakeNotifier();
+  constexpr int kThreads = 4, kEach = 20000;
+  std::vector<std::thread> posters;
+  for (int t = 0; t < kThreads; ++t) {
+    posters.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) n->Post(static_cast<uint64_t>(t * kEach + i));
+    });
+  }
+  std::vector<char> seen(kThreads * kEach, 0);
+  size_t total = 0;
+  while (total < seen.size()) {
+    pollfd p{n->fd(), POLLIN, 0};
+    ASSERT_GE(poll(&p, 1, 2000), 1) << "a completion was posted but the fd never woke";
+    for (uint64_t t : DrainAll(*n)) {
+      ASSERT_EQ(seen[t], 0);
+      seen[t] = 1;
+      ++total;
+    }
+  }
+  for (auto& p : posters) p.join();
+}
+
+// ---- ConcurrencyLimiter ----------------------------------------------------
+
+TEST(Limiter, TryAcquireAndReleaseWeightedPermits) {
+  ConcurrencyLimiter l(10);
+  EXPECT_EQ(l.TryAcquire(7), Refusal::kNone);
+  EXPECT_EQ(l.TryAcquire(4), Refusal::kAtCapacity);
+  EXPECT_EQ(l.TryAcquire(3), Refusal::kNone);
+  EXPECT_EQ(l.Stats().in_use, 10);
+  EXPECT_EQ(l.Release(11).code(), Code::kInvalidArgument);  // more than held
+  EXPECT_EQ(l.Stats().in_use, 10);
+  EXPECT_TRUE(l.Release(10).ok());
+  LimiterStats s = l.Stats();
+  EXPECT_EQ(s.granted, 2u);
+  EXPECT_EQ(s.rejected, 1u);
+}
+
+TEST(Limiter, LargeWaiterAtTheHeadIsNotStarvedBySmallOnes) {
+  ConcurrencyLimiter l(4);
+  auto n = MakeNotifier();
+  ASSERT_EQ(l.TryAcquire(3), Refusal::kNone);
+  bool now;
+  uint64_t big, small;
+  ASSERT_TRUE(l.Enqueue(4, n.get(), 100, &now, &big).ok());
+  EXPECT_FALSE(now);
+  // One permit is free, but a small request may not barge past the big one.
+  EXPECT_EQ(l.TryAcquire(1), Refusal::kWaitersQueued);
+  ASSERT_TRUE(l.Enqueue(1, n.get(), 200, &now, &small).ok());
+  EXPECT_FALSE(now);
+  ASSERT_TRUE(l.Release(3).ok());  // the big one fits now, then it holds everything
+  EXPECT_EQ(DrainAll(*n), std::vector<uint64_t>{100});
+  EXPECT_TRUE(l.Claim(big));
+  ASSERT_TRUE(l.Release(4).ok());
+  EXPECT_EQ(DrainAll(*n), std::vector<uint64_t>{200});
+  EXPECT_TRUE(l.Claim(small));
+  EXPECT_FALSE(l.Claim(small));
+  EXPECT_TRUE(l.Release(1).ok());
+  EXPECT_EQ(l.Stats().in_use, 0);
+}
+
+TEST(Limiter, LoweringCapacityRevokesNothingAndDelaysNewGrants) {
+  ConcurrencyLimiter l(8);
+  ASSERT_EQ(l.TryAcquire(6), Refusal::kNone);
+  l.SetCapacity(4);
+  EXPECT_EQ(l.Stats().in_use, 6);  // held permits stay held
+  EXPECT_EQ(l.TryAcquire(1), Refusal::kAtCapacity);
+  ASSERT_TRUE(l.Release(3).ok());  // in use 3 of 4
+  EXPECT_EQ(l.TryAcquire(1), Refusal::kNone);
+  EXPECT_EQ(l.TryAcquire(1), Refusal::kAtCapacity);
+  auto n = MakeNotifier();
+  bool now;
+  uint64_t t;
+  ASSERT_TRUE(l.Enqueue(2, n.get(), 7, &now, &t).ok());
+  EXPECT_FALSE(now);
+  l.SetCapacity(6);  // raising it grants the waiter
+  EXPECT_EQ(DrainAll(*n), std::vector<uint64_t>{7});
+  EXPECT_EQ(l.Stats().in_use, 6);
+}
+
+TEST(Limiter, MoreThanTheCapacityIsAnError) {
+  ConcurrencyLimiter l(2);
+  bool acquired;
+  EXPECT_EQ(l.Acquire(3, std::nullopt, &acquired).code(), Code::kInvalidArgument);
+  auto n = MakeNotifier();
+  bool now;
+  uint64_t t;
+  EXPECT_EQ(l.Enqueue(3, n.get(), 1, &now, &t).code(), Code::kInvalidArgument);
+  EXPECT_EQ(l.Stats().waiting, 0);
+}
+
+TEST(Limiter, BlockingAcquireTimesOutAndLeavesNothingBehind) {
+  ConcurrencyLimiter l(1);
+  ASSERT_EQ(l.TryAcquire(1), Refusal::kNone);
+  bool acquired = true;
+  ASSERT_TRUE(l.Acquire(1, ConcurrencyLimiter::Clock::now() + std::chrono::milliseconds(20), &acquired).ok());
+  EXPECT_FALSE(acquired);
+  LimiterStats s = l.Stats();
+  EXPECT_EQ(s.timed_out, 1u);
+  EXPECT_EQ(s.waiting, 0);
+  EXPECT_EQ(s.in_use, 1);
+}
+
+TEST(Limiter, BlockingAcquireIsGrantedByAnotherThreadsRelease) {
+  ConcurrencyLimiter l(1);
+  ASSERT_EQ(l.TryAcquire(1), Refusal::kNone);
+  std::thread releaser([&] {
+    while (l.Stats().waiting == 0) std::this_thread::yield();
+    ASSERT_TRUE(l.Release(1).ok());
+  });
+  bool acquired = false;
+  ASSERT_TRUE(l.Acquire(1, std::nullopt, &acquired).ok());
+  EXPECT_TRUE(acquired);
+  releaser.join();
+  EXPECT_EQ(l.Stats().in_use, 1);
+}
+
+TEST(Limiter, CancelWhileWaitingOrAfterTheGrant) {
+  ConcurrencyLimiter l(1);
+  auto n = MakeNotifier();
+  ASSERT_EQ(l.TryAcquire(1), Refusal::kNone);
+  bool now;
+  uint64_t a, b;
+  ASSERT_TRUE(l.Enqueue(1, n.get(), 1, &now, &a).ok());
+  ASSERT_TRUE(l.Enqueue(1, n.get(), 2, &now, &b).ok());
+  EXPECT_EQ(l.Cancel(a), CancelOutcome::kWasWaiting);
+  ASSERT_TRUE(l.Release(1).ok());  // b is granted
+  EXPECT_EQ(DrainAll(*n), std::vector<uint64_t>{2});
+  EXPECT_EQ(l.Cancel(b), CancelOutcome::kWasGranted);  // its permit goes back
+  EXPECT_EQ(l.Stats().in_use, 0);
+  EXPECT_EQ(l.Cancel(b), CancelOutcome::kUnknown);
+  EXPECT_FALSE(l.Claim(b));
+}
+
+// Many async waiters, released and cancelled from several threads in random
+// order: every permit is either held by exactly one claimer or returned; at
+// the end nothing is in use and nothing is queued.
+TEST(LimiterStress, RandomCancellationsNeverLeakOrDoubleFree) {
+  ConcurrencyLimiter l(3);
+  auto n = MakeNotifier();
+  constexpr int kThreads = 4, kEach = 4000;
+  std::atomic<int64_t> held{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      for (int i = 0; i < kEach; ++i) {
+        const int64_t want = 1 + static_cast<int64_t>(rng() % 2);
+        bool now;
+        uint64_t ticket;
+        ASSERT_TRUE(l.Enqueue(want, n.get(), 0, &now, &ticket).ok());
+        bool holding = now;
+        if (!now) {
+          // Cancel at a random moment: before, around or after the grant.
+          if (rng() % 3 == 0) std::this_thread::yield();
+          if (rng() % 2 == 0) {
+            const CancelOutcome c = l.Cancel(ticket);
+            ASSERT_NE(c, CancelOutcome::kUnknown);
+            continue;
+          }
+          // Wait for the grant, then claim it.
+          while (!l.Claim(ticket)) std::this_thread::yield();
+          holding = true;
+        }
+        if (holding) {
+          ASSERT_LE(held.fetch_add(want) + want, 3) << "more permits held than the capacity";
+          held.fetch_sub(want);
+          ASSERT_TRUE(l.Release(want).ok());
+        }
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  LimiterStats s = l.Stats();
+  EXPECT_EQ(s.in_use, 0);
+  EXPECT_EQ(s.waiting, 0);
+  EXPECT_EQ(s.waiting_permits, 0);
+  DrainAll(*n);
+}
+
+// ---- TokenBucket -----------------------------------------------------------
+
+TEST(Bucket, StartsFullAndRefillsAtTheRate) {
+  TokenBucket b(10, 3);  // 10 tokens/s
+  const int64_t t0 = 5 * kSec;
+  EXPECT_TRUE(b.Allow(3, t0));
+  EXPECT_FALSE(b.Allow(1, t0));
+  EXPECT_FALSE(b.Allow(1, t0 + 99 * kMs));
+  EXPECT_TRUE(b.Allow(1, t0 + 100 * kMs));
+  EXPECT_FALSE(b.Allow(4, t0 + 10 * kSec));  // never more than the burst
+  EXPECT_TRUE(b.Allow(3, t0 + 10 * kSec));
+}
+
+TEST(Bucket, ReserveSaysHowLongToWaitAndNeverSleeps) {
+  TokenBucket b(10, 1);
+  const int64_t t0 = kSec;
+  Reservation r1 = b.Reserve(1, t0), r2 = b.Reserve(1, t0), r3 = b.Reserve(1, t0);
+  ASSERT_TRUE(r1.ok && r2.ok && r3.ok);
+  EXPECT_EQ(r1.time_to_act - t0, 0);
+  EXPECT_EQ(r2.time_to_act - t0, 100 * kMs);
+  EXPECT_EQ(r3.time_to_act - t0, 200 * kMs);
+  EXPECT_FALSE(b.Reserve(2, t0).ok);  // more than the burst: never
+}
+
+TEST(Bucket, CancellingTheLastReservationGivesItsTokensBack) {
+  TokenBucket b(10, 1);
+  const int64_t t0 = kSec;
+  b.Reserve(1, t0);
+  b.Reserve(1, t0);
+  Reservation r3 = b.Reserve(1, t0);  // acts at +200ms
+  b.Cancel(r3, t0);
+  EXPECT_EQ(b.Reserve(1, t0).time_to_act - t0, 200 * kMs);  // the slot is free again
+}
+
+TEST(Bucket, CancellingAnEarlierReservationKeepsLaterOnesTaken) {
+  TokenBucket b(10, 1);
+  const int64_t t0 = kSec;
+  b.Reserve(1, t0);                   // now
+  Reservation r2 = b.Reserve(1, t0);  // +100ms
+  b.Reserve(1, t0);                   // +200ms
+  b.Cancel(r2, t0);  // one token reserved after it stays taken: nothing back
+  EXPECT_EQ(b.Reserve(1, t0).time_to_act - t0, 300 * kMs);
+  TokenBucket c(10, 5);
+  c.Allow(5, t0);
+  Reservation big = c.Reserve(3, t0);  // +300ms
+  c.Reserve(1, t0);                    // +400ms
+  c.Cancel(big, t0);                   // 3 - 1 = 2 tokens come back
+  EXPECT_NEAR(c.Stats(t0).tokens, -4 + 2, 1e-9);
+}
+
+TEST(Bucket, CancelAfterTheTimeToActChangesNothing) {
+  TokenBucket b(10, 1);
+  const int64_t t0 = kSec;
+  b.Reserve(1, t0);
+  Reservation r = b.Reserve(1, t0);  // +100ms
+  b.Cancel(r, t0 + 200 * kMs);
+  EXPECT_NEAR(b.Stats(t0 + 200 * kMs).tokens, 1, 1e-9);  // refilled, not restored on top
+}
+
+TEST(Bucket, RateAndBurstChangeAtRunTimeKeepingAccruedTokens) {
+  TokenBucket b(1, 10);
+  const int64_t t0 = kSec;
+  EXPECT_TRUE(b.Allow(10, t0));
+  b.SetRate(100, t0 + kSec);  // 1 token accrued at the old rate
+  EXPECT_NEAR(b.Stats(t0 + kSec).tokens, 1, 1e-9);
+  EXPECT_NEAR(b.Stats(t0 + kSec + 50 * kMs).tokens, 6, 1e-9);
+  b.SetBurst(2, t0 + kSec + 50 * kMs);
+  EXPECT_NEAR(b.Stats(t0 + 2 * kSec).tokens, 2, 1e-9);
+  EXPECT_FALSE(b.Allow(3, t0 + 2 * kSec));
+}
+
+TEST(Bucket, InfiniteRateAllowsEverythingUpToTheBurst) {
+  TokenBucket b(kInfiniteRate, 5);
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(b.Allow(5, kSec));
+  EXPECT_EQ(b.Reserve(5, kSec).time_to_act, kSec);
+}
+
+}  // namespace
+}  // namespace berth
