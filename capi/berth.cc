@@ -7,6 +7,8 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstring>
 #include <optional>
 #include <memory>
@@ -22,6 +24,9 @@
 #include "core/common/status.h"
 #include "core/common/text.h"
 #include "core/engine/engine.h"
+#include "core/limit/bucket.h"
+#include "core/limit/limiter.h"
+#include "core/limit/notifier.h"
 #include "core/pool/pool.h"
 #include "core/selector/selector.h"
 
@@ -46,6 +51,20 @@ struct berth_selector {
 struct berth_cache {
   explicit berth_cache(size_t tombstone_limit) : cache(tombstone_limit) {}
   berth::ObjectCache cache;
+};
+
+struct berth_limiter {
+  explicit berth_limiter(int64_t capacity) : limiter(capacity) {}
+  berth::ConcurrencyLimiter limiter;
+};
+
+struct berth_notifier {
+  std::shared_ptr<berth::Notifier> notifier;
+};
+
+struct berth_bucket {
+  berth_bucket(double rate, int64_t burst) : bucket(rate, burst) {}
+  berth::TokenBucket bucket;
 };
 
 namespace {
@@ -300,6 +319,25 @@ berth_buffer* ObjectListBuffer(const std::vector<berth::ObjectRef>& objects, uin
   return Detach(fbb);
 }
 
+int64_t Now(int64_t now_ns) { return now_ns < 0 ? berth_clock_now_ns() : now_ns; }
+
+bool ValidRate(double rate) { return rate > 0 && !std::isnan(rate); }
+
+berth_status CheckCount(const char* fn, const char* what, int64_t n) {
+  if (n < 1) return Fail(fn, BERTH_ERR_INVALID_ARGUMENT, std::string(what) + " must be >= 1");
+  return BERTH_OK;
+}
+
+berth_status CheckTokens(const char* fn, const berth_bucket* bucket, int64_t n, int64_t now) {
+  if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
+  const int64_t burst = bucket->bucket.Stats(now).burst;
+  if (n > burst) {
+    return Fail(fn, BERTH_ERR_INVALID_ARGUMENT,
+                "n (" + std::to_string(n) + ") exceeds the burst (" + std::to_string(burst) + ")");
+  }
+  return BERTH_OK;
+}
+
 using PopFn = bool (berth::WarmPool::*)(berth::HandOut*);
 
 berth_status Pop(const char* fn, PopFn pop, berth_pool_key* out_key, berth_engine* engine,
@@ -360,6 +398,7 @@ const char* berth_status_name(berth_status status) {
     case BERTH_ERR_INTERNAL: return "BERTH_ERR_INTERNAL";
     case BERTH_ERR_NOT_SYNCED: return "BERTH_ERR_NOT_SYNCED";
     case BERTH_ERR_BAD_SELECTOR: return "BERTH_ERR_BAD_SELECTOR";
+    case BERTH_ERR_TIMEOUT: return "BERTH_ERR_TIMEOUT";
     default: return "BERTH_UNKNOWN_STATUS";
   }
 }
@@ -833,6 +872,286 @@ berth_status berth_cache_get_stats(berth_cache_stats* out_stats, const berth_cac
     out_stats->applied = s.applied;
     out_stats->ignored = s.ignored;
     out_stats->synced = s.synced ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
+// ---- concurrency limiter -----------------------------------------------------------
+
+berth_status berth_limiter_new(berth_limiter** out_limiter, int64_t capacity) {
+  static const char* fn = "berth_limiter_new";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_limiter != nullptr, fn, "out_limiter is NULL");
+    if (berth_status st = CheckCount(fn, "capacity", capacity); st != BERTH_OK) return st;
+    *out_limiter = berth::MakeMiUnique<berth_limiter>(capacity).release();
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_limiter_free(berth_limiter* limiter) {
+  return Guard("berth_limiter_free", [&]() -> berth_status {
+    berth::MiUnique<berth_limiter> owned(limiter);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_limiter_try_acquire(int* out_refusal, berth_limiter* limiter, int64_t n) {
+  static const char* fn = "berth_limiter_try_acquire";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_refusal != nullptr, fn, "out_refusal is NULL");
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
+    const int64_t capacity = limiter->limiter.Stats().capacity;
+    if (n > capacity) {
+      return Fail(fn, BERTH_ERR_INVALID_ARGUMENT, "n (" + std::to_string(n) +
+                                                      ") exceeds the capacity (" +
+                                                      std::to_string(capacity) + ")");
+    }
+    switch (limiter->limiter.TryAcquire(n)) {
+      case berth::Refusal::kNone: *out_refusal = BERTH_LIMIT_GRANTED; break;
+      case berth::Refusal::kAtCapacity: *out_refusal = BERTH_LIMIT_AT_CAPACITY; break;
+      case berth::Refusal::kWaitersQueued: *out_refusal = BERTH_LIMIT_WAITERS_QUEUED; break;
+    }
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_limiter_acquire(berth_limiter* limiter, int64_t n, int64_t timeout_ns) {
+  static const char* fn = "berth_limiter_acquire";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
+    std::optional<berth::ConcurrencyLimiter::Clock::time_point> deadline;
+    if (timeout_ns >= 0) {
+      deadline = berth::ConcurrencyLimiter::Clock::now() + std::chrono::nanoseconds(timeout_ns);
+    }
+    bool acquired = false;
+    BERTH_CHECK(limiter->limiter.Acquire(n, deadline, &acquired), fn);
+    if (!acquired) {
+      return Fail(fn, BERTH_ERR_TIMEOUT, "no permits within " + std::to_string(timeout_ns) + " ns");
+    }
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_limiter_acquire_async(int* out_granted_now, uint64_t* out_ticket,
+                                         berth_limiter* limiter, int64_t n,
+                                         berth_notifier* notifier, uint64_t token) {
+  static const char* fn = "berth_limiter_acquire_async";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_granted_now != nullptr, fn, "out_granted_now is NULL");
+    BERTH_REQUIRE(out_ticket != nullptr, fn, "out_ticket is NULL");
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    BERTH_REQUIRE(notifier != nullptr, fn, "notifier is NULL");
+    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
+    bool now = false;
+    uint64_t ticket = 0;
+    BERTH_CHECK(limiter->limiter.Enqueue(n, notifier->notifier, token, &now, &ticket), fn);
+    *out_granted_now = now ? 1 : 0;
+    *out_ticket = ticket;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_limiter_claim(int* out_claimed, berth_limiter* limiter, uint64_t ticket) {
+  static const char* fn = "berth_limiter_claim";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_claimed != nullptr, fn, "out_claimed is NULL");
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    *out_claimed = limiter->limiter.Claim(ticket) ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_limiter_cancel(int* out_outcome, berth_limiter* limiter, uint64_t ticket) {
+  static const char* fn = "berth_limiter_cancel";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    int outcome = BERTH_CANCEL_UNKNOWN;
+    switch (limiter->limiter.Cancel(ticket)) {
+      case berth::CancelOutcome::kWasWaiting: outcome = BERTH_CANCEL_WAS_WAITING; break;
+      case berth::CancelOutcome::kWasGranted: outcome = BERTH_CANCEL_WAS_GRANTED; break;
+      case berth::CancelOutcome::kUnknown: break;
+    }
+    if (out_outcome != nullptr) *out_outcome = outcome;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_limiter_release(berth_limiter* limiter, int64_t n) {
+  static const char* fn = "berth_limiter_release";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
+    BERTH_CHECK(limiter->limiter.Release(n), fn);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_limiter_set_capacity(berth_limiter* limiter, int64_t capacity) {
+  static const char* fn = "berth_limiter_set_capacity";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    if (berth_status st = CheckCount(fn, "capacity", capacity); st != BERTH_OK) return st;
+    limiter->limiter.SetCapacity(capacity);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_limiter_get_stats(berth_limiter_stats* out_stats, const berth_limiter* limiter) {
+  static const char* fn = "berth_limiter_get_stats";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_stats != nullptr, fn, "out_stats is NULL");
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    const berth::LimiterStats s = limiter->limiter.Stats();
+    *out_stats = berth_limiter_stats{s.capacity, s.in_use,  s.waiting,  s.waiting_permits,
+                                     s.granted,  s.rejected, s.timed_out, s.cancelled};
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_notifier_new(berth_notifier** out_notifier) {
+  static const char* fn = "berth_notifier_new";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_notifier != nullptr, fn, "out_notifier is NULL");
+    auto n = berth::MakeMiUnique<berth_notifier>();
+    BERTH_CHECK(berth::Notifier::Make(&n->notifier), fn);
+    *out_notifier = n.release();
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_notifier_free(berth_notifier* notifier) {
+  return Guard("berth_notifier_free", [&]() -> berth_status {
+    berth::MiUnique<berth_notifier> owned(notifier);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_notifier_fd(int* out_fd, const berth_notifier* notifier) {
+  static const char* fn = "berth_notifier_fd";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_fd != nullptr, fn, "out_fd is NULL");
+    BERTH_REQUIRE(notifier != nullptr, fn, "notifier is NULL");
+    *out_fd = notifier->notifier->fd();
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_notifier_drain(size_t* out_count, berth_notifier* notifier, uint64_t* tokens,
+                                  size_t cap) {
+  static const char* fn = "berth_notifier_drain";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_count != nullptr, fn, "out_count is NULL");
+    BERTH_REQUIRE(notifier != nullptr, fn, "notifier is NULL");
+    BERTH_REQUIRE(tokens != nullptr || cap == 0, fn, "tokens is NULL with cap > 0");
+    *out_count = cap == 0 ? 0 : notifier->notifier->Drain(tokens, cap);
+    return BERTH_OK;
+  });
+}
+
+// ---- token bucket ----------------------------------------------------------------------
+
+int64_t berth_clock_now_ns(void) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+berth_status berth_bucket_new(berth_bucket** out_bucket, double rate, int64_t burst) {
+  static const char* fn = "berth_bucket_new";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_bucket != nullptr, fn, "out_bucket is NULL");
+    BERTH_REQUIRE(ValidRate(rate), fn, "rate must be > 0 (or INFINITY)");
+    if (berth_status st = CheckCount(fn, "burst", burst); st != BERTH_OK) return st;
+    *out_bucket = berth::MakeMiUnique<berth_bucket>(rate, burst).release();
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_bucket_free(berth_bucket* bucket) {
+  return Guard("berth_bucket_free", [&]() -> berth_status {
+    berth::MiUnique<berth_bucket> owned(bucket);
+    return BERTH_OK;
+  });
+}
+
+
+berth_status berth_bucket_allow(int* out_allowed, berth_bucket* bucket, int64_t n, int64_t now_ns) {
+  static const char* fn = "berth_bucket_allow";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_allowed != nullptr, fn, "out_allowed is NULL");
+    BERTH_REQUIRE(bucket != nullptr, fn, "bucket is NULL");
+    const int64_t now = Now(now_ns);
+    if (berth_status st = CheckTokens(fn, bucket, n, now); st != BERTH_OK) return st;
+    *out_allowed = bucket->bucket.Allow(n, now) ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_bucket_reserve(berth_reservation* out_reservation, berth_bucket* bucket,
+                                  int64_t n, int64_t now_ns) {
+  static const char* fn = "berth_bucket_reserve";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_reservation != nullptr, fn, "out_reservation is NULL");
+    BERTH_REQUIRE(bucket != nullptr, fn, "bucket is NULL");
+    const int64_t now = Now(now_ns);
+    if (berth_status st = CheckTokens(fn, bucket, n, now); st != BERTH_OK) return st;
+    const berth::Reservation r = bucket->bucket.Reserve(n, now);
+    if (!r.ok) {  // the burst shrank between the check and the reservation
+      return Fail(fn, BERTH_ERR_INVALID_ARGUMENT, "n exceeds the burst");
+    }
+    *out_reservation = berth_reservation{r.time_to_act, std::max<int64_t>(0, r.time_to_act - now),
+                                         r.tokens, r.rate};
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_bucket_cancel(berth_bucket* bucket, const berth_reservation* reservation,
+                                 int64_t now_ns) {
+  static const char* fn = "berth_bucket_cancel";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(bucket != nullptr, fn, "bucket is NULL");
+    BERTH_REQUIRE(reservation != nullptr, fn, "reservation is NULL");
+    berth::Reservation r;
+    r.ok = reservation->tokens > 0;
+    r.tokens = reservation->tokens;
+    r.time_to_act = reservation->time_to_act_ns;
+    r.rate = reservation->rate;
+    BERTH_REQUIRE(!r.ok || ValidRate(r.rate), fn, "reservation has an invalid rate");
+    bucket->bucket.Cancel(r, Now(now_ns));
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_bucket_set_rate(berth_bucket* bucket, double rate, int64_t now_ns) {
+  static const char* fn = "berth_bucket_set_rate";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(bucket != nullptr, fn, "bucket is NULL");
+    BERTH_REQUIRE(ValidRate(rate), fn, "rate must be > 0 (or INFINITY)");
+    bucket->bucket.SetRate(rate, Now(now_ns));
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_bucket_set_burst(berth_bucket* bucket, int64_t burst, int64_t now_ns) {
+  static const char* fn = "berth_bucket_set_burst";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(bucket != nullptr, fn, "bucket is NULL");
+    if (berth_status st = CheckCount(fn, "burst", burst); st != BERTH_OK) return st;
+    bucket->bucket.SetBurst(burst, Now(now_ns));
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_bucket_get_stats(berth_bucket_stats* out_stats, const berth_bucket* bucket,
+                                    int64_t now_ns) {
+  static const char* fn = "berth_bucket_get_stats";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_stats != nullptr, fn, "out_stats is NULL");
+    BERTH_REQUIRE(bucket != nullptr, fn, "bucket is NULL");
+    const berth::BucketStats s = bucket->bucket.Stats(Now(now_ns));
+    *out_stats = berth_bucket_stats{s.rate, s.burst, s.tokens};
     return BERTH_OK;
   });
 }

@@ -42,7 +42,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define BERTH_ABI_VERSION_MAJOR 0
-#define BERTH_ABI_VERSION_MINOR 2
+#define BERTH_ABI_VERSION_MINOR 3
 #define BERTH_ABI_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define BERTH_ABI_VERSION                                        \
@@ -85,7 +85,9 @@ enum {
   BERTH_ERR_NOT_SYNCED = 8,
   /* A label selector Kubernetes would reject; the message names the byte
    * offset and what was expected. Since 0.2. */
-  BERTH_ERR_BAD_SELECTOR = 9
+  BERTH_ERR_BAD_SELECTOR = 9,
+  /* A blocking wait reached its deadline; nothing is held. Since 0.3. */
+  BERTH_ERR_TIMEOUT = 10
 };
 
 /* ------------------------------------------------------------------------ */
@@ -132,6 +134,16 @@ typedef struct berth_selector berth_selector;
 /* An object cache (watch-fed, write-through, version-guarded, indexed by
  * namespace and labels). Since 0.2. */
 typedef struct berth_cache berth_cache;
+
+/* A concurrency limiter: weighted permits, FIFO waiters. Since 0.3. */
+typedef struct berth_limiter berth_limiter;
+
+/* Where asynchronous waits report completion: an eventfd to watch plus a
+ * queue of completed tokens. Since 0.3. */
+typedef struct berth_notifier berth_notifier;
+
+/* A token-bucket rate limiter. Since 0.3. */
+typedef struct berth_bucket berth_bucket;
 
 /* ------------------------------------------------------------------------ */
 /* Plain structs                                                             */
@@ -563,6 +575,198 @@ BERTH_API berth_status berth_cache_get(berth_buffer** out_buffer,
  * Since 0.2. */
 BERTH_API berth_status berth_cache_get_stats(berth_cache_stats* out_stats,
                                              const berth_cache* cache);
+
+/* ------------------------------------------------------------------------ */
+/* Concurrency limiter                                                       */
+/*                                                                           */
+/* Weighted permits under a capacity that can change at run time. Waiters    */
+/* are served first come, first served, and nobody barges past a waiter: a   */
+/* large request at the head is not starved by small ones behind it (while   */
+/* one waits, try_acquire refuses with BERTH_LIMIT_WAITERS_QUEUED). Lowering */
+/* the capacity never revokes held permits: new grants wait until in-use     */
+/* drops below it; a waiter asking for more than a lowered capacity waits    */
+/* until it is raised again.                                                 */
+/*                                                                           */
+/* Three ways to wait: berth_limiter_try_acquire (never waits),              */
+/* berth_limiter_acquire (blocks the calling thread, with a deadline), and   */
+/* berth_limiter_acquire_async, for event loops: it either grants at once or */
+/* returns a ticket; the grant later posts the caller's token to a           */
+/* berth_notifier, whose fd the loop watches. A ticket is waiting, then      */
+/* granted, then claimed (berth_limiter_claim: the caller now holds the      */
+/* permits); berth_limiter_cancel works at every step before the claim (a    */
+/* granted ticket's permits go back), so a cancelled task never leaks or     */
+/* double-frees a permit, however the cancel races the grant.                */
+/*                                                                           */
+/* Threading: every limiter and notifier call is thread-safe.                */
+/* ------------------------------------------------------------------------ */
+
+/* Why berth_limiter_try_acquire refused. */
+enum {
+  BERTH_LIMIT_GRANTED = 0,
+  BERTH_LIMIT_AT_CAPACITY = 1,     /* in-use + n would exceed the capacity */
+  BERTH_LIMIT_WAITERS_QUEUED = 2   /* others wait first (FIFO) */
+};
+
+/* What berth_limiter_cancel found. */
+enum {
+  BERTH_CANCEL_UNKNOWN = 0,      /* no such ticket: claimed, cancelled, or never issued */
+  BERTH_CANCEL_WAS_WAITING = 1,  /* removed from the queue; nothing was held */
+  BERTH_CANCEL_WAS_GRANTED = 2   /* granted but unclaimed: its permits went back */
+};
+
+typedef struct berth_limiter_stats {
+  int64_t capacity;
+  int64_t in_use;
+  int64_t waiting;          /* waiters queued */
+  int64_t waiting_permits;  /* permits they ask for */
+  uint64_t granted;         /* acquisitions that succeeded */
+  uint64_t rejected;        /* try_acquire refusals */
+  uint64_t timed_out;       /* blocking waits that reached their deadline */
+  uint64_t cancelled;       /* asynchronous waits cancelled */
+} berth_limiter_stats;
+
+/* Creates a limiter with capacity >= 1. The caller owns it.
+ * Fails: BERTH_ERR_INVALID_ARGUMENT. Since 0.3. */
+BERTH_API berth_status berth_limiter_new(berth_limiter** out_limiter, int64_t capacity);
+
+/* Frees a limiter. NULL is a no-op. No call may be in flight on it (in
+ * particular no thread blocked in berth_limiter_acquire); unclaimed tickets
+ * are dropped. Since 0.3. */
+BERTH_API berth_status berth_limiter_free(berth_limiter* limiter);
+
+/* Takes n permits if they are free and nobody waits; never waits.
+ * *out_refusal is BERTH_LIMIT_GRANTED, or why not.
+ * Fails: BERTH_ERR_INVALID_ARGUMENT (n < 1, n > capacity). Since 0.3. */
+BERTH_API berth_status berth_limiter_try_acquire(int* out_refusal, berth_limiter* limiter,
+                                                 int64_t n);
+
+/* Blocks the calling thread until n permits are granted (BERTH_OK) or
+ * timeout_ns passes (BERTH_ERR_TIMEOUT, nothing held); timeout_ns < 0 waits
+ * without a deadline. Never call it from an event loop's thread.
+ * Fails: BERTH_ERR_INVALID_ARGUMENT (n < 1, n > capacity). Since 0.3. */
+BERTH_API berth_status berth_limiter_acquire(berth_limiter* limiter, int64_t n,
+                                             int64_t timeout_ns);
+
+/* Asks for n permits without waiting: *out_granted_now = 1 if they were
+ * free (the caller holds them; *out_ticket = 0), else 0 and *out_ticket
+ * names the queued wait; its grant posts `token` to `notifier`, after which
+ * the caller claims (berth_limiter_claim) or cancels it. The limiter keeps
+ * the notifier alive while the ticket may post to it.
+ * Fails: BERTH_ERR_INVALID_ARGUMENT (NULLs, n < 1, n > capacity). Since 0.3. */
+BERTH_API berth_status berth_limiter_acquire_async(int* out_granted_now, uint64_t* out_ticket,
+                                                   berth_limiter* limiter, int64_t n,
+                                                   berth_notifier* notifier, uint64_t token);
+
+/* Takes over a granted ticket's permits: *out_claimed = 1, and the caller
+ * releases them later. 0 if the ticket is not granted (still waiting,
+ * cancelled, already claimed, unknown). Since 0.3. */
+BERTH_API berth_status berth_limiter_claim(int* out_claimed, berth_limiter* limiter,
+                                           uint64_t ticket);
+
+/* Cancels a ticket; *out_outcome (optional) says what it found
+ * (BERTH_CANCEL_*). Never an error for an unknown ticket. Since 0.3. */
+BERTH_API berth_status berth_limiter_cancel(int* out_outcome, berth_limiter* limiter,
+                                            uint64_t ticket);
+
+/* Returns n permits and grants waiters that now fit, in order.
+ * Fails: BERTH_ERR_INVALID_ARGUMENT (n < 1, or more than are in use:
+ *   nothing changes). Since 0.3. */
+BERTH_API berth_status berth_limiter_release(berth_limiter* limiter, int64_t n);
+
+/* Changes the capacity (>= 1); see the section comment. Since 0.3. */
+BERTH_API berth_status berth_limiter_set_capacity(berth_limiter* limiter, int64_t capacity);
+
+/* Reads the counters. Since 0.3. */
+BERTH_API berth_status berth_limiter_get_stats(berth_limiter_stats* out_stats,
+                                               const berth_limiter* limiter);
+
+/* Creates a notifier (an eventfd, non-blocking, close-on-exec). The caller
+ * owns it. Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INTERNAL if the
+ * eventfd cannot be made. Since 0.3. */
+BERTH_API berth_status berth_notifier_new(berth_notifier** out_notifier);
+
+/* Frees the caller's reference; a limiter still holding tickets that post
+ * to it keeps it alive until they are done. NULL is a no-op. Since 0.3. */
+BERTH_API berth_status berth_notifier_free(berth_notifier* notifier);
+
+/* The fd to watch for readability (owned by the notifier: do not close or
+ * read it). Since 0.3. */
+BERTH_API berth_status berth_notifier_fd(int* out_fd, const berth_notifier* notifier);
+
+/* Takes up to cap completed tokens into tokens[] (*out_count of them) and
+ * clears the fd's readiness. Call again while *out_count == cap. A token may
+ * be drained once only. Since 0.3. */
+BERTH_API berth_status berth_notifier_drain(size_t* out_count, berth_notifier* notifier,
+                                            uint64_t* tokens, size_t cap);
+
+/* ------------------------------------------------------------------------ */
+/* Token bucket                                                              */
+/*                                                                           */
+/* The semantics of golang.org/x/time/rate: tokens refill continuously at    */
+/* `rate` per second up to `burst` (the bucket starts full); allow(n) takes  */
+/* n tokens now or refuses; reserve(n) takes them now even into debt and     */
+/* says how long the caller must wait before acting (Berth never sleeps);    */
+/* cancelling a reservation before its time gives back the tokens nobody     */
+/* reserved after it. Rate and burst change at run time, keeping the tokens  */
+/* accrued (a lower burst caps them at once).                                */
+/*                                                                           */
+/* Time: every call takes now_ns on Berth's monotonic clock                  */
+/* (berth_clock_now_ns); pass BERTH_NOW to mean "now". Passing explicit      */
+/* times makes behaviour exact and testable.                                 */
+/* Threading: every bucket call is thread-safe.                              */
+/* ------------------------------------------------------------------------ */
+
+#define BERTH_NOW (-1)
+
+typedef struct berth_reservation {
+  int64_t time_to_act_ns;  /* when the caller may act (monotonic ns) */
+  int64_t delay_ns;        /* time_to_act_ns - now: how long to wait, >= 0 */
+  int64_t tokens;
+  double rate;             /* the rate when reserved; used by cancel */
+} berth_reservation;
+
+typedef struct berth_bucket_stats {
+  double rate;
+  int64_t burst;
+  double tokens;  /* now; negative while reservations are in debt */
+} berth_bucket_stats;
+
+/* Berth's monotonic clock (CLOCK_MONOTONIC), in nanoseconds. Since 0.3. */
+BERTH_API int64_t berth_clock_now_ns(void);
+
+/* Creates a bucket: rate > 0 tokens per second (INFINITY: no limit), burst
+ * >= 1. Fails: BERTH_ERR_INVALID_ARGUMENT. Since 0.3. */
+BERTH_API berth_status berth_bucket_new(berth_bucket** out_bucket, double rate, int64_t burst);
+
+/* Frees a bucket. NULL is a no-op. Since 0.3. */
+BERTH_API berth_status berth_bucket_free(berth_bucket* bucket);
+
+/* *out_allowed = 1 if n tokens were taken now, else 0 (nothing taken).
+ * Fails: BERTH_ERR_INVALID_ARGUMENT (n < 1, n > burst). Since 0.3. */
+BERTH_API berth_status berth_bucket_allow(int* out_allowed, berth_bucket* bucket, int64_t n,
+                                          int64_t now_ns);
+
+/* Takes n tokens, into debt if need be, and fills *out_reservation with when
+ * the caller may act. Fails: BERTH_ERR_INVALID_ARGUMENT (n < 1, n > burst).
+ * Since 0.3. */
+BERTH_API berth_status berth_bucket_reserve(berth_reservation* out_reservation,
+                                            berth_bucket* bucket, int64_t n, int64_t now_ns);
+
+/* Gives back what a reservation took, less the tokens reserved after it; a
+ * no-op once its time to act has passed. Since 0.3. */
+BERTH_API berth_status berth_bucket_cancel(berth_bucket* bucket,
+                                           const berth_reservation* reservation,
+                                           int64_t now_ns);
+
+/* Change the rate (> 0 or INFINITY) or the burst (>= 1) from now_ns on.
+ * Since 0.3. */
+BERTH_API berth_status berth_bucket_set_rate(berth_bucket* bucket, double rate, int64_t now_ns);
+BERTH_API berth_status berth_bucket_set_burst(berth_bucket* bucket, int64_t burst,
+                                              int64_t now_ns);
+
+/* Reads rate, burst and the tokens at now_ns. Since 0.3. */
+BERTH_API berth_status berth_bucket_get_stats(berth_bucket_stats* out_stats,
+                                              const berth_bucket* bucket, int64_t now_ns);
 
 /* ------------------------------------------------------------------------ */
 /* Buffers                                                                   */

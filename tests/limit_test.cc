@@ -19,10 +19,10 @@ namespace {
 constexpr int64_t kSec = 1'000'000'000;
 constexpr int64_t kMs = 1'000'000;
 
-std::unique_ptr<Notifier> MakeNotifier() {
-  Notifier* n = nullptr;
+std::shared_ptr<Notifier> MakeNotifier() {
+  std::shared_ptr<Notifier> n;
   EXPECT_TRUE(Notifier::Make(&n).ok());
-  return std::unique_ptr<Notifier>(n);
+  return n;
 }
 
 bool Readable(const Notifier& n) {
@@ -97,11 +97,11 @@ TEST(Limiter, LargeWaiterAtTheHeadIsNotStarvedBySmallOnes) {
   ASSERT_EQ(l.TryAcquire(3), Refusal::kNone);
   bool now;
   uint64_t big, small;
-  ASSERT_TRUE(l.Enqueue(4, n.get(), 100, &now, &big).ok());
+  ASSERT_TRUE(l.Enqueue(4, n, 100, &now, &big).ok());
   EXPECT_FALSE(now);
   // One permit is free, but a small request may not barge past the big one.
   EXPECT_EQ(l.TryAcquire(1), Refusal::kWaitersQueued);
-  ASSERT_TRUE(l.Enqueue(1, n.get(), 200, &now, &small).ok());
+  ASSERT_TRUE(l.Enqueue(1, n, 200, &now, &small).ok());
   EXPECT_FALSE(now);
   ASSERT_TRUE(l.Release(3).ok());  // the big one fits now, then it holds everything
   EXPECT_EQ(DrainAll(*n), std::vector<uint64_t>{100});
@@ -126,7 +126,7 @@ TEST(Limiter, LoweringCapacityRevokesNothingAndDelaysNewGrants) {
   auto n = MakeNotifier();
   bool now;
   uint64_t t;
-  ASSERT_TRUE(l.Enqueue(2, n.get(), 7, &now, &t).ok());
+  ASSERT_TRUE(l.Enqueue(2, n, 7, &now, &t).ok());
   EXPECT_FALSE(now);
   l.SetCapacity(6);  // raising it grants the waiter
   EXPECT_EQ(DrainAll(*n), std::vector<uint64_t>{7});
@@ -140,7 +140,7 @@ TEST(Limiter, MoreThanTheCapacityIsAnError) {
   auto n = MakeNotifier();
   bool now;
   uint64_t t;
-  EXPECT_EQ(l.Enqueue(3, n.get(), 1, &now, &t).code(), Code::kInvalidArgument);
+  EXPECT_EQ(l.Enqueue(3, n, 1, &now, &t).code(), Code::kInvalidArgument);
   EXPECT_EQ(l.Stats().waiting, 0);
 }
 
@@ -176,8 +176,8 @@ TEST(Limiter, CancelWhileWaitingOrAfterTheGrant) {
   ASSERT_EQ(l.TryAcquire(1), Refusal::kNone);
   bool now;
   uint64_t a, b;
-  ASSERT_TRUE(l.Enqueue(1, n.get(), 1, &now, &a).ok());
-  ASSERT_TRUE(l.Enqueue(1, n.get(), 2, &now, &b).ok());
+  ASSERT_TRUE(l.Enqueue(1, n, 1, &now, &a).ok());
+  ASSERT_TRUE(l.Enqueue(1, n, 2, &now, &b).ok());
   EXPECT_EQ(l.Cancel(a), CancelOutcome::kWasWaiting);
   ASSERT_TRUE(l.Release(1).ok());  // b is granted
   EXPECT_EQ(DrainAll(*n), std::vector<uint64_t>{2});
@@ -203,7 +203,7 @@ TEST(LimiterStress, RandomCancellationsNeverLeakOrDoubleFree) {
         const int64_t want = 1 + static_cast<int64_t>(rng() % 2);
         bool now;
         uint64_t ticket;
-        ASSERT_TRUE(l.Enqueue(want, n.get(), 0, &now, &ticket).ok());
+        ASSERT_TRUE(l.Enqueue(want, n, 0, &now, &ticket).ok());
         bool holding = now;
         if (!now) {
           // Cancel at a random moment: before, around or after the grant.

@@ -1,0 +1,228 @@
+// Limiters and buckets through the C ABI: statuses, the async ticket life
+// cycle through a notifier, and bad input that changes nothing.
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "capi/berth.h"
+#include "tests/support/capi_helpers.h"
+
+namespace {
+
+using berth::testing::LastError;
+
+constexpr int64_t kSec = 1'000'000'000;
+constexpr int64_t kMs = 1'000'000;
+
+struct Limiter {
+  berth_limiter* l = nullptr;
+  explicit Limiter(int64_t capacity) { EXPECT_EQ(berth_limiter_new(&l, capacity), BERTH_OK); }
+  ~Limiter() { EXPECT_EQ(berth_limiter_free(l), BERTH_OK); }
+  berth_limiter_stats Stats() const {
+    berth_limiter_stats s{};
+    EXPECT_EQ(berth_limiter_get_stats(&s, l), BERTH_OK);
+    return s;
+  }
+};
+
+struct Notifier {
+  berth_notifier* n = nullptr;
+  Notifier() { EXPECT_EQ(berth_notifier_new(&n), BERTH_OK); }
+  ~Notifier() { EXPECT_EQ(berth_notifier_free(n), BERTH_OK); }
+  std::vector<uint64_t> Drain() {
+    uint64_t buf[8];
+    size_t count = 0;
+    EXPECT_EQ(berth_notifier_drain(&count, n, buf, 8), BERTH_OK);
+    return std::vector<uint64_t>(buf, buf + count);
+  }
+  bool Readable() {
+    int fd = -1;
+    EXPECT_EQ(berth_notifier_fd(&fd, n), BERTH_OK);
+    pollfd p{fd, POLLIN, 0};
+    return poll(&p, 1, 0) == 1;
+  }
+};
+
+TEST(CApiLimiter, TryAcquireSaysWhy) {
+  Limiter l(3);
+  int why = -1;
+  ASSERT_EQ(berth_limiter_try_acquire(&why, l.l, 2), BERTH_OK);
+  EXPECT_EQ(why, BERTH_LIMIT_GRANTED);
+  ASSERT_EQ(berth_limiter_try_acquire(&why, l.l, 2), BERTH_OK);
+  EXPECT_EQ(why, BERTH_LIMIT_AT_CAPACITY);
+  Notifier n;
+  int now = -1;
+  uint64_t ticket = 0;
+  ASSERT_EQ(berth_limiter_acquire_async(&now, &ticket, l.l, 3, n.n, 42), BERTH_OK);
+  EXPECT_EQ(now, 0);
+  EXPECT_NE(ticket, 0u);
+  ASSERT_EQ(berth_limiter_try_acquire(&why, l.l, 1), BERTH_OK);
+  EXPECT_EQ(why, BERTH_LIMIT_WAITERS_QUEUED);
+  EXPECT_FALSE(n.Readable());
+  ASSERT_EQ(berth_limiter_release(l.l, 2), BERTH_OK);
+  EXPECT_TRUE(n.Readable());
+  EXPECT_EQ(n.Drain(), std::vector<uint64_t>{42});
+  int claimed = -1;
+  ASSERT_EQ(berth_limiter_claim(&claimed, l.l, ticket), BERTH_OK);
+  EXPECT_EQ(claimed, 1);
+  EXPECT_EQ(l.Stats().in_use, 3);
+  ASSERT_EQ(berth_limiter_release(l.l, 3), BERTH_OK);
+}
+
+TEST(CApiLimiter, CancelAfterTheGrantGivesThePermitsBack) {
+  Limiter l(1);
+  Notifier n;
+  int why, now, outcome = -1;
+  uint64_t ticket;
+  ASSERT_EQ(berth_limiter_try_acquire(&why, l.l, 1), BERTH_OK);
+  ASSERT_EQ(berth_limiter_acquire_async(&now, &ticket, l.l, 1, n.n, 7), BERTH_OK);
+  ASSERT_EQ(berth_limiter_release(l.l, 1), BERTH_OK);  // granted, not claimed
+  ASSERT_EQ(berth_limiter_cancel(&outcome, l.l, ticket), BERTH_OK);
+  EXPECT_EQ(outcome, BERTH_CANCEL_WAS_GRANTED);
+  EXPECT_EQ(l.Stats().in_use, 0);
+  ASSERT_EQ(berth_limiter_cancel(&outcome, l.l, ticket), BERTH_OK);
+  EXPECT_EQ(outcome, BERTH_CANCEL_UNKNOWN);
+}
+
+TEST(CApiLimiter, NotifierOutlivesItsHandleWhileTicketsWait) {
+  Limiter l(1);
+  int why, now, claimed = 0;
+  uint64_t ticket;
+  ASSERT_EQ(berth_limiter_try_acquire(&why, l.l, 1), BERTH_OK);
+  berth_notifier* n = nullptr;
+  ASSERT_EQ(berth_notifier_new(&n), BERTH_OK);
+  ASSERT_EQ(berth_limiter_acquire_async(&now, &ticket, l.l, 1, n, 1), BERTH_OK);
+  ASSERT_EQ(berth_notifier_free(n), BERTH_OK);   // the ticket keeps it alive
+  ASSERT_EQ(berth_limiter_release(l.l, 1), BERTH_OK);  // posts to it: no crash
+  ASSERT_EQ(berth_limiter_claim(&claimed, l.l, ticket), BERTH_OK);
+  EXPECT_EQ(claimed, 1);
+}
+
+TEST(CApiLimiter, BlockingAcquireTimesOut) {
+  Limiter l(1);
+  int why;
+  ASSERT_EQ(berth_limiter_try_acquire(&why, l.l, 1), BERTH_OK);
+  EXPECT_EQ(berth_limiter_acquire(l.l, 1, 10 * kMs), BERTH_ERR_TIMEOUT);
+  EXPECT_NE(LastError().find("no permits within"), std::string::npos);
+  std::thread t([&] { berth_limiter_release(l.l, 1); });
+  EXPECT_EQ(berth_limiter_acquire(l.l, 1, -1), BERTH_OK);
+  t.join();
+  EXPECT_EQ(l.Stats().timed_out, 1u);
+}
+
+TEST(CApiBucket, AllowReserveCancelWithExplicitTime) {
+  berth_bucket* b = nullptr;
+  ASSERT_EQ(berth_bucket_new(&b, 10, 2), BERTH_OK);
+  int ok = -1;
+  ASSERT_EQ(berth_bucket_allow(&ok, b, 2, kSec), BERTH_OK);
+  EXPECT_EQ(ok, 1);
+  ASSERT_EQ(berth_bucket_allow(&ok, b, 1, kSec), BERTH_OK);
+  EXPECT_EQ(ok, 0);
+  berth_reservation r{};
+  ASSERT_EQ(berth_bucket_reserve(&r, b, 1, kSec), BERTH_OK);
+  EXPECT_EQ(r.delay_ns, 100 * kMs);
+  EXPECT_EQ(r.time_to_act_ns, kSec + 100 * kMs);
+  ASSERT_EQ(berth_bucket_cancel(b, &r, kSec), BERTH_OK);
+  berth_bucket_stats st{};
+  ASSERT_EQ(berth_bucket_get_stats(&st, b, kSec), BERTH_OK);
+  EXPECT_NEAR(st.tokens, 0, 1e-9);
+  ASSERT_EQ(berth_bucket_set_rate(b, INFINITY, kSec), BERTH_OK);
+  ASSERT_EQ(berth_bucket_allow(&ok, b, 2, kSec), BERTH_OK);
+  EXPECT_EQ(ok, 1);
+  EXPECT_GT(berth_clock_now_ns(), 0);
+  ASSERT_EQ(berth_bucket_reserve(&r, b, 1, BERTH_NOW), BERTH_OK);  // the real clock
+  EXPECT_EQ(r.delay_ns, 0);
+  berth_bucket_free(b);
+}
+
+struct BadCall {
+  const char* what;
+  berth_status want;
+  const char* message_part;
+  std::function<berth_status()> call;
+};
+
+TEST(CApiLimiter, BadInputGetsStatusAndMessageAndChangesNothing) {
+  Limiter l(2);
+  Notifier n;
+  berth_bucket* b = nullptr;
+  ASSERT_EQ(berth_bucket_new(&b, 5, 3), BERTH_OK);
+  int out = 0;
+  uint64_t ticket = 0;
+  size_t count = 0;
+  uint64_t tokens[2];
+  berth_reservation r{};
+  berth_limiter* new_l = nullptr;
+  berth_bucket* new_b = nullptr;
+  const std::vector<BadCall> table = {
+      {"limiter_new: capacity 0", BERTH_ERR_INVALID_ARGUMENT, "capacity must be >= 1",
+       [&] { return berth_limiter_new(&new_l, 0); }},
+      {"limiter_new: NULL out", BERTH_ERR_INVALID_ARGUMENT, "out_limiter is NULL",
+       [&] { return berth_limiter_new(nullptr, 1); }},
+      {"try_acquire: n 0", BERTH_ERR_INVALID_ARGUMENT, "n must be >= 1",
+       [&] { return berth_limiter_try_acquire(&out, l.l, 0); }},
+      {"try_acquire: n > capacity", BERTH_ERR_INVALID_ARGUMENT, "exceeds the capacity",
+       [&] { return berth_limiter_try_acquire(&out, l.l, 3); }},
+      {"try_acquire: NULL limiter", BERTH_ERR_INVALID_ARGUMENT, "limiter is NULL",
+       [&] { return berth_limiter_try_acquire(&out, nullptr, 1); }},
+      {"acquire: n > capacity", BERTH_ERR_INVALID_ARGUMENT, "exceeds the capacity",
+       [&] { return berth_limiter_acquire(l.l, 5, 0); }},
+      {"acquire_async: NULL notifier", BERTH_ERR_INVALID_ARGUMENT, "notifier is NULL",
+       [&] { return berth_limiter_acquire_async(&out, &ticket, l.l, 1, nullptr, 1); }},
+      {"acquire_async: n -1", BERTH_ERR_INVALID_ARGUMENT, "n must be >= 1",
+       [&] { return berth_limiter_acquire_async(&out, &ticket, l.l, -1, n.n, 1); }},
+      {"release: more than held", BERTH_ERR_INVALID_ARGUMENT, "only 0 are in use",
+       [&] { return berth_limiter_release(l.l, 1); }},
+      {"release: n 0", BERTH_ERR_INVALID_ARGUMENT, "n must be >= 1",
+       [&] { return berth_limiter_release(l.l, 0); }},
+      {"set_capacity: 0", BERTH_ERR_INVALID_ARGUMENT, "capacity must be >= 1",
+       [&] { return berth_limiter_set_capacity(l.l, 0); }},
+      {"claim: NULL out", BERTH_ERR_INVALID_ARGUMENT, "out_claimed is NULL",
+       [&] { return berth_limiter_claim(nullptr, l.l, 1); }},
+      {"drain: NULL tokens with cap", BERTH_ERR_INVALID_ARGUMENT, "tokens is NULL",
+       [&] { return berth_notifier_drain(&count, n.n, nullptr, 2); }},
+      {"drain: NULL notifier", BERTH_ERR_INVALID_ARGUMENT, "notifier is NULL",
+       [&] { return berth_notifier_drain(&count, nullptr, tokens, 2); }},
+      {"bucket_new: rate 0", BERTH_ERR_INVALID_ARGUMENT, "rate must be > 0",
+       [&] { return berth_bucket_new(&new_b, 0, 1); }},
+      {"bucket_new: rate NaN", BERTH_ERR_INVALID_ARGUMENT, "rate must be > 0",
+       [&] { return berth_bucket_new(&new_b, NAN, 1); }},
+      {"bucket_new: burst 0", BERTH_ERR_INVALID_ARGUMENT, "burst must be >= 1",
+       [&] { return berth_bucket_new(&new_b, 1, 0); }},
+      {"allow: n > burst", BERTH_ERR_INVALID_ARGUMENT, "exceeds the burst (3)",
+       [&] { return berth_bucket_allow(&out, b, 4, kSec); }},
+      {"reserve: n 0", BERTH_ERR_INVALID_ARGUMENT, "n must be >= 1",
+       [&] { return berth_bucket_reserve(&r, b, 0, kSec); }},
+      {"set_rate: negative", BERTH_ERR_INVALID_ARGUMENT, "rate must be > 0",
+       [&] { return berth_bucket_set_rate(b, -1, kSec); }},
+      {"set_burst: 0", BERTH_ERR_INVALID_ARGUMENT, "burst must be >= 1",
+       [&] { return berth_bucket_set_burst(b, 0, kSec); }},
+      {"cancel: NULL reservation", BERTH_ERR_INVALID_ARGUMENT, "reservation is NULL",
+       [&] { return berth_bucket_cancel(b, nullptr, kSec); }},
+  };
+  auto fingerprint = [&] {
+    berth_limiter_stats s = l.Stats();
+    berth_bucket_stats bs{};
+    berth_bucket_get_stats(&bs, b, kSec);
+    return std::to_string(s.capacity) + "/" + std::to_string(s.in_use) + "/" +
+           std::to_string(s.waiting) + "/" + std::to_string(bs.rate) + "/" + std::to_string(bs.burst) +
+           "/" + std::to_string(bs.tokens);
+  };
+  const std::string before = fingerprint();
+  for (const BadCall& row : table) {
+    SCOPED_TRACE(row.what);
+    EXPECT_EQ(row.call(), row.want);
+    EXPECT_NE(LastError().find(row.message_part), std::string::npos) << LastError();
+    EXPECT_EQ(fingerprint(), before);
+  }
+  EXPECT_EQ(new_l, nullptr);
+  EXPECT_EQ(new_b, nullptr);
+  berth_bucket_free(b);
+}
+
+}  // namespace
