@@ -19,6 +19,8 @@ enum class Code : int {
   kInternal = 7,
   kNotSynced = 8,
   kBadSelector = 9,
+  kTimeout = 10,
+  kBadRegion = 11,
 };
 
 class [[nodiscard]] Status {

@@ -20,10 +20,8 @@ void ConcurrencyLimiter::GrantLocked() {
       queue_.pop_front();
     } else {
       unclaimed_.emplace(w.ticket, w.n);
-      Notifier* notifier = w.notifier;
-      const uint64_t token = w.token;
+      w.notifier->Post(w.token);
       queue_.pop_front();
-      notifier->Post(token);
     }
   }
 }
@@ -83,8 +81,8 @@ Status ConcurrencyLimiter::Acquire(int64_t n, std::optional<Clock::time_point> d
   return {};
 }
 
-Status ConcurrencyLimiter::Enqueue(int64_t n, Notifier* notifier, uint64_t token, bool* granted_now,
-                                   uint64_t* ticket) {
+Status ConcurrencyLimiter::Enqueue(int64_t n, std::shared_ptr<Notifier> notifier, uint64_t token,
+                                   bool* granted_now, uint64_t* ticket) {
   std::lock_guard<std::mutex> lock(mu_);
   if (n > capacity_) {
     return {Code::kInvalidArgument, "n (" + std::to_string(n) + ") exceeds the capacity (" +
@@ -98,7 +96,7 @@ Status ConcurrencyLimiter::Enqueue(int64_t n, Notifier* notifier, uint64_t token
     return {};
   }
   const uint64_t t = next_ticket_++;
-  auto it = queue_.insert(queue_.end(), Waiter{t, n, notifier, token, nullptr});
+  auto it = queue_.insert(queue_.end(), Waiter{t, n, std::move(notifier), token, nullptr});
   by_ticket_.emplace(t, it);
   waiting_permits_ += n;
   *granted_now = false;

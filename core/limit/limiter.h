@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -64,7 +65,8 @@ class ConcurrencyLimiter {
   Status Acquire(int64_t n, std::optional<Clock::time_point> deadline, bool* acquired);
   // Asynchronous: grants at once (*granted_now, no ticket) when it can,
   // else queues a ticket whose grant posts `token` to `notifier`.
-  Status Enqueue(int64_t n, Notifier* notifier, uint64_t token, bool* granted_now,
+  // The limiter keeps the notifier alive while a ticket may post to it.
+  Status Enqueue(int64_t n, std::shared_ptr<Notifier> notifier, uint64_t token, bool* granted_now,
                  uint64_t* ticket);
   // The caller takes over a granted ticket's permits. False if the ticket
   // is not granted (still waiting, unknown).
@@ -79,7 +81,7 @@ class ConcurrencyLimiter {
   struct Waiter {
     uint64_t ticket;
     int64_t n;
-    Notifier* notifier;                 // async waiters
+    std::shared_ptr<Notifier> notifier;  // async waiters
     uint64_t token;
     std::condition_variable* cv;        // blocking waiters
     bool granted = false;

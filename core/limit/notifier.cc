@@ -7,13 +7,20 @@
 #include <cstring>
 #include <string>
 
+#include "core/common/alloc.h"
+
 
 namespace berth {
 
-Status Notifier::Make(Notifier** out) {
+Status Notifier::Make(std::shared_ptr<Notifier>* out) {
   const int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd < 0) return {Code::kInternal, std::string("eventfd: ") + std::strerror(errno)};
-  *out = new Notifier(fd);
+  try {
+    *out = std::allocate_shared<Notifier>(Alloc<Notifier>(), Private{}, fd);
+  } catch (...) {
+    close(fd);
+    throw;
+  }
   return {};
 }
 

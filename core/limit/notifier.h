@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "core/common/status.h"
 
@@ -26,8 +27,9 @@ class Notifier {
     static void free(void* p) { mi_free(p); }
   };
 
-  // Creates the eventfd; kInternal with errno's text if that fails.
-  static Status Make(Notifier** out);
+  // Creates the eventfd; kInternal with errno's text if that fails. The
+  // notifier and its reference count live on mimalloc.
+  static Status Make(std::shared_ptr<Notifier>* out);
   ~Notifier();
   Notifier(const Notifier&) = delete;
   Notifier& operator=(const Notifier&) = delete;
@@ -40,7 +42,12 @@ class Notifier {
   size_t Drain(uint64_t* out, size_t cap);
 
  private:
-  explicit Notifier(int fd) : fd_(fd) {}
+  struct Private {};
+
+ public:
+  Notifier(Private, int fd) : fd_(fd) {}  // use Make
+
+ private:
   void Wake();  // makes the fd readable unless it already is
   const int fd_;
   moodycamel::ConcurrentQueue<uint64_t, QueueTraits> queue_;

@@ -1,0 +1,425 @@
+#include "core/limit/shared.h"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <new>
+#include <thread>
+
+namespace berth {
+
+namespace {
+
+constexpr uint64_t kMagic = 0x4C485348'54524542ull;  // "BERTHSHL"
+constexpr uint32_t kLayoutVersion = 1;
+constexpr auto kReclaimEvery = std::chrono::milliseconds(50);
+
+struct Holder {
+  int32_t pid;  // 0: free
+  uint32_t reserved;
+  uint64_t start_time;  // /proc/<pid>/stat field 22: tells a reused pid apart
+  int64_t permits;
+};
+
+struct Waiter {
+  uint64_t ticket;  // 0: free; smaller is earlier
+  int32_t pid;
+  uint32_t reserved;
+  uint64_t start_time;
+  int64_t n;
+};
+
+std::string RegionName(std::string_view name) { return "/berth." + std::string(name); }
+
+Status CheckSharedName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxSharedNameLen) {
+    return {Code::kInvalidName, "shared limiter name must be 1 to 200 bytes"};
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return {Code::kInvalidName, "shared limiter name may hold only [A-Za-z0-9._-]"};
+  }
+  return {};
+}
+
+// Start time of a process (clock ticks since boot) and whether it is a live
+// process, not a zombie. nullopt if it does not exist.
+struct ProcInfo {
+  uint64_t start_time;
+  bool zombie;
+};
+
+std::optional<ProcInfo> ReadProc(int32_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[1024];
+  const ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return std::nullopt;
+  buf[n] = '\0';
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so
+  // parse from the last ')'.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr || p[1] != ' ') return std::nullopt;
+  p += 2;
+  const char state = *p;
+  // Fields after comm: 3 state, 4 ppid, ... 22 starttime.
+  int field = 3;
+  while (*p != '\0' && field < 22) {
+    if (*p++ == ' ') ++field;
+  }
+  if (field != 22) return std::nullopt;
+  return ProcInfo{std::strtoull(p, nullptr, 10), state == 'Z' || state == 'X'};
+}
+
+uint64_t SelfStartTime() {
+  // Cached per pid: a forked child has its own.
+  static thread_local int32_t cached_pid = 0;
+  static thread_local uint64_t cached = 0;
+  const int32_t pid = getpid();
+  if (pid != cached_pid) {
+    std::optional<ProcInfo> info = ReadProc(pid);
+    cached = info ? info->start_time : 0;
+    cached_pid = pid;
+  }
+  return cached;
+}
+
+bool Alive(int32_t pid, uint64_t start_time) {
+  if (pid == getpid()) return true;
+  std::optional<ProcInfo> info = ReadProc(pid);
+  return info && !info->zombie && info->start_time == start_time;
+}
+
+long Futex(std::atomic<uint32_t>* addr, int op, uint32_t val, const timespec* timeout) {
+  // Not FUTEX_PRIVATE_FLAG: waiters and wakers are in different processes.
+  return syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), op, val, timeout, nullptr, 0);
+}
+
+}  // namespace
+
+struct SharedLimiter::Region {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t size;
+  std::atomic<uint32_t> ready;  // the creator sets it last
+  std::atomic<uint32_t> wake;   // bumped on every change waiters care about
+  pthread_mutex_t mu;           // process-shared, robust
+  int64_t capacity;
+  uint64_t granted, rejected, timed_out, reclaimed;
+  uint64_t next_ticket;
+  Holder holders[kSharedHolders];
+  Waiter waiters[kSharedWaiters];
+};
+
+namespace {
+
+using Region = SharedLimiter::Region;
+
+// Holds the region's robust mutex; a previous owner that died is forgiven
+// (every update is a single store, so the state is consistent).
+class RegionLock {
+ public:
+  explicit RegionLock(Region* r) : r_(r) {
+    const int rc = pthread_mutex_lock(&r_->mu);
+    if (rc == EOWNERDEAD) pthread_mutex_consistent(&r_->mu);
+  }
+  ~RegionLock() { pthread_mutex_unlock(&r_->mu); }
+  void Unlock() { pthread_mutex_unlock(&r_->mu); }
+  void Relock() {
+    if (pthread_mutex_lock(&r_->mu) == EOWNERDEAD) pthread_mutex_consistent(&r_->mu);
+  }
+
+ private:
+  Region* r_;
+};
+
+int64_t InUse(const Region* r) {
+  int64_t sum = 0;
+  for (const Holder& h : r->holders) sum += h.pid != 0 ? h.permits : 0;
+  return sum;
+}
+
+// Frees the slots of dead processes, giving their permits back.
+bool Reclaim(Region* r) {
+  bool changed = false;
+  for (Holder& h : r->holders) {
+    if (h.pid != 0 && !Alive(h.pid, h.start_time)) {
+      r->reclaimed += static_cast<uint64_t>(h.permits);
+      h.pid = 0;
+      h.permits = 0;
+      changed = true;
+    }
+  }
+  for (Waiter& w : r->waiters) {
+    if (w.ticket != 0 && !Alive(w.pid, w.start_time)) {
+      w.ticket = 0;
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+Holder* OwnSlot(Region* r, bool allocate) {
+  const int32_t pid = getpid();
+  const uint64_t start = SelfStartTime();
+  Holder* free_slot = nullptr;
+  for (Holder& h : r->holders) {
+    if (h.pid == pid && h.start_time == start) return &h;
+    if (h.pid == 0 && free_slot == nullptr) free_slot = &h;
+  }
+  if (!allocate || free_slot == nullptr) return nullptr;
+  free_slot->start_time = start;
+  free_slot->permits = 0;
+  free_slot->pid = pid;
+  return free_slot;
+}
+
+// The earliest live waiter's ticket, 0 if none.
+uint64_t HeadTicket(const Region* r) {
+  uint64_t head = 0;
+  for (const Waiter& w : r->waiters) {
+    if (w.ticket != 0 && (head == 0 || w.ticket < head)) head = w.ticket;
+  }
+  return head;
+}
+
+int64_t Waiting(const Region* r) {
+  int64_t n = 0;
+  for (const Waiter& w : r->waiters) n += w.ticket != 0 ? 1 : 0;
+  return n;
+}
+
+void WakeAll(Region* r) {
+  r->wake.fetch_add(1, std::memory_order_release);
+  Futex(&r->wake, FUTEX_WAKE, INT_MAX, nullptr);
+}
+
+// Grants n to this process if it fits; false if it does not, or if no holder
+// slot is free (then the caller waits like for permits).
+bool GrantLocked(Region* r, int64_t n) {
+  if (InUse(r) + n > r->capacity) return false;
+  Holder* h = OwnSlot(r, true);
+  if (h == nullptr) return false;
+  h->permits += n;
+  ++r->granted;
+  return true;
+}
+
+}  // namespace
+
+Status SharedLimiter::Open(std::string_view name, int64_t capacity, bool create,
+                           MiUnique<SharedLimiter>* out) {
+  if (Status s = CheckSharedName(name); !s.ok()) return s;
+  const std::string path = RegionName(name);
+  const size_t size = sizeof(Region);
+  bool creator = false;
+  int fd = -1;
+  if (create) {
+    fd = shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    creator = fd >= 0;
+    if (fd < 0 && errno != EEXIST) {
+      return {Code::kInternal, "shm_open " + path + ": " + std::strerror(errno)};
+    }
+  }
+  if (fd < 0) {
+    fd = shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) {
+      if (errno == ENOENT) return {Code::kNotFound, "no shared limiter named '" + std::string(name) + "'"};
+      return {Code::kInternal, "shm_open " + path + ": " + std::strerror(errno)};
+    }
+  }
+  if (creator && ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    const int err = errno;
+    close(fd);
+    shm_unlink(path.c_str());
+    return {Code::kInternal, std::string("ftruncate: ") + std::strerror(err)};
+  }
+  // A region someone else is creating may not have its size yet: wait a bit.
+  struct stat st {};
+  for (int i = 0; i < 200; ++i) {
+    if (fstat(fd, &st) != 0 || st.st_size != 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (static_cast<size_t>(st.st_size) != size) {
+    close(fd);
+    return {Code::kBadRegion, "'" + path + "' is " + std::to_string(st.st_size) +
+                                  " bytes, not a Berth shared limiter of this layout (" +
+                                  std::to_string(size) + ")"};
+  }
+  void* mem = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (mem == MAP_FAILED) return {Code::kInternal, std::string("mmap: ") + std::strerror(errno)};
+  Region* r = static_cast<Region*>(mem);
+  if (creator) {
+    std::memset(static_cast<void*>(r), 0, size);
+    r->magic = kMagic;
+    r->version = kLayoutVersion;
+    r->size = static_cast<uint32_t>(size);
+    r->capacity = capacity;
+    r->next_ticket = 1;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&r->mu, &attr);
+    pthread_mutexattr_destroy(&attr);
+    r->ready.store(1, std::memory_order_release);
+  } else {
+    for (int i = 0; i < 200 && r->ready.load(std::memory_order_acquire) == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (r->ready.load(std::memory_order_acquire) == 0 || r->magic != kMagic ||
+        r->version != kLayoutVersion || r->size != size || r->capacity < 1) {
+      munmap(mem, size);
+      return {Code::kBadRegion, "'" + path + "' is not an initialised Berth shared limiter of this layout"};
+    }
+  }
+  *out = MakeMiUnique<SharedLimiter>(Private{}, r, size);
+  return {};
+}
+
+Status SharedLimiter::Unlink(std::string_view name) {
+  if (Status s = CheckSharedName(name); !s.ok()) return s;
+  if (shm_unlink(RegionName(name).c_str()) != 0) {
+    if (errno == ENOENT) return {Code::kNotFound, "no shared limiter named '" + std::string(name) + "'"};
+    return {Code::kInternal, std::string("shm_unlink: ") + std::strerror(errno)};
+  }
+  return {};
+}
+
+SharedLimiter::~SharedLimiter() { munmap(region_, size_); }
+
+Status SharedLimiter::TryAcquire(int64_t n, Refusal* refusal) {
+  RegionLock lock(region_);
+  if (n > region_->capacity) {
+    return {Code::kInvalidArgument, "n (" + std::to_string(n) + ") exceeds the capacity (" +
+                                        std::to_string(region_->capacity) + ")"};
+  }
+  for (int pass = 0; pass < 2; ++pass) {
+    if (HeadTicket(region_) == 0 && GrantLocked(region_, n)) {
+      *refusal = Refusal::kNone;
+      return {};
+    }
+    if (pass == 0 && !Reclaim(region_)) break;  // nothing to recover: the answer stands
+  }
+  ++region_->rejected;
+  *refusal = HeadTicket(region_) != 0 ? Refusal::kWaitersQueued : Refusal::kAtCapacity;
+  return {};
+}
+
+Status SharedLimiter::Acquire(int64_t n, std::optional<Clock::time_point> deadline, bool* acquired) {
+  RegionLock lock(region_);
+  if (n > region_->capacity) {
+    return {Code::kInvalidArgument, "n (" + std::to_string(n) + ") exceeds the capacity (" +
+                                        std::to_string(region_->capacity) + ")"};
+  }
+  if (HeadTicket(region_) == 0 && GrantLocked(region_, n)) {
+    *acquired = true;
+    return {};
+  }
+  // Queue up.
+  Waiter* me = nullptr;
+  for (int attempt = 0; me == nullptr; ++attempt) {
+    for (Waiter& w : region_->waiters) {
+      if (w.ticket == 0) {
+        w.pid = getpid();
+        w.start_time = SelfStartTime();
+        w.n = n;
+        w.ticket = region_->next_ticket++;
+        me = &w;
+        break;
+      }
+    }
+    if (me == nullptr && (attempt > 0 || !Reclaim(region_))) {
+      return {Code::kInternal, "too many waiters on the shared limiter (limit " +
+                                   std::to_string(kSharedWaiters) + ")"};
+    }
+  }
+  const uint64_t ticket = me->ticket;
+  for (;;) {
+    if (HeadTicket(region_) == ticket && GrantLocked(region_, n)) {
+      me->ticket = 0;
+      WakeAll(region_);  // the next waiter may fit too
+      *acquired = true;
+      return {};
+    }
+    const Clock::time_point now = Clock::now();
+    if (deadline && now >= *deadline) {
+      me->ticket = 0;
+      ++region_->timed_out;
+      WakeAll(region_);  // the head may have changed
+      *acquired = false;
+      return {};
+    }
+    // Sleep until something changes, at most kReclaimEvery (dead holders
+    // never wake anyone), then look for dead processes.
+    auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(kReclaimEvery);
+    if (deadline) wait = std::min(wait, std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - now));
+    const uint32_t seen = region_->wake.load(std::memory_order_acquire);
+    lock.Unlock();
+    timespec ts{static_cast<time_t>(wait.count() / 1'000'000'000), static_cast<long>(wait.count() % 1'000'000'000)};
+    Futex(&region_->wake, FUTEX_WAIT, seen, &ts);
+    lock.Relock();
+    if (me->ticket != ticket) {
+      // Our slot was cleared as dead: impossible for a live process unless
+      // its start time could not be read; queue again at the back.
+      me->pid = getpid();
+      me->start_time = SelfStartTime();
+      me->n = n;
+      me->ticket = region_->next_ticket++;
+    }
+    if (Reclaim(region_)) WakeAll(region_);
+  }
+}
+
+Status SharedLimiter::Release(int64_t n) {
+  RegionLock lock(region_);
+  Holder* h = OwnSlot(region_, false);
+  const int64_t held = h != nullptr ? h->permits : 0;
+  if (n > held) {
+    return {Code::kInvalidArgument, "releasing " + std::to_string(n) + " permits but this process holds " +
+                                        std::to_string(held)};
+  }
+  h->permits -= n;
+  if (h->permits == 0) h->pid = 0;  // free the slot
+  WakeAll(region_);
+  return {};
+}
+
+Status SharedLimiter::SetCapacity(int64_t capacity) {
+  RegionLock lock(region_);
+  region_->capacity = capacity;
+  WakeAll(region_);
+  return {};
+}
+
+SharedLimiterStats SharedLimiter::Stats() {
+  RegionLock lock(region_);
+  if (Reclaim(region_)) WakeAll(region_);
+  SharedLimiterStats s;
+  s.capacity = region_->capacity;
+  s.in_use = InUse(region_);
+  s.waiting = Waiting(region_);
+  for (const Holder& h : region_->holders) s.holders += h.pid != 0 ? 1 : 0;
+  s.granted = region_->granted;
+  s.rejected = region_->rejected;
+  s.timed_out = region_->timed_out;
+  s.reclaimed = region_->reclaimed;
+  return s;
+}
+
+}  // namespace berth
