@@ -27,6 +27,7 @@
 #include "core/limit/bucket.h"
 #include "core/limit/limiter.h"
 #include "core/limit/notifier.h"
+#include "core/limit/shared.h"
 #include "core/pool/pool.h"
 #include "core/selector/selector.h"
 
@@ -60,6 +61,10 @@ struct berth_limiter {
 
 struct berth_notifier {
   std::shared_ptr<berth::Notifier> notifier;
+};
+
+struct berth_shared_limiter {
+  berth::MiUnique<berth::SharedLimiter> limiter;
 };
 
 struct berth_bucket {
@@ -199,6 +204,8 @@ berth_buffer* Detach(flatbuffers::FlatBufferBuilder& fbb) {
 
 static_assert(static_cast<int>(Code::kNotSynced) == BERTH_ERR_NOT_SYNCED);
 static_assert(static_cast<int>(Code::kBadSelector) == BERTH_ERR_BAD_SELECTOR);
+static_assert(static_cast<int>(Code::kTimeout) == BERTH_ERR_TIMEOUT);
+static_assert(static_cast<int>(Code::kBadRegion) == BERTH_ERR_BAD_REGION);
 static_assert(BERTH_MAX_PAYLOAD_LEN == berth::kMaxPayloadLen);
 static_assert(BERTH_MAX_LABELS == berth::kMaxLabels);
 
@@ -399,6 +406,7 @@ const char* berth_status_name(berth_status status) {
     case BERTH_ERR_NOT_SYNCED: return "BERTH_ERR_NOT_SYNCED";
     case BERTH_ERR_BAD_SELECTOR: return "BERTH_ERR_BAD_SELECTOR";
     case BERTH_ERR_TIMEOUT: return "BERTH_ERR_TIMEOUT";
+    case BERTH_ERR_BAD_REGION: return "BERTH_ERR_BAD_REGION";
     default: return "BERTH_UNKNOWN_STATUS";
   }
 }
@@ -1046,6 +1054,109 @@ berth_status berth_notifier_drain(size_t* out_count, berth_notifier* notifier, u
     BERTH_REQUIRE(notifier != nullptr, fn, "notifier is NULL");
     BERTH_REQUIRE(tokens != nullptr || cap == 0, fn, "tokens is NULL with cap > 0");
     *out_count = cap == 0 ? 0 : notifier->notifier->Drain(tokens, cap);
+    return BERTH_OK;
+  });
+}
+
+// ---- shared limiter ------------------------------------------------------------------
+
+berth_status berth_shared_limiter_open(berth_shared_limiter** out_limiter, const char* name,
+                                       size_t name_len, int64_t capacity, int create) {
+  static const char* fn = "berth_shared_limiter_open";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_limiter != nullptr, fn, "out_limiter is NULL");
+    BERTH_VIEW(nm, name, name_len, fn, "name");
+    BERTH_REQUIRE(create == 0 || create == 1, fn, "create must be 0 or 1");
+    if (create == 1) {
+      if (berth_status st = CheckCount(fn, "capacity", capacity); st != BERTH_OK) return st;
+    }
+    auto handle = berth::MakeMiUnique<berth_shared_limiter>();
+    BERTH_CHECK(berth::SharedLimiter::Open(nm, capacity, create == 1, &handle->limiter), fn);
+    *out_limiter = handle.release();
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_shared_limiter_close(berth_shared_limiter* limiter) {
+  return Guard("berth_shared_limiter_close", [&]() -> berth_status {
+    berth::MiUnique<berth_shared_limiter> owned(limiter);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_shared_limiter_unlink(const char* name, size_t name_len) {
+  static const char* fn = "berth_shared_limiter_unlink";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_VIEW(nm, name, name_len, fn, "name");
+    BERTH_CHECK(berth::SharedLimiter::Unlink(nm), fn);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_shared_limiter_try_acquire(int* out_refusal, berth_shared_limiter* limiter,
+                                              int64_t n) {
+  static const char* fn = "berth_shared_limiter_try_acquire";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_refusal != nullptr, fn, "out_refusal is NULL");
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
+    berth::Refusal why = berth::Refusal::kNone;
+    BERTH_CHECK(limiter->limiter->TryAcquire(n, &why), fn);
+    *out_refusal = why == berth::Refusal::kNone         ? BERTH_LIMIT_GRANTED
+                   : why == berth::Refusal::kAtCapacity ? BERTH_LIMIT_AT_CAPACITY
+                                                        : BERTH_LIMIT_WAITERS_QUEUED;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_shared_limiter_acquire(berth_shared_limiter* limiter, int64_t n,
+                                          int64_t timeout_ns) {
+  static const char* fn = "berth_shared_limiter_acquire";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
+    std::optional<berth::SharedLimiter::Clock::time_point> deadline;
+    if (timeout_ns >= 0) {
+      deadline = berth::SharedLimiter::Clock::now() + std::chrono::nanoseconds(timeout_ns);
+    }
+    bool acquired = false;
+    BERTH_CHECK(limiter->limiter->Acquire(n, deadline, &acquired), fn);
+    if (!acquired) {
+      return Fail(fn, BERTH_ERR_TIMEOUT, "no permits within " + std::to_string(timeout_ns) + " ns");
+    }
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_shared_limiter_release(berth_shared_limiter* limiter, int64_t n) {
+  static const char* fn = "berth_shared_limiter_release";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
+    BERTH_CHECK(limiter->limiter->Release(n), fn);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_shared_limiter_set_capacity(berth_shared_limiter* limiter, int64_t capacity) {
+  static const char* fn = "berth_shared_limiter_set_capacity";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    if (berth_status st = CheckCount(fn, "capacity", capacity); st != BERTH_OK) return st;
+    BERTH_CHECK(limiter->limiter->SetCapacity(capacity), fn);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_shared_limiter_get_stats(berth_shared_limiter_stats* out_stats,
+                                            berth_shared_limiter* limiter) {
+  static const char* fn = "berth_shared_limiter_get_stats";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_stats != nullptr, fn, "out_stats is NULL");
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    const berth::SharedLimiterStats s = limiter->limiter->Stats();
+    *out_stats = berth_shared_limiter_stats{s.capacity, s.in_use,   s.waiting,   s.holders,
+                                            s.granted,  s.rejected, s.timed_out, s.reclaimed};
     return BERTH_OK;
   });
 }

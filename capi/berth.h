@@ -87,7 +87,11 @@ enum {
    * offset and what was expected. Since 0.2. */
   BERTH_ERR_BAD_SELECTOR = 9,
   /* A blocking wait reached its deadline; nothing is held. Since 0.3. */
-  BERTH_ERR_TIMEOUT = 10
+  BERTH_ERR_TIMEOUT = 10,
+  /* A shared-memory region exists under the name but is not a Berth shared
+   * limiter of this layout (foreign, corrupt, or another version). Nothing
+   * was changed in it. Since 0.3. */
+  BERTH_ERR_BAD_REGION = 11
 };
 
 /* ------------------------------------------------------------------------ */
@@ -144,6 +148,10 @@ typedef struct berth_notifier berth_notifier;
 
 /* A token-bucket rate limiter. Since 0.3. */
 typedef struct berth_bucket berth_bucket;
+
+/* A handle on a concurrency limiter in named shared memory, shared by every
+ * process of the host that opens the same name. Since 0.3. */
+typedef struct berth_shared_limiter berth_shared_limiter;
 
 /* ------------------------------------------------------------------------ */
 /* Plain structs                                                             */
@@ -698,6 +706,78 @@ BERTH_API berth_status berth_notifier_fd(int* out_fd, const berth_notifier* noti
  * be drained once only. Since 0.3. */
 BERTH_API berth_status berth_notifier_drain(size_t* out_count, berth_notifier* notifier,
                                             uint64_t* tokens, size_t cap);
+
+/* ------------------------------------------------------------------------ */
+/* Shared limiter                                                            */
+/*                                                                           */
+/* A concurrency limiter in the POSIX shared-memory region "/berth.<name>",  */
+/* so one capacity holds across every worker process that opens it. Permits  */
+/* belong to processes, not handles: a process releases what it acquired,   */
+/* through any of its handles. If a process dies holding permits (crash,     */
+/* SIGKILL), they come back: holders are recorded by pid and start time, and */
+/* a holder that is gone, a zombie, or a different process under a reused   */
+/* pid is reclaimed when another process looks (any acquire that does not    */
+/* fit, every stats call, and every 50 ms while someone waits). The region's */
+/* mutex is robust, so a process dying inside a call blocks nobody. Waiters  */
+/* are FIFO across processes. A region that is not a Berth shared limiter of */
+/* this layout is refused with BERTH_ERR_BAD_REGION and left untouched.      */
+/*                                                                           */
+/* Names: 1 to 200 bytes of [A-Za-z0-9._-]. Limits: 128 holding processes    */
+/* and 256 waiting threads at once.                                          */
+/* Threading: every call is thread-safe and process-safe.                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct berth_shared_limiter_stats {
+  int64_t capacity;
+  int64_t in_use;
+  int64_t waiting;
+  int64_t holders;     /* processes holding permits */
+  uint64_t granted;
+  uint64_t rejected;
+  uint64_t timed_out;
+  uint64_t reclaimed;  /* permits taken back from dead processes */
+} berth_shared_limiter_stats;
+
+/* Opens the shared limiter `name`; with create = 1 it is created with
+ * `capacity` (>= 1) if it does not exist (an existing one keeps its
+ * capacity: use berth_shared_limiter_set_capacity). The caller owns the
+ * handle. Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME;
+ * BERTH_ERR_NOT_FOUND (create = 0 and absent); BERTH_ERR_BAD_REGION;
+ * BERTH_ERR_INTERNAL (the OS refused: the message says why). Since 0.3. */
+BERTH_API berth_status berth_shared_limiter_open(berth_shared_limiter** out_limiter,
+                                                 const char* name, size_t name_len,
+                                                 int64_t capacity, int create);
+
+/* Closes a handle (unmaps). Permits this process holds stay held until it
+ * releases them through another handle or exits. NULL is a no-op. No call
+ * may be in flight on the handle. Since 0.3. */
+BERTH_API berth_status berth_shared_limiter_close(berth_shared_limiter* limiter);
+
+/* Removes the name; processes that have it open keep using the region.
+ * Fails: BERTH_ERR_INVALID_NAME; BERTH_ERR_NOT_FOUND. Since 0.3. */
+BERTH_API berth_status berth_shared_limiter_unlink(const char* name, size_t name_len);
+
+/* As berth_limiter_try_acquire, for this process. Since 0.3. */
+BERTH_API berth_status berth_shared_limiter_try_acquire(int* out_refusal,
+                                                        berth_shared_limiter* limiter,
+                                                        int64_t n);
+
+/* As berth_limiter_acquire (blocks; BERTH_ERR_TIMEOUT after timeout_ns;
+ * < 0 waits without a deadline). Since 0.3. */
+BERTH_API berth_status berth_shared_limiter_acquire(berth_shared_limiter* limiter, int64_t n,
+                                                    int64_t timeout_ns);
+
+/* Returns n permits this process holds. Fails: BERTH_ERR_INVALID_ARGUMENT
+ * (n < 1, or more than this process holds: nothing changes). Since 0.3. */
+BERTH_API berth_status berth_shared_limiter_release(berth_shared_limiter* limiter, int64_t n);
+
+/* Changes the capacity for every process (>= 1). Since 0.3. */
+BERTH_API berth_status berth_shared_limiter_set_capacity(berth_shared_limiter* limiter,
+                                                         int64_t capacity);
+
+/* Reads the counters, reclaiming dead holders first. Since 0.3. */
+BERTH_API berth_status berth_shared_limiter_get_stats(berth_shared_limiter_stats* out_stats,
+                                                      berth_shared_limiter* limiter);
 
 /* ------------------------------------------------------------------------ */
 /* Token bucket                                                              */

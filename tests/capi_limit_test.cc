@@ -2,6 +2,7 @@
 // cycle through a notifier, and bad input that changes nothing.
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <functional>
@@ -138,6 +139,34 @@ TEST(CApiBucket, AllowReserveCancelWithExplicitTime) {
   ASSERT_EQ(berth_bucket_reserve(&r, b, 1, BERTH_NOW), BERTH_OK);  // the real clock
   EXPECT_EQ(r.delay_ns, 0);
   berth_bucket_free(b);
+}
+
+TEST(CApiSharedLimiter, OpenAcquireReleaseAcrossHandles) {
+  const std::string name = "capi-test-" + std::to_string(getpid());
+  berth_shared_limiter *a = nullptr, *b = nullptr;
+  ASSERT_EQ(berth_shared_limiter_open(&a, name.data(), name.size(), 2, 1), BERTH_OK) << LastError();
+  ASSERT_EQ(berth_shared_limiter_open(&b, name.data(), name.size(), 0, 0), BERTH_OK) << LastError();
+  int why = -1;
+  ASSERT_EQ(berth_shared_limiter_try_acquire(&why, a, 2), BERTH_OK);
+  EXPECT_EQ(why, BERTH_LIMIT_GRANTED);
+  EXPECT_EQ(berth_shared_limiter_acquire(b, 1, 5 * kMs), BERTH_ERR_TIMEOUT);
+  berth_shared_limiter_stats st{};
+  ASSERT_EQ(berth_shared_limiter_get_stats(&st, b), BERTH_OK);
+  EXPECT_EQ(st.in_use, 2);
+  EXPECT_EQ(st.holders, 1);
+  EXPECT_EQ(st.timed_out, 1u);
+  EXPECT_EQ(berth_shared_limiter_release(b, 3), BERTH_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("this process holds 2"), std::string::npos);
+  ASSERT_EQ(berth_shared_limiter_release(b, 2), BERTH_OK);
+  ASSERT_EQ(berth_shared_limiter_close(a), BERTH_OK);
+  ASSERT_EQ(berth_shared_limiter_close(b), BERTH_OK);
+  ASSERT_EQ(berth_shared_limiter_unlink(name.data(), name.size()), BERTH_OK);
+  EXPECT_EQ(berth_shared_limiter_unlink(name.data(), name.size()), BERTH_ERR_NOT_FOUND);
+  EXPECT_EQ(berth_shared_limiter_open(&a, name.data(), name.size(), 2, 0), BERTH_ERR_NOT_FOUND);
+  EXPECT_EQ(berth_shared_limiter_open(&a, "a/b", 3, 2, 1), BERTH_ERR_INVALID_NAME);
+  EXPECT_EQ(berth_shared_limiter_open(&a, name.data(), name.size(), 0, 1), BERTH_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(berth_shared_limiter_open(&a, name.data(), name.size(), 1, 2), BERTH_ERR_INVALID_ARGUMENT);
+  EXPECT_STREQ(berth_status_name(BERTH_ERR_BAD_REGION), "BERTH_ERR_BAD_REGION");
 }
 
 struct BadCall {
