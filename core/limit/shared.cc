@@ -14,6 +14,7 @@
 #include <cstring>
 #include <ctime>
 #include <new>
+#include <mutex>
 #include <thread>
 
 namespace berth {
@@ -85,11 +86,24 @@ std::optional<ProcInfo> ReadProc(int32_t pid) {
   return ProcInfo{std::strtoull(p, nullptr, 10), state == 'Z' || state == 'X'};
 }
 
+// getpid() is a real system call (glibc stopped caching it); every
+// operation needs it, so it is cached and refreshed in forked children.
+std::atomic<int32_t> g_pid{0};
+std::once_flag g_pid_once;
+
+int32_t SelfPid() {
+  std::call_once(g_pid_once, [] {
+    g_pid.store(getpid());
+    pthread_atfork(nullptr, nullptr, [] { g_pid.store(getpid()); });
+  });
+  return g_pid.load(std::memory_order_relaxed);
+}
+
 uint64_t SelfStartTime() {
   // Cached per pid: a forked child has its own.
   static thread_local int32_t cached_pid = 0;
   static thread_local uint64_t cached = 0;
-  const int32_t pid = getpid();
+  const int32_t pid = SelfPid();
   if (pid != cached_pid) {
     std::optional<ProcInfo> info = ReadProc(pid);
     cached = info ? info->start_time : 0;
@@ -99,7 +113,7 @@ uint64_t SelfStartTime() {
 }
 
 bool Alive(int32_t pid, uint64_t start_time) {
-  if (pid == getpid()) return true;
+  if (pid == SelfPid()) return true;
   std::optional<ProcInfo> info = ReadProc(pid);
   return info && !info->zombie && info->start_time == start_time;
 }
@@ -117,8 +131,13 @@ struct SharedLimiter::Region {
   uint32_t size;
   std::atomic<uint32_t> ready;  // the creator sets it last
   std::atomic<uint32_t> wake;   // bumped on every change waiters care about
+  uint32_t queued;              // queued waiters; may run high after a crash
+                                // (costs a scan or a wake, never a grant) and
+                                // is recounted whenever dead ones are reclaimed
   pthread_mutex_t mu;           // process-shared, robust
   int64_t capacity;
+  int64_t in_use;               // = sum of live holders' permits; recounted
+                                // when a process died holding the mutex
   uint64_t granted, rejected, timed_out, reclaimed;
   uint64_t next_ticket;
   Holder holders[kSharedHolders];
@@ -129,29 +148,36 @@ namespace {
 
 using Region = SharedLimiter::Region;
 
-// Holds the region's robust mutex; a previous owner that died is forgiven
-// (every update is a single store, so the state is consistent).
+// The counters kept beside the slots (in-use, queued) can only disagree
+// with the slots if a process died between two stores, which it can only do
+// holding the mutex: the next locker gets EOWNERDEAD and recounts.
+void Recount(Region* r) {
+  int64_t in_use = 0;
+  for (const Holder& h : r->holders) in_use += h.pid != 0 ? h.permits : 0;
+  uint32_t queued = 0;
+  for (const Waiter& w : r->waiters) queued += w.ticket != 0 ? 1 : 0;
+  r->in_use = in_use;
+  r->queued = queued;
+}
+
+// Holds the region's robust mutex; a previous owner that died is forgiven.
 class RegionLock {
  public:
-  explicit RegionLock(Region* r) : r_(r) {
-    const int rc = pthread_mutex_lock(&r_->mu);
-    if (rc == EOWNERDEAD) pthread_mutex_consistent(&r_->mu);
-  }
+  explicit RegionLock(Region* r) : r_(r) { Relock(); }
   ~RegionLock() { pthread_mutex_unlock(&r_->mu); }
   void Unlock() { pthread_mutex_unlock(&r_->mu); }
   void Relock() {
-    if (pthread_mutex_lock(&r_->mu) == EOWNERDEAD) pthread_mutex_consistent(&r_->mu);
+    if (pthread_mutex_lock(&r_->mu) == EOWNERDEAD) {
+      Recount(r_);
+      pthread_mutex_consistent(&r_->mu);
+    }
   }
 
  private:
   Region* r_;
 };
 
-int64_t InUse(const Region* r) {
-  int64_t sum = 0;
-  for (const Holder& h : r->holders) sum += h.pid != 0 ? h.permits : 0;
-  return sum;
-}
+int64_t InUse(const Region* r) { return r->in_use; }
 
 // Frees the slots of dead processes, giving their permits back.
 bool Reclaim(Region* r) {
@@ -159,23 +185,25 @@ bool Reclaim(Region* r) {
   for (Holder& h : r->holders) {
     if (h.pid != 0 && !Alive(h.pid, h.start_time)) {
       r->reclaimed += static_cast<uint64_t>(h.permits);
+      r->in_use -= h.permits;
       h.pid = 0;
       h.permits = 0;
       changed = true;
     }
   }
+  uint32_t waiting = 0;
   for (Waiter& w : r->waiters) {
     if (w.ticket != 0 && !Alive(w.pid, w.start_time)) {
       w.ticket = 0;
       changed = true;
     }
+    waiting += w.ticket != 0 ? 1 : 0;
   }
+  r->queued = waiting;
   return changed;
 }
 
-Holder* OwnSlot(Region* r, bool allocate) {
-  const int32_t pid = getpid();
-  const uint64_t start = SelfStartTime();
+Holder* OwnSlotScan(Region* r, bool allocate, int32_t pid, uint64_t start) {
   Holder* free_slot = nullptr;
   for (Holder& h : r->holders) {
     if (h.pid == pid && h.start_time == start) return &h;
@@ -188,8 +216,22 @@ Holder* OwnSlot(Region* r, bool allocate) {
   return free_slot;
 }
 
+// This process's holder slot; `hint` remembers where it was last time.
+Holder* OwnSlot(Region* r, bool allocate, int* hint) {
+  const int32_t pid = SelfPid();
+  const uint64_t start = SelfStartTime();
+  if (*hint >= 0 && r->holders[*hint].pid == pid && r->holders[*hint].start_time == start) {
+    return &r->holders[*hint];
+  }
+  Holder* found = OwnSlotScan(r, allocate, pid, start);
+  if (found != nullptr) *hint = static_cast<int>(found - r->holders);
+  return found;
+}
+
+
 // The earliest live waiter's ticket, 0 if none.
 uint64_t HeadTicket(const Region* r) {
+  if (r->queued == 0) return 0;
   uint64_t head = 0;
   for (const Waiter& w : r->waiters) {
     if (w.ticket != 0 && (head == 0 || w.ticket < head)) head = w.ticket;
@@ -205,16 +247,17 @@ int64_t Waiting(const Region* r) {
 
 void WakeAll(Region* r) {
   r->wake.fetch_add(1, std::memory_order_release);
-  Futex(&r->wake, FUTEX_WAKE, INT_MAX, nullptr);
+  if (r->queued != 0) Futex(&r->wake, FUTEX_WAKE, INT_MAX, nullptr);
 }
 
 // Grants n to this process if it fits; false if it does not, or if no holder
 // slot is free (then the caller waits like for permits).
-bool GrantLocked(Region* r, int64_t n) {
+bool GrantLocked(Region* r, int64_t n, int* hint) {
   if (InUse(r) + n > r->capacity) return false;
-  Holder* h = OwnSlot(r, true);
+  Holder* h = OwnSlot(r, true, hint);
   if (h == nullptr) return false;
   h->permits += n;
+  r->in_use += n;
   ++r->granted;
   return true;
 }
@@ -270,6 +313,7 @@ Status SharedLimiter::Open(std::string_view name, int64_t capacity, bool create,
     r->version = kLayoutVersion;
     r->size = static_cast<uint32_t>(size);
     r->capacity = capacity;
+    r->in_use = 0;
     r->next_ticket = 1;
     pthread_mutexattr_t attr;
     pthread_mutexattr_init(&attr);
@@ -310,7 +354,7 @@ Status SharedLimiter::TryAcquire(int64_t n, Refusal* refusal) {
                                         std::to_string(region_->capacity) + ")"};
   }
   for (int pass = 0; pass < 2; ++pass) {
-    if (HeadTicket(region_) == 0 && GrantLocked(region_, n)) {
+    if (HeadTicket(region_) == 0 && GrantLocked(region_, n, &slot_hint_)) {
       *refusal = Refusal::kNone;
       return {};
     }
@@ -327,7 +371,7 @@ Status SharedLimiter::Acquire(int64_t n, std::optional<Clock::time_point> deadli
     return {Code::kInvalidArgument, "n (" + std::to_string(n) + ") exceeds the capacity (" +
                                         std::to_string(region_->capacity) + ")"};
   }
-  if (HeadTicket(region_) == 0 && GrantLocked(region_, n)) {
+  if (HeadTicket(region_) == 0 && GrantLocked(region_, n, &slot_hint_)) {
     *acquired = true;
     return {};
   }
@@ -336,7 +380,8 @@ Status SharedLimiter::Acquire(int64_t n, std::optional<Clock::time_point> deadli
   for (int attempt = 0; me == nullptr; ++attempt) {
     for (Waiter& w : region_->waiters) {
       if (w.ticket == 0) {
-        w.pid = getpid();
+        ++region_->queued;  // before the slot: a crash leaves it high, not low
+        w.pid = SelfPid();
         w.start_time = SelfStartTime();
         w.n = n;
         w.ticket = region_->next_ticket++;
@@ -351,8 +396,9 @@ Status SharedLimiter::Acquire(int64_t n, std::optional<Clock::time_point> deadli
   }
   const uint64_t ticket = me->ticket;
   for (;;) {
-    if (HeadTicket(region_) == ticket && GrantLocked(region_, n)) {
+    if (HeadTicket(region_) == ticket && GrantLocked(region_, n, &slot_hint_)) {
       me->ticket = 0;
+      --region_->queued;
       WakeAll(region_);  // the next waiter may fit too
       *acquired = true;
       return {};
@@ -360,6 +406,7 @@ Status SharedLimiter::Acquire(int64_t n, std::optional<Clock::time_point> deadli
     const Clock::time_point now = Clock::now();
     if (deadline && now >= *deadline) {
       me->ticket = 0;
+      --region_->queued;
       ++region_->timed_out;
       WakeAll(region_);  // the head may have changed
       *acquired = false;
@@ -377,7 +424,8 @@ Status SharedLimiter::Acquire(int64_t n, std::optional<Clock::time_point> deadli
     if (me->ticket != ticket) {
       // Our slot was cleared as dead: impossible for a live process unless
       // its start time could not be read; queue again at the back.
-      me->pid = getpid();
+      ++region_->queued;
+      me->pid = SelfPid();
       me->start_time = SelfStartTime();
       me->n = n;
       me->ticket = region_->next_ticket++;
@@ -388,12 +436,13 @@ Status SharedLimiter::Acquire(int64_t n, std::optional<Clock::time_point> deadli
 
 Status SharedLimiter::Release(int64_t n) {
   RegionLock lock(region_);
-  Holder* h = OwnSlot(region_, false);
+  Holder* h = OwnSlot(region_, false, &slot_hint_);
   const int64_t held = h != nullptr ? h->permits : 0;
   if (n > held) {
     return {Code::kInvalidArgument, "releasing " + std::to_string(n) + " permits but this process holds " +
                                         std::to_string(held)};
   }
+  region_->in_use -= n;
   h->permits -= n;
   if (h->permits == 0) h->pid = 0;  // free the slot
   WakeAll(region_);

@@ -79,6 +79,7 @@ class SharedLimiter {
  private:
   Region* region_;
   size_t size_;
+  int slot_hint_ = -1;  // where this process's holder slot was last seen
 };
 
 }  // namespace berth
