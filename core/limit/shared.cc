@@ -22,7 +22,7 @@ namespace berth {
 namespace {
 
 constexpr uint64_t kMagic = 0x4C485348'54524542ull;  // "BERTHSHL"
-constexpr uint32_t kLayoutVersion = 1;
+constexpr uint32_t kLayoutVersion = 2;
 constexpr auto kReclaimEvery = std::chrono::milliseconds(50);
 
 struct Holder {
@@ -125,6 +125,20 @@ long Futex(std::atomic<uint32_t>* addr, int op, uint32_t val, const timespec* ti
 
 }  // namespace
 
+// The region's lock: robust like a PTHREAD_MUTEX_ROBUST mutex (a process
+// that dies holding it does not wedge the others), but cheap: one CAS to
+// lock and one store to unlock, a short spin before sleeping on a shared
+// futex, and a syscall on unlock only when someone sleeps. The owner word
+// names the holder by pid and start time; a sleeper that wakes (at least
+// every 10 ms) to find the owner dead takes the lock over, and the caller
+// recounts. (The robust pthread mutex maintained a per-thread robust list in
+// the shared line on every lock and unlock: ~10x the in-process cost.)
+struct RegionMutex {
+  std::atomic<uint64_t> owner;     // 0 free, else pid << 32 | start time low bits
+  std::atomic<uint32_t> sleepers;
+  std::atomic<uint32_t> wakeups;   // the futex word sleepers wait on
+};
+
 struct SharedLimiter::Region {
   uint64_t magic;
   uint32_t version;
@@ -134,7 +148,7 @@ struct SharedLimiter::Region {
   uint32_t queued;              // queued waiters; may run high after a crash
                                 // (costs a scan or a wake, never a grant) and
                                 // is recounted whenever dead ones are reclaimed
-  pthread_mutex_t mu;           // process-shared, robust
+  RegionMutex mu;
   int64_t capacity;
   int64_t in_use;               // = sum of live holders' permits; recounted
                                 // when a process died holding the mutex
@@ -150,7 +164,7 @@ using Region = SharedLimiter::Region;
 
 // The counters kept beside the slots (in-use, queued) can only disagree
 // with the slots if a process died between two stores, which it can only do
-// holding the mutex: the next locker gets EOWNERDEAD and recounts.
+// holding the lock: whoever takes the lock over from it recounts.
 void Recount(Region* r) {
   int64_t in_use = 0;
   for (const Holder& h : r->holders) in_use += h.pid != 0 ? h.permits : 0;
@@ -160,17 +174,68 @@ void Recount(Region* r) {
   r->queued = queued;
 }
 
-// Holds the region's robust mutex; a previous owner that died is forgiven.
+uint64_t SelfTag() {
+  return static_cast<uint64_t>(static_cast<uint32_t>(SelfPid())) << 32 |
+         (SelfStartTime() & 0xFFFFFFFFu);
+}
+
+bool TagAlive(uint64_t tag) {
+  const auto pid = static_cast<int32_t>(tag >> 32);
+  if (pid == SelfPid()) return true;
+  std::optional<ProcInfo> info = ReadProc(pid);
+  return info && !info->zombie && (info->start_time & 0xFFFFFFFFu) == (tag & 0xFFFFFFFFu);
+}
+
+inline void Pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Returns true if the lock was taken over from a dead owner.
+bool LockRegion(RegionMutex* m) {
+  const uint64_t me = SelfTag();
+  for (int spin = 0;; ++spin) {
+    uint64_t cur = m->owner.load(std::memory_order_relaxed);
+    if (cur == 0 && m->owner.compare_exchange_weak(cur, me, std::memory_order_acquire)) return false;
+    if (spin < 200) {
+      Pause();
+      continue;
+    }
+    if (cur != 0 && !TagAlive(cur)) {
+      if (m->owner.compare_exchange_strong(cur, me, std::memory_order_acquire)) return true;
+      continue;
+    }
+    // Announce, then re-check before sleeping: an unlock either sees us and
+    // wakes, or we see it free.
+    m->sleepers.fetch_add(1, std::memory_order_seq_cst);
+    const uint32_t seen = m->wakeups.load(std::memory_order_seq_cst);
+    if (m->owner.load(std::memory_order_seq_cst) != 0) {
+      const timespec ts{0, 10'000'000};  // dead owners never unlock: look again in 10 ms
+      Futex(&m->wakeups, FUTEX_WAIT, seen, &ts);
+    }
+    m->sleepers.fetch_sub(1, std::memory_order_relaxed);
+    spin = 0;
+  }
+}
+
+void UnlockRegion(RegionMutex* m) {
+  m->owner.store(0, std::memory_order_seq_cst);
+  if (m->sleepers.load(std::memory_order_seq_cst) != 0) {
+    m->wakeups.fetch_add(1, std::memory_order_seq_cst);
+    Futex(&m->wakeups, FUTEX_WAKE, 1, nullptr);
+  }
+}
+
+// Holds the region's lock; a previous owner that died is forgiven and the
+// counts are recounted.
 class RegionLock {
  public:
   explicit RegionLock(Region* r) : r_(r) { Relock(); }
-  ~RegionLock() { pthread_mutex_unlock(&r_->mu); }
-  void Unlock() { pthread_mutex_unlock(&r_->mu); }
+  ~RegionLock() { UnlockRegion(&r_->mu); }
+  void Unlock() { UnlockRegion(&r_->mu); }
   void Relock() {
-    if (pthread_mutex_lock(&r_->mu) == EOWNERDEAD) {
-      Recount(r_);
-      pthread_mutex_consistent(&r_->mu);
-    }
+    if (LockRegion(&r_->mu)) Recount(r_);
   }
 
  private:
@@ -246,8 +311,11 @@ int64_t Waiting(const Region* r) {
 }
 
 void WakeAll(Region* r) {
+  // Waiters read `wake` under the lock before sleeping, so with none queued
+  // there is nobody to tell: skip even the shared-line write.
+  if (r->queued == 0) return;
   r->wake.fetch_add(1, std::memory_order_release);
-  if (r->queued != 0) Futex(&r->wake, FUTEX_WAKE, INT_MAX, nullptr);
+  Futex(&r->wake, FUTEX_WAKE, INT_MAX, nullptr);
 }
 
 // Grants n to this process if it fits; false if it does not, or if no holder
@@ -255,6 +323,7 @@ void WakeAll(Region* r) {
 bool GrantLocked(Region* r, int64_t n, int* hint) {
   if (InUse(r) + n > r->capacity) return false;
   Holder* h = OwnSlot(r, true, hint);
+  if (h == nullptr && Reclaim(r)) h = OwnSlot(r, true, hint);  // slots of dead processes
   if (h == nullptr) return false;
   h->permits += n;
   r->in_use += n;
@@ -314,13 +383,7 @@ Status SharedLimiter::Open(std::string_view name, int64_t capacity, bool create,
     r->size = static_cast<uint32_t>(size);
     r->capacity = capacity;
     r->in_use = 0;
-    r->next_ticket = 1;
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    pthread_mutex_init(&r->mu, &attr);
-    pthread_mutexattr_destroy(&attr);
+    r->next_ticket = 1;  // the lock and counters start at zero (memset)
     r->ready.store(1, std::memory_order_release);
   } else {
     for (int i = 0; i < 200 && r->ready.load(std::memory_order_acquire) == 0; ++i) {
@@ -443,8 +506,7 @@ Status SharedLimiter::Release(int64_t n) {
                                         std::to_string(held)};
   }
   region_->in_use -= n;
-  h->permits -= n;
-  if (h->permits == 0) h->pid = 0;  // free the slot
+  h->permits -= n;  // the slot stays this process's until it dies
   WakeAll(region_);
   return {};
 }
@@ -463,7 +525,7 @@ SharedLimiterStats SharedLimiter::Stats() {
   s.capacity = region_->capacity;
   s.in_use = InUse(region_);
   s.waiting = Waiting(region_);
-  for (const Holder& h : region_->holders) s.holders += h.pid != 0 ? 1 : 0;
+  for (const Holder& h : region_->holders) s.holders += h.pid != 0 && h.permits > 0 ? 1 : 0;
   s.granted = region_->granted;
   s.rejected = region_->rejected;
   s.timed_out = region_->timed_out;

@@ -2,7 +2,7 @@
 // shared-memory region, so every worker process of a host that opens the
 // same name obeys one capacity, whichever worker takes the request.
 //
-// Crash safety is the point. The region's mutex is robust (a process that
+// Crash safety is the point. The region's lock is robust (a process that
 // dies holding it does not wedge the others), and permits are recorded per
 // holder process (pid + start time, so a reused pid is not mistaken for the
 // dead one): in-use is the sum of the holders' permits, and a holder found
@@ -17,8 +17,6 @@
 //
 // Thread-safe and process-safe.
 #pragma once
-
-#include <pthread.h>
 
 #include <atomic>
 #include <chrono>
@@ -41,7 +39,7 @@ struct SharedLimiterStats {
   int64_t capacity = 0;
   int64_t in_use = 0;
   int64_t waiting = 0;
-  int64_t holders = 0;      // processes holding permits
+  int64_t holders = 0;      // processes holding permits now
   uint64_t granted = 0;
   uint64_t rejected = 0;
   uint64_t timed_out = 0;
