@@ -50,6 +50,18 @@ def targets(records):
     if r:
         rate = 1e9 / r["berth_ns_per_op"]
         out.append(("event application, one core", f"{rate / 1e6:.2f}M/s", ">= 1M/s", rate >= 1e6))
+    r = find(records, "limiter_uncontended")
+    if r:
+        out.append(("uncontended acquire+release (C++)", f"{r['berth_ns_per_op']:.0f} ns", "<= 50 ns",
+                    r["berth_ns_per_op"] <= 50))
+    r = find(records, "shared_limiter_4_processes", threads=4)
+    if r:
+        f = r["berth_ns_per_op"] / r["baseline_ns_per_op"]
+        out.append(("shared limiter (4 processes) / in-process (4 threads)", f"{f:.2f}x", "<= 2x", f <= 2))
+    r = find(records, "limiter_async_python")
+    if r:
+        f = r["berth_ns_per_op"] / r["baseline_ns_per_op"]
+        out.append(("Python async acquire+release / asyncio.Semaphore", f"{f:.2f}x", "<= 2x", f <= 2))
     for name, goal, lang in (("binding_pair_go", 3, "Go"), ("binding_pair_python", 10, "Python")):
         r = find(records, name)
         if r:
