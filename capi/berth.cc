@@ -345,6 +345,15 @@ berth_status CheckTokens(const char* fn, const berth_bucket* bucket, int64_t n, 
   return BERTH_OK;
 }
 
+int CancelCode(berth::CancelOutcome c) {
+  switch (c) {
+    case berth::CancelOutcome::kWasWaiting: return BERTH_CANCEL_WAS_WAITING;
+    case berth::CancelOutcome::kWasGranted: return BERTH_CANCEL_WAS_GRANTED;
+    case berth::CancelOutcome::kUnknown: break;
+  }
+  return BERTH_CANCEL_UNKNOWN;
+}
+
 using PopFn = bool (berth::WarmPool::*)(berth::HandOut*);
 
 berth_status Pop(const char* fn, PopFn pop, berth_pool_key* out_key, berth_engine* engine,
@@ -975,12 +984,7 @@ berth_status berth_limiter_cancel(int* out_outcome, berth_limiter* limiter, uint
   static const char* fn = "berth_limiter_cancel";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    int outcome = BERTH_CANCEL_UNKNOWN;
-    switch (limiter->limiter.Cancel(ticket)) {
-      case berth::CancelOutcome::kWasWaiting: outcome = BERTH_CANCEL_WAS_WAITING; break;
-      case berth::CancelOutcome::kWasGranted: outcome = BERTH_CANCEL_WAS_GRANTED; break;
-      case berth::CancelOutcome::kUnknown: break;
-    }
+    const int outcome = CancelCode(limiter->limiter.Cancel(ticket));
     if (out_outcome != nullptr) *out_outcome = outcome;
     return BERTH_OK;
   });
@@ -1124,6 +1128,46 @@ berth_status berth_shared_limiter_acquire(berth_shared_limiter* limiter, int64_t
     if (!acquired) {
       return Fail(fn, BERTH_ERR_TIMEOUT, "no permits within " + std::to_string(timeout_ns) + " ns");
     }
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_shared_limiter_acquire_async(int* out_granted_now, uint64_t* out_ticket,
+                                                berth_shared_limiter* limiter, int64_t n,
+                                                berth_notifier* notifier, uint64_t token) {
+  static const char* fn = "berth_shared_limiter_acquire_async";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_granted_now != nullptr, fn, "out_granted_now is NULL");
+    BERTH_REQUIRE(out_ticket != nullptr, fn, "out_ticket is NULL");
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    BERTH_REQUIRE(notifier != nullptr, fn, "notifier is NULL");
+    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
+    bool now = false;
+    uint64_t ticket = 0;
+    BERTH_CHECK(limiter->limiter->Enqueue(n, notifier->notifier, token, &now, &ticket), fn);
+    *out_granted_now = now ? 1 : 0;
+    *out_ticket = ticket;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_shared_limiter_claim(int* out_claimed, berth_shared_limiter* limiter,
+                                        uint64_t ticket) {
+  static const char* fn = "berth_shared_limiter_claim";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_claimed != nullptr, fn, "out_claimed is NULL");
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    *out_claimed = limiter->limiter->Claim(ticket) ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_shared_limiter_cancel(int* out_outcome, berth_shared_limiter* limiter,
+                                         uint64_t ticket) {
+  static const char* fn = "berth_shared_limiter_cancel";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    if (out_outcome != nullptr) *out_outcome = CancelCode(limiter->limiter->Cancel(ticket));
     return BERTH_OK;
   });
 }

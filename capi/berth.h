@@ -767,6 +767,25 @@ BERTH_API berth_status berth_shared_limiter_try_acquire(int* out_refusal,
 BERTH_API berth_status berth_shared_limiter_acquire(berth_shared_limiter* limiter, int64_t n,
                                                     int64_t timeout_ns);
 
+/* As berth_limiter_acquire_async, for event loops: grants at once when it
+ * can, else queues a ticket; a background thread of this handle (started on
+ * first need) waits in the region for the handle's tickets in order and
+ * posts each grant's token to its notifier. Claim or cancel as for the
+ * in-process limiter; cancelling the ticket being waited for interrupts
+ * that wait, and anything granted to a cancelled ticket goes back. Closing
+ * the handle stops the thread and returns unclaimed grants. A handle must
+ * not be used for async waits in a process forked after it was opened
+ * (open one per process). Since 0.3. */
+BERTH_API berth_status berth_shared_limiter_acquire_async(int* out_granted_now,
+                                                          uint64_t* out_ticket,
+                                                          berth_shared_limiter* limiter,
+                                                          int64_t n, berth_notifier* notifier,
+                                                          uint64_t token);
+BERTH_API berth_status berth_shared_limiter_claim(int* out_claimed, berth_shared_limiter* limiter,
+                                                  uint64_t ticket);
+BERTH_API berth_status berth_shared_limiter_cancel(int* out_outcome, berth_shared_limiter* limiter,
+                                                   uint64_t ticket);
+
 /* Returns n permits this process holds. Fails: BERTH_ERR_INVALID_ARGUMENT
  * (n < 1, or more than this process holds: nothing changes). Since 0.3. */
 BERTH_API berth_status berth_shared_limiter_release(berth_shared_limiter* limiter, int64_t n);

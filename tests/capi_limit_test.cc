@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -158,6 +159,27 @@ TEST(CApiSharedLimiter, OpenAcquireReleaseAcrossHandles) {
   EXPECT_EQ(berth_shared_limiter_release(b, 3), BERTH_ERR_INVALID_ARGUMENT);
   EXPECT_NE(LastError().find("this process holds 2"), std::string::npos);
   ASSERT_EQ(berth_shared_limiter_release(b, 2), BERTH_OK);
+  // Async: granted at once, then a ticket that a release grants.
+  Notifier n;
+  int now = -1, claimed = 0;
+  uint64_t t1 = 0, t2 = 0;
+  ASSERT_EQ(berth_shared_limiter_acquire_async(&now, &t1, a, 2, n.n, 5), BERTH_OK);
+  EXPECT_EQ(now, 1);
+  ASSERT_EQ(berth_shared_limiter_acquire_async(&now, &t2, b, 1, n.n, 6), BERTH_OK);
+  EXPECT_EQ(now, 0);
+  ASSERT_EQ(berth_shared_limiter_release(a, 2), BERTH_OK);
+  std::vector<uint64_t> got;
+  for (int i = 0; i < 5000 && got.empty(); ++i) {
+    got = n.Drain();
+    if (got.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(got, std::vector<uint64_t>{6});
+  ASSERT_EQ(berth_shared_limiter_claim(&claimed, b, t2), BERTH_OK);
+  EXPECT_EQ(claimed, 1);
+  int outcome = -1;
+  ASSERT_EQ(berth_shared_limiter_cancel(&outcome, b, t2), BERTH_OK);
+  EXPECT_EQ(outcome, BERTH_CANCEL_UNKNOWN);  // claimed: the caller releases
+  ASSERT_EQ(berth_shared_limiter_release(b, 1), BERTH_OK);
   ASSERT_EQ(berth_shared_limiter_close(a), BERTH_OK);
   ASSERT_EQ(berth_shared_limiter_close(b), BERTH_OK);
   ASSERT_EQ(berth_shared_limiter_unlink(name.data(), name.size()), BERTH_OK);

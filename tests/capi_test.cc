@@ -412,7 +412,7 @@ TEST(CApiExports, OnlyBerthSymbolsAreExported) {
     }
   }
   ASSERT_EQ(pclose(f), 0);
-  EXPECT_GE(berth_symbols, 62);
+  EXPECT_GE(berth_symbols, 65);
   EXPECT_TRUE(foreign.empty()) << "exported: " << foreign.front();
 }
 

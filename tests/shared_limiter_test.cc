@@ -211,3 +211,112 @@ TEST(SharedLimiterProcesses, KilledHoldersGetTheirPermitsReclaimed) {
 
 }  // namespace
 }  // namespace berth
+
+namespace berth {
+namespace {
+
+std::shared_ptr<Notifier> NewNotifier() {
+  std::shared_ptr<Notifier> n;
+  EXPECT_TRUE(Notifier::Make(&n).ok());
+  return n;
+}
+
+std::vector<uint64_t> WaitTokens(Notifier& n, size_t want) {
+  std::vector<uint64_t> got;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (got.size() < want && std::chrono::steady_clock::now() < end) {
+    uint64_t buf[8];
+    const size_t k = n.Drain(buf, 8);
+    got.insert(got.end(), buf, buf + k);
+    if (k == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return got;
+}
+
+TEST(SharedLimiterAsync, TicketsAreGrantedInOrderAndClaimed) {
+  const std::string name = UniqueName("async");
+  Cleanup cleanup{name};
+  MiUnique<SharedLimiter> l;
+  ASSERT_TRUE(SharedLimiter::Open(name, 2, true, &l).ok());
+  auto n = NewNotifier();
+  bool now = false;
+  uint64_t t0, t1, t2;
+  ASSERT_TRUE(l->Enqueue(2, n, 10, &now, &t0).ok());
+  EXPECT_TRUE(now);  // free: granted at once, no ticket
+  ASSERT_TRUE(l->Enqueue(1, n, 11, &now, &t1).ok());
+  EXPECT_FALSE(now);
+  ASSERT_TRUE(l->Enqueue(1, n, 12, &now, &t2).ok());
+  EXPECT_FALSE(now);
+  ASSERT_TRUE(l->Release(2).ok());
+  EXPECT_EQ(WaitTokens(*n, 2), (std::vector<uint64_t>{11, 12}));
+  EXPECT_TRUE(l->Claim(t1));
+  EXPECT_TRUE(l->Claim(t2));
+  EXPECT_EQ(l->Stats().in_use, 2);
+  ASSERT_TRUE(l->Release(2).ok());
+}
+
+TEST(SharedLimiterAsync, CancelInterruptsTheWaitOrGivesTheGrantBack) {
+  const std::string name = UniqueName("cancel");
+  Cleanup cleanup{name};
+  MiUnique<SharedLimiter> l;
+  ASSERT_TRUE(SharedLimiter::Open(name, 1, true, &l).ok());
+  auto n = NewNotifier();
+  Refusal why;
+  ASSERT_TRUE(l->TryAcquire(1, &why).ok());
+  bool now;
+  uint64_t waiting, granted;
+  ASSERT_TRUE(l->Enqueue(1, n, 1, &now, &waiting).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the thread waits in the region
+  EXPECT_EQ(l->Cancel(waiting), CancelOutcome::kWasWaiting);
+  ASSERT_TRUE(l->Enqueue(1, n, 2, &now, &granted).ok());
+  ASSERT_TRUE(l->Release(1).ok());
+  EXPECT_EQ(WaitTokens(*n, 1), std::vector<uint64_t>{2});
+  EXPECT_EQ(l->Cancel(granted), CancelOutcome::kWasGranted);
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (l->Stats().in_use != 0 && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(l->Stats().in_use, 0);
+  EXPECT_EQ(l->Stats().waiting, 0);
+}
+
+TEST(SharedLimiterAsyncStress, RandomCancellationsNeverLeak) {
+  const std::string name = UniqueName("astress");
+  Cleanup cleanup{name};
+  MiUnique<SharedLimiter> l;
+  ASSERT_TRUE(SharedLimiter::Open(name, 2, true, &l).ok());
+  auto n = NewNotifier();
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; ++t) {
+    ts.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<unsigned>(t));
+      for (int i = 0; i < 400; ++i) {
+        bool now;
+        uint64_t ticket;
+        ASSERT_TRUE(l->Enqueue(1, n, 0, &now, &ticket).ok());
+        bool holding = now;
+        if (!now) {
+          if (rng() % 2 == 0) {
+            if (rng() % 2 == 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 300));
+            ASSERT_NE(l->Cancel(ticket), CancelOutcome::kUnknown);
+            continue;
+          }
+          while (!l->Claim(ticket)) std::this_thread::yield();
+          holding = true;
+        }
+        if (holding) ASSERT_TRUE(l->Release(1).ok());
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (l->Stats().in_use != 0 && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  SharedLimiterStats s = l->Stats();
+  EXPECT_EQ(s.in_use, 0);
+  EXPECT_EQ(s.waiting, 0);
+}
+
+}  // namespace
+}  // namespace berth

@@ -331,6 +331,15 @@ bool GrantLocked(Region* r, int64_t n, int* hint) {
   return true;
 }
 
+// A handle's cached slot index, read at the start of a call and written
+// back at the end (threads share the handle; the hint is only a hint).
+struct HintSlot {
+  explicit HintSlot(std::atomic<int>& a) : cached(a), v(a.load(std::memory_order_relaxed)) {}
+  ~HintSlot() { cached.store(v, std::memory_order_relaxed); }
+  std::atomic<int>& cached;
+  int v;
+};
+
 }  // namespace
 
 Status SharedLimiter::Open(std::string_view name, int64_t capacity, bool create,
@@ -408,16 +417,125 @@ Status SharedLimiter::Unlink(std::string_view name) {
   return {};
 }
 
-SharedLimiter::~SharedLimiter() { munmap(region_, size_); }
+SharedLimiter::~SharedLimiter() {
+  {
+    std::lock_guard<std::mutex> lock(async_.mu);
+    async_.stop = true;
+    async_.cancel_current.store(true, std::memory_order_release);
+  }
+  async_.cv.notify_all();
+  if (async_.thread.joinable()) {
+    WakeWaiters();
+    async_.thread.join();
+  }
+  // Grants nobody claimed would otherwise stay held until the process exits.
+  int64_t unclaimed = 0;
+  for (const auto& [ticket, n] : async_.unclaimed) unclaimed += n;
+  if (unclaimed > 0) (void)Release(unclaimed);
+  munmap(region_, size_);
+}
+
+void SharedLimiter::WakeWaiters() {
+  region_->wake.fetch_add(1, std::memory_order_release);
+  Futex(&region_->wake, FUTEX_WAKE, INT_MAX, nullptr);
+}
+
+Status SharedLimiter::Enqueue(int64_t n, std::shared_ptr<Notifier> notifier, uint64_t token,
+                              bool* granted_now, uint64_t* ticket) {
+  std::unique_lock<std::mutex> lock(async_.mu);
+  if (async_.queue.empty()) {  // nobody of ours waits: try at once
+    Refusal why;
+    if (Status s = TryAcquire(n, &why); !s.ok()) return s;
+    if (why == Refusal::kNone) {
+      *granted_now = true;
+      *ticket = 0;
+      return {};
+    }
+  } else if (n > Stats().capacity) {
+    return {Code::kInvalidArgument, "n (" + std::to_string(n) + ") exceeds the capacity"};
+  }
+  const uint64_t t = async_.next_ticket++;
+  async_.queue.push_back(AsyncWaiter{t, n, std::move(notifier), token});
+  if (!async_.thread.joinable()) async_.thread = std::thread([this] { AsyncLoop(); });
+  lock.unlock();
+  async_.cv.notify_one();
+  *granted_now = false;
+  *ticket = t;
+  return {};
+}
+
+void SharedLimiter::AsyncLoop() {
+  std::unique_lock<std::mutex> lock(async_.mu);
+  for (;;) {
+    async_.cv.wait(lock, [&] { return async_.stop || !async_.queue.empty(); });
+    if (async_.stop) return;
+    const AsyncWaiter w = async_.queue.front();
+    async_.current = w.ticket;
+    async_.cancel_current.store(false, std::memory_order_release);
+    lock.unlock();
+    bool acquired = false;
+    const Status s = AcquireUntil(w.n, std::nullopt, &async_.cancel_current, &acquired);
+    lock.lock();
+    async_.current = 0;
+    // A cancel took the ticket out of the queue already; otherwise it is
+    // still at the front.
+    const bool cancelled = async_.cancel_current.load(std::memory_order_acquire) ||
+                           async_.queue.empty() || async_.queue.front().ticket != w.ticket;
+    if (!cancelled) async_.queue.pop_front();
+    if (acquired && cancelled) {
+      lock.unlock();
+      (void)Release(w.n);  // granted after the cancel: give it back
+      lock.lock();
+    } else if (acquired) {
+      async_.unclaimed.emplace(w.ticket, w.n);
+      w.notifier->Post(w.token);
+    } else if (!cancelled && !s.ok()) {
+      // The region refused (too many waiters): leave the ticket queued and
+      // try again shortly rather than spin.
+      async_.queue.push_front(w);
+      async_.cv.wait_for(lock, kReclaimEvery);
+    }
+  }
+}
+
+bool SharedLimiter::Claim(uint64_t ticket) {
+  std::lock_guard<std::mutex> lock(async_.mu);
+  return async_.unclaimed.erase(ticket) != 0;
+}
+
+CancelOutcome SharedLimiter::Cancel(uint64_t ticket) {
+  std::unique_lock<std::mutex> lock(async_.mu);
+  if (auto it = async_.unclaimed.find(ticket); it != async_.unclaimed.end()) {
+    const int64_t n = it->second;
+    async_.unclaimed.erase(it);
+    lock.unlock();
+    (void)Release(n);
+    return CancelOutcome::kWasGranted;
+  }
+  for (auto it = async_.queue.begin(); it != async_.queue.end(); ++it) {
+    if (it->ticket != ticket) continue;
+    async_.queue.erase(it);
+    if (async_.current == ticket) {
+      // The thread is waiting in the region for it: interrupt that wait. If
+      // the grant lands first, the thread gives it back.
+      async_.cancel_current.store(true, std::memory_order_release);
+      lock.unlock();
+      WakeWaiters();
+    }
+    return CancelOutcome::kWasWaiting;
+  }
+  return CancelOutcome::kUnknown;
+}
 
 Status SharedLimiter::TryAcquire(int64_t n, Refusal* refusal) {
   RegionLock lock(region_);
+  HintSlot hint(slot_hint_);
   if (n > region_->capacity) {
     return {Code::kInvalidArgument, "n (" + std::to_string(n) + ") exceeds the capacity (" +
                                         std::to_string(region_->capacity) + ")"};
   }
   for (int pass = 0; pass < 2; ++pass) {
-    if (HeadTicket(region_) == 0 && GrantLocked(region_, n, &slot_hint_)) {
+    if (HeadTicket(region_) == 0 && GrantLocked(region_, n, &hint.v)) {
       *refusal = Refusal::kNone;
       return {};
     }
@@ -429,12 +547,18 @@ Status SharedLimiter::TryAcquire(int64_t n, Refusal* refusal) {
 }
 
 Status SharedLimiter::Acquire(int64_t n, std::optional<Clock::time_point> deadline, bool* acquired) {
+  return AcquireUntil(n, deadline, nullptr, acquired);
+}
+
+Status SharedLimiter::AcquireUntil(int64_t n, std::optional<Clock::time_point> deadline,
+                                   const std::atomic<bool>* cancel, bool* acquired) {
   RegionLock lock(region_);
+  HintSlot hint(slot_hint_);
   if (n > region_->capacity) {
     return {Code::kInvalidArgument, "n (" + std::to_string(n) + ") exceeds the capacity (" +
                                         std::to_string(region_->capacity) + ")"};
   }
-  if (HeadTicket(region_) == 0 && GrantLocked(region_, n, &slot_hint_)) {
+  if (HeadTicket(region_) == 0 && GrantLocked(region_, n, &hint.v)) {
     *acquired = true;
     return {};
   }
@@ -457,9 +581,9 @@ Status SharedLimiter::Acquire(int64_t n, std::optional<Clock::time_point> deadli
                                    std::to_string(kSharedWaiters) + ")"};
     }
   }
-  const uint64_t ticket = me->ticket;
+  uint64_t ticket = me->ticket;
   for (;;) {
-    if (HeadTicket(region_) == ticket && GrantLocked(region_, n, &slot_hint_)) {
+    if (HeadTicket(region_) == ticket && GrantLocked(region_, n, &hint.v)) {
       me->ticket = 0;
       --region_->queued;
       WakeAll(region_);  // the next waiter may fit too
@@ -467,10 +591,11 @@ Status SharedLimiter::Acquire(int64_t n, std::optional<Clock::time_point> deadli
       return {};
     }
     const Clock::time_point now = Clock::now();
-    if (deadline && now >= *deadline) {
+    const bool cancelled = cancel != nullptr && cancel->load(std::memory_order_acquire);
+    if (cancelled || (deadline && now >= *deadline)) {
       me->ticket = 0;
       --region_->queued;
-      ++region_->timed_out;
+      if (!cancelled) ++region_->timed_out;
       WakeAll(region_);  // the head may have changed
       *acquired = false;
       return {};
@@ -492,6 +617,7 @@ Status SharedLimiter::Acquire(int64_t n, std::optional<Clock::time_point> deadli
       me->start_time = SelfStartTime();
       me->n = n;
       me->ticket = region_->next_ticket++;
+      ticket = me->ticket;
     }
     if (Reclaim(region_)) WakeAll(region_);
   }
@@ -499,7 +625,8 @@ Status SharedLimiter::Acquire(int64_t n, std::optional<Clock::time_point> deadli
 
 Status SharedLimiter::Release(int64_t n) {
   RegionLock lock(region_);
-  Holder* h = OwnSlot(region_, false, &slot_hint_);
+  HintSlot hint(slot_hint_);
+  Holder* h = OwnSlot(region_, false, &hint.v);
   const int64_t held = h != nullptr ? h->permits : 0;
   if (n > held) {
     return {Code::kInvalidArgument, "releasing " + std::to_string(n) + " permits but this process holds " +

@@ -20,14 +20,21 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <unordered_map>
 
 #include "core/common/alloc.h"
 #include "core/common/status.h"
 #include "core/limit/limiter.h"
+#include "core/limit/notifier.h"
 
 namespace berth {
 
@@ -65,6 +72,18 @@ class SharedLimiter {
   // As ConcurrencyLimiter, permits counted per process.
   Status TryAcquire(int64_t n, Refusal* refusal);
   Status Acquire(int64_t n, std::optional<Clock::time_point> deadline, bool* acquired);
+  // Asynchronous acquire for event loops, as ConcurrencyLimiter::Enqueue:
+  // grants at once when it can, else queues a ticket. A background thread
+  // of this handle (started on first need) waits in the region for the
+  // tickets in order and posts each grant's token to its notifier; the
+  // caller then claims or cancels it. Cancelling the ticket being waited
+  // for interrupts that wait; whatever was granted to a cancelled ticket
+  // goes back.
+  Status Enqueue(int64_t n, std::shared_ptr<Notifier> notifier, uint64_t token, bool* granted_now,
+                 uint64_t* ticket);
+  bool Claim(uint64_t ticket);
+  CancelOutcome Cancel(uint64_t ticket);
+
   // kInvalidArgument if this process holds fewer than n.
   Status Release(int64_t n);
   Status SetCapacity(int64_t capacity);
@@ -75,9 +94,36 @@ class SharedLimiter {
   SharedLimiter(Private, Region* region, size_t size) : region_(region), size_(size) {}  // use Open
 
  private:
+  Status AcquireUntil(int64_t n, std::optional<Clock::time_point> deadline,
+                      const std::atomic<bool>* cancel, bool* acquired);
+  void WakeWaiters();  // wakes every waiter of the region (to see a cancel)
+  void AsyncLoop();
+
+  struct AsyncWaiter {
+    uint64_t ticket;
+    int64_t n;
+    std::shared_ptr<Notifier> notifier;
+    uint64_t token;
+  };
+  // The handle's asynchronous tickets; the thread serves them in order.
+  struct Async {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<AsyncWaiter, Alloc<AsyncWaiter>> queue;
+    std::unordered_map<uint64_t, int64_t, std::hash<uint64_t>, std::equal_to<>,
+                       Alloc<std::pair<const uint64_t, int64_t>>>
+        unclaimed;
+    uint64_t current = 0;                // the ticket the thread waits for
+    std::atomic<bool> cancel_current{false};
+    bool stop = false;
+    uint64_t next_ticket = 1;
+    std::thread thread;
+  };
+
   Region* region_;
   size_t size_;
-  int slot_hint_ = -1;  // where this process's holder slot was last seen
+  std::atomic<int> slot_hint_{-1};  // where this process's holder slot was last seen
+  Async async_;
 };
 
 }  // namespace berth
