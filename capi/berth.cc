@@ -188,11 +188,11 @@ void CopyOut(const berth::HandOut& h, berth_pool_key* out) {
 class MiAllocator final : public flatbuffers::Allocator {
  public:
   uint8_t* allocate(size_t size) override {
-    void* p = mi_malloc(size);
+    void* p = berth::Malloc(size);
     if (p == nullptr) throw std::bad_alloc();
     return static_cast<uint8_t*>(p);
   }
-  void deallocate(uint8_t* p, size_t) override { mi_free(p); }
+  void deallocate(uint8_t* p, size_t) override { berth::Free(p); }
 };
 MiAllocator g_mi_allocator;  // stateless; shared by every builder
 

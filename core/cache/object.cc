@@ -1,7 +1,5 @@
 #include "core/cache/object.h"
 
-#include <mimalloc.h>
-
 #include <algorithm>
 #include <iterator>
 #include <cstddef>
@@ -70,8 +68,8 @@ ObjectRef Object::Make(std::string_view ns, std::string_view name, uint64_t rv,
   size_t text = ns.size() + 1 + name.size();
   for (size_t i = 0; i < n; ++i) text += sorted[i].key.size() + sorted[i].value.size();
   const size_t size = sizeof(Object) + n * sizeof(Span) + text + payload.size();
-  static_assert(alignof(Object) <= alignof(std::max_align_t));  // mi_malloc aligns to 16
-  void* mem = mi_malloc(size);
+  static_assert(alignof(Object) <= alignof(std::max_align_t));  // both allocators align to 16
+  void* mem = Malloc(size);
   if (mem == nullptr) throw std::bad_alloc();
   Object* o = new (mem) Object();
   o->ns_len_ = static_cast<uint32_t>(ns.size());
@@ -133,7 +131,7 @@ std::optional<std::string_view> Object::Get(std::string_view key) const {
 void ObjectRef::Release() noexcept {
   if (p_ != nullptr && p_->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     p_->~Object();
-    mi_free(p_);
+    Free(p_);
   }
   p_ = nullptr;
 }

@@ -1,9 +1,17 @@
 // Berth's own data lives on mimalloc, used through its explicit API so the
 // host process keeps its allocator (we never override malloc/new).
+//
+// Sanitizer builds define BERTH_SYSTEM_ALLOCATOR: mimalloc is not
+// instrumented, so ThreadSanitizer cannot see the ordering its free lists
+// provide and AddressSanitizer cannot see its blocks; there everything goes
+// through the (intercepted) system allocator instead.
 #pragma once
 
+#ifndef BERTH_SYSTEM_ALLOCATOR
 #include <mimalloc.h>
+#endif
 
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -13,8 +21,17 @@
 
 namespace berth {
 
+#ifdef BERTH_SYSTEM_ALLOCATOR
+template <class T>
+using Alloc = std::allocator<T>;
+inline void* Malloc(size_t size) { return std::malloc(size); }
+inline void Free(void* p) { std::free(p); }
+#else
 template <class T>
 using Alloc = mi_stl_allocator<T>;
+inline void* Malloc(size_t size) { return mi_malloc(size); }
+inline void Free(void* p) { mi_free(p); }
+#endif
 
 using String = std::basic_string<char, std::char_traits<char>, Alloc<char>>;
 

@@ -8,13 +8,13 @@
 #pragma once
 
 #include <concurrentqueue/concurrentqueue.h>
-#include <mimalloc.h>
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 
+#include "core/common/alloc.h"
 #include "core/common/status.h"
 
 namespace berth {
@@ -23,8 +23,8 @@ class Notifier {
  public:
   // The queue's blocks come from mimalloc, like the rest of Berth's memory.
   struct QueueTraits : moodycamel::ConcurrentQueueDefaultTraits {
-    static void* malloc(size_t size) { return mi_malloc(size); }
-    static void free(void* p) { mi_free(p); }
+    static void* malloc(size_t size) { return Malloc(size); }
+    static void free(void* p) { Free(p); }
   };
 
   // Creates the eventfd; kInternal with errno's text if that fails. The
