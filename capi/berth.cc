@@ -328,6 +328,14 @@ berth_buffer* ObjectListBuffer(const std::vector<berth::ObjectRef>& objects, uin
 
 int64_t Now(int64_t now_ns) { return now_ns < 0 ? berth_clock_now_ns() : now_ns; }
 
+// timeout_ns < 0, or too far away to add to the clock (> 2^62 ns, ~146
+// years), means no deadline.
+template <class Clock>
+std::optional<typename Clock::time_point> DeadlineAfter(int64_t timeout_ns) {
+  if (timeout_ns < 0 || timeout_ns > (int64_t{1} << 62)) return std::nullopt;
+  return Clock::now() + std::chrono::nanoseconds(timeout_ns);
+}
+
 bool ValidRate(double rate) { return rate > 0 && !std::isnan(rate); }
 
 berth_status CheckCount(const char* fn, const char* what, int64_t n) {
@@ -938,10 +946,7 @@ berth_status berth_limiter_acquire(berth_limiter* limiter, int64_t n, int64_t ti
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
     if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
-    std::optional<berth::ConcurrencyLimiter::Clock::time_point> deadline;
-    if (timeout_ns >= 0) {
-      deadline = berth::ConcurrencyLimiter::Clock::now() + std::chrono::nanoseconds(timeout_ns);
-    }
+    const auto deadline = DeadlineAfter<berth::ConcurrencyLimiter::Clock>(timeout_ns);
     bool acquired = false;
     BERTH_CHECK(limiter->limiter.Acquire(n, deadline, &acquired), fn);
     if (!acquired) {
@@ -1119,10 +1124,7 @@ berth_status berth_shared_limiter_acquire(berth_shared_limiter* limiter, int64_t
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
     if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
-    std::optional<berth::SharedLimiter::Clock::time_point> deadline;
-    if (timeout_ns >= 0) {
-      deadline = berth::SharedLimiter::Clock::now() + std::chrono::nanoseconds(timeout_ns);
-    }
+    const auto deadline = DeadlineAfter<berth::SharedLimiter::Clock>(timeout_ns);
     bool acquired = false;
     BERTH_CHECK(limiter->limiter->Acquire(n, deadline, &acquired), fn);
     if (!acquired) {
@@ -1262,7 +1264,7 @@ berth_status berth_bucket_reserve(berth_reservation* out_reservation, berth_buck
   });
 }
 
-berth_status berth_bucket_cancel(berth_bucket* bucket, const berth_reservation* reservation,
+berth_status berth_bucket_cancel(berth_bucket* bucket, berth_reservation* reservation,
                                  int64_t now_ns) {
   static const char* fn = "berth_bucket_cancel";
   return Guard(fn, [&]() -> berth_status {
@@ -1275,6 +1277,7 @@ berth_status berth_bucket_cancel(berth_bucket* bucket, const berth_reservation* 
     r.rate = reservation->rate;
     BERTH_REQUIRE(!r.ok || ValidRate(r.rate), fn, "reservation has an invalid rate");
     bucket->bucket.Cancel(r, Now(now_ns));
+    reservation->tokens = 0;  // a second cancel gives nothing back
     return BERTH_OK;
   });
 }

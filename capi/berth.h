@@ -123,8 +123,9 @@ enum {
 /* Opaque handles                                                            */
 /* ------------------------------------------------------------------------ */
 
-/* An engine owns every pool (and, later, every cache and limiter) made
- * through it. Engines share nothing with each other. */
+/* An engine owns every warm pool made through it. Engines share nothing
+ * with each other. (Caches, selectors, limiters and buckets are handles of
+ * their own.) */
 typedef struct berth_engine berth_engine;
 
 /* Bytes produced by Berth: a FlatBuffers buffer, or text where the function
@@ -592,8 +593,9 @@ BERTH_API berth_status berth_cache_get_stats(berth_cache_stats* out_stats,
 /* large request at the head is not starved by small ones behind it (while   */
 /* one waits, try_acquire refuses with BERTH_LIMIT_WAITERS_QUEUED). Lowering */
 /* the capacity never revokes held permits: new grants wait until in-use     */
-/* drops below it; a waiter asking for more than a lowered capacity waits    */
-/* until it is raised again.                                                 */
+/* drops below it. n is checked against the capacity when asked (more is    */
+/* BERTH_ERR_INVALID_ARGUMENT); a waiter already queued is never failed by a */
+/* later lowering: it waits until the capacity is raised again.              */
 /*                                                                           */
 /* Three ways to wait: berth_limiter_try_acquire (never waits),              */
 /* berth_limiter_acquire (blocks the calling thread, with a deadline), and   */
@@ -627,7 +629,7 @@ typedef struct berth_limiter_stats {
   int64_t in_use;
   int64_t waiting;          /* waiters queued */
   int64_t waiting_permits;  /* permits they ask for */
-  uint64_t granted;         /* acquisitions that succeeded */
+  uint64_t granted;         /* grants made (including ones later cancelled) */
   uint64_t rejected;        /* try_acquire refusals */
   uint64_t timed_out;       /* blocking waits that reached their deadline */
   uint64_t cancelled;       /* asynchronous waits cancelled */
@@ -649,17 +651,22 @@ BERTH_API berth_status berth_limiter_try_acquire(int* out_refusal, berth_limiter
                                                  int64_t n);
 
 /* Blocks the calling thread until n permits are granted (BERTH_OK) or
- * timeout_ns passes (BERTH_ERR_TIMEOUT, nothing held); timeout_ns < 0 waits
- * without a deadline. Never call it from an event loop's thread.
+ * timeout_ns passes (BERTH_ERR_TIMEOUT, nothing held); timeout_ns < 0 (or
+ * beyond 2^62 ns) waits without a deadline. Nothing interrupts the wait but
+ * a grant or the deadline: a binding whose close() must not hang uses
+ * deadlines or the asynchronous form. Never call it from an event loop's
+ * thread.
  * Fails: BERTH_ERR_INVALID_ARGUMENT (n < 1, n > capacity). Since 0.3. */
 BERTH_API berth_status berth_limiter_acquire(berth_limiter* limiter, int64_t n,
                                              int64_t timeout_ns);
 
 /* Asks for n permits without waiting: *out_granted_now = 1 if they were
  * free (the caller holds them; *out_ticket = 0), else 0 and *out_ticket
- * names the queued wait; its grant posts `token` to `notifier`, after which
- * the caller claims (berth_limiter_claim) or cancels it. The limiter keeps
- * the notifier alive while the ticket may post to it.
+ * (never 0) names the queued wait; its grant posts `token` to `notifier`,
+ * after which the caller claims (berth_limiter_claim) or cancels it. A
+ * token of a ticket cancelled after its grant is still posted: drop tokens
+ * you no longer expect. The limiter keeps the notifier alive while the
+ * ticket may post to it.
  * Fails: BERTH_ERR_INVALID_ARGUMENT (NULLs, n < 1, n > capacity). Since 0.3. */
 BERTH_API berth_status berth_limiter_acquire_async(int* out_granted_now, uint64_t* out_ticket,
                                                    berth_limiter* limiter, int64_t n,
@@ -702,8 +709,8 @@ BERTH_API berth_status berth_notifier_free(berth_notifier* notifier);
 BERTH_API berth_status berth_notifier_fd(int* out_fd, const berth_notifier* notifier);
 
 /* Takes up to cap completed tokens into tokens[] (*out_count of them) and
- * clears the fd's readiness. Call again while *out_count == cap. A token may
- * be drained once only. Since 0.3. */
+ * clears the fd's readiness. Call again while *out_count == cap. A token is
+ * drained once only; a wake-up with nothing to drain is normal. Since 0.3. */
 BERTH_API berth_status berth_notifier_drain(size_t* out_count, berth_notifier* notifier,
                                             uint64_t* tokens, size_t cap);
 
@@ -810,8 +817,8 @@ BERTH_API berth_status berth_shared_limiter_get_stats(berth_shared_limiter_stats
 /* accrued (a lower burst caps them at once).                                */
 /*                                                                           */
 /* Time: every call takes now_ns on Berth's monotonic clock                  */
-/* (berth_clock_now_ns); pass BERTH_NOW to mean "now". Passing explicit      */
-/* times makes behaviour exact and testable.                                 */
+/* (berth_clock_now_ns); BERTH_NOW (any negative value) means "now".         */
+/* Passing explicit times makes behaviour exact and testable.                */
 /* Threading: every bucket call is thread-safe.                              */
 /* ------------------------------------------------------------------------ */
 
@@ -852,9 +859,11 @@ BERTH_API berth_status berth_bucket_reserve(berth_reservation* out_reservation,
                                             berth_bucket* bucket, int64_t n, int64_t now_ns);
 
 /* Gives back what a reservation took, less the tokens reserved after it; a
- * no-op once its time to act has passed. Since 0.3. */
-BERTH_API berth_status berth_bucket_cancel(berth_bucket* bucket,
-                                           const berth_reservation* reservation,
+ * no-op once its time to act has passed. Sets reservation->tokens to 0, so
+ * cancelling the same reservation again gives nothing back (a copy made
+ * before the first cancel is not protected: cancel each reservation once).
+ * Since 0.3. */
+BERTH_API berth_status berth_bucket_cancel(berth_bucket* bucket, berth_reservation* reservation,
                                            int64_t now_ns);
 
 /* Change the rate (> 0 or INFINITY) or the burst (>= 1) from now_ns on.

@@ -6,7 +6,7 @@ cd "$ROOT"
 
 APT_PACKAGES=(libflatbuffers-dev flatbuffers-compiler libconcurrentqueue-dev libmimalloc-dev
               libgtest-dev cmake ninja-build clang libclang-rt-14-dev)
-PIP_PACKAGES=(pybind11 scikit-build-core pytest)
+PIP_PACKAGES=(pybind11 scikit-build-core pytest anyio)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -27,7 +27,7 @@ ensure_apt() {
 }
 
 ensure_pip() {
-  if ! python3 -c 'import pybind11, scikit_build_core, pytest' 2>/dev/null; then
+  if ! python3 -c 'import pybind11, scikit_build_core, pytest, anyio' 2>/dev/null; then
     log "pip install ${PIP_PACKAGES[*]}"
     python3 -m pip install -q "${PIP_PACKAGES[@]}"
   fi

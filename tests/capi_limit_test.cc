@@ -130,6 +130,8 @@ TEST(CApiBucket, AllowReserveCancelWithExplicitTime) {
   EXPECT_EQ(r.delay_ns, 100 * kMs);
   EXPECT_EQ(r.time_to_act_ns, kSec + 100 * kMs);
   ASSERT_EQ(berth_bucket_cancel(b, &r, kSec), BERTH_OK);
+  EXPECT_EQ(r.tokens, 0);
+  ASSERT_EQ(berth_bucket_cancel(b, &r, kSec), BERTH_OK);  // again: gives nothing back
   berth_bucket_stats st{};
   ASSERT_EQ(berth_bucket_get_stats(&st, b, kSec), BERTH_OK);
   EXPECT_NEAR(st.tokens, 0, 1e-9);

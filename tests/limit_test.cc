@@ -133,6 +133,18 @@ TEST(Limiter, LoweringCapacityRevokesNothingAndDelaysNewGrants) {
   EXPECT_EQ(l.Stats().in_use, 6);
 }
 
+TEST(Limiter, HugeCapacitiesDoNotOverflowTheFitCheck) {
+  const int64_t big = int64_t{1} << 62;
+  ConcurrencyLimiter l(big);
+  ASSERT_EQ(l.TryAcquire(big), Refusal::kNone);
+  l.SetCapacity(INT64_MAX);
+  // Room is 2^63 - 1 - 2^62 = 2^62 - 1: one short. (in_use + n overflowed
+  // to a negative number and granted it.)
+  EXPECT_EQ(l.TryAcquire(big), Refusal::kAtCapacity);
+  EXPECT_EQ(l.TryAcquire(big - 1), Refusal::kNone);
+  EXPECT_EQ(l.Stats().in_use, INT64_MAX);
+}
+
 TEST(Limiter, MoreThanTheCapacityIsAnError) {
   ConcurrencyLimiter l(2);
   bool acquired;

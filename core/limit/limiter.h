@@ -89,7 +89,9 @@ class ConcurrencyLimiter {
   using Queue = std::list<Waiter, Alloc<Waiter>>;
 
   void GrantLocked();  // grants from the head while permits allow
-  bool FitsLocked(int64_t n) const { return in_use_ + n <= capacity_; }
+  // Written so it cannot overflow: capacity_ - in_use_ is negative after a
+  // lowering, never out of range.
+  bool FitsLocked(int64_t n) const { return n <= capacity_ - in_use_; }
 
   mutable std::mutex mu_;
   int64_t capacity_;

@@ -321,7 +321,7 @@ void WakeAll(Region* r) {
 // Grants n to this process if it fits; false if it does not, or if no holder
 // slot is free (then the caller waits like for permits).
 bool GrantLocked(Region* r, int64_t n, int* hint) {
-  if (InUse(r) + n > r->capacity) return false;
+  if (n > r->capacity - InUse(r)) return false;  // no overflow near INT64_MAX
   Holder* h = OwnSlot(r, true, hint);
   if (h == nullptr && Reclaim(r)) h = OwnSlot(r, true, hint);  // slots of dead processes
   if (h == nullptr) return false;

@@ -12,6 +12,14 @@ capi/berth.h; libberth.so ships next to it in this package.
         cache.replace([berth.Object("ns", "pod-1", 5, {"app": "web"}, b"{}")], 5)
         for obj in cache.list("ns", "app=web"):
             print(obj.name, bytes(obj.payload))
+
+    limiter = berth.Limiter(100)          # weighted permits, FIFO waiters
+    async with limiter.acquire(2):        # asyncio: never blocks the loop
+        ...
+    with limiter.hold(2):                 # threads: blocks this thread
+        ...
+    bucket = berth.Bucket(rate=50.0, burst=10)  # golang.org/x/time/rate
+    await bucket.wait()                   # or bucket.allow(), bucket.reserve()
 """
 
 from __future__ import annotations
@@ -29,7 +37,20 @@ from ._errors import (
     OutOfMemoryError,
     Status,
 )
-from ._types import CacheStats, Event, EventType, NodeStat, Object, PoolKey, PoolStats
+from ._errors import TimeoutError as TimeoutError  # exported, but not in __all__ (see below)
+from ._types import (
+    BucketStats,
+    CacheStats,
+    Event,
+    EventType,
+    LimiterStats,
+    NodeStat,
+    Object,
+    PoolKey,
+    PoolStats,
+    Refusal,
+    Reservation,
+)
 
 try:
     from ._berth import (
@@ -41,12 +62,15 @@ try:
         MAX_PAYLOAD_LEN,
         MAX_POOL_LEN,
         POOL_PUT_BACK_WINDOW,
+        Bucket,
         Cache,
         Engine,
+        Limiter,
         ObjectList,
         ObjectView,
         Selector,
         abi_version,
+        clock_now_ns,
     )
 except ImportError as exc:  # pragma: no cover - only on a broken install
     raise ImportError(
@@ -65,6 +89,8 @@ __all__ = [
     "POOL_PUT_BACK_WINDOW",
     "BadBufferError",
     "BadSelectorError",
+    "Bucket",
+    "BucketStats",
     "Cache",
     "CacheStats",
     "ClosedError",
@@ -75,6 +101,8 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "InvalidNameError",
+    "Limiter",
+    "LimiterStats",
     "NodeStat",
     "NotFoundError",
     "NotSyncedError",
@@ -84,7 +112,13 @@ __all__ = [
     "OutOfMemoryError",
     "PoolKey",
     "PoolStats",
+    "Refusal",
+    "Reservation",
     "Selector",
     "Status",
     "abi_version",
+    "clock_now_ns",
 ]
+# berth.TimeoutError (BERTH_ERR_TIMEOUT, also a builtin TimeoutError) is
+# deliberately left out of __all__: `from berth import *` must not shadow the
+# builtin.

@@ -17,7 +17,21 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Literal, Protocol, SupportsIndex, overload
 
-from ._types import BytesLike, CacheStats, Event, EventType, NodeStat, Object, PoolKey, PoolStats
+from ._limit import _Acquire, _Hold
+from ._types import (
+    BucketStats,
+    BytesLike,
+    CacheStats,
+    Event,
+    EventType,
+    LimiterStats,
+    NodeStat,
+    Object,
+    PoolKey,
+    PoolStats,
+    Refusal,
+    Reservation,
+)
 
 ABI_VERSION: int
 """BERTH_ABI_VERSION of the berth.h this module was compiled against."""
@@ -32,6 +46,11 @@ MAX_PAYLOAD_LEN: int
 MAX_LABELS: int
 """Most labels a cached object may carry."""
 _STATUS_NAMES: dict[int, str]
+
+def clock_now_ns() -> int:
+    """Berth's monotonic clock (CLOCK_MONOTONIC, the clock of time.monotonic and
+    of asyncio loops), in nanoseconds (berth_clock_now_ns). The clock of every
+    now_ns argument and of Reservation.time_to_act_ns."""
 
 def abi_version() -> int:
     """BERTH_ABI_VERSION of the loaded libberth (MAJOR*10000 + MINOR*100 + PATCH).
@@ -380,3 +399,208 @@ class Cache:
     def stats(self) -> CacheStats:
         """Counters of the cache, read atomically (berth_cache_get_stats).
         O(1); works before the first sync."""
+
+# ---------------------------------------------------------------------------
+# Concurrency limiter and token bucket
+# ---------------------------------------------------------------------------
+
+class Limiter:
+    """A concurrency limiter (berth_limiter): weighted permits under a capacity
+    that can change at run time.
+
+    Waiters are served first come, first served, and nobody barges past a
+    waiter: a large request at the head is not starved by small ones behind it
+    (while anyone waits, try_acquire refuses with Refusal.WAITERS_QUEUED).
+    Lowering the capacity never revokes held permits: new grants wait until
+    in-use drops below it, and a waiter asking for more than a lowered
+    capacity waits until it is raised again. Asking for more than the current
+    capacity (or n < 1) raises InvalidArgumentError.
+
+    Three ways to wait:
+      - try_acquire(n): never waits;
+      - `async with limiter.acquire(n):` (or `async with limiter:` for n=1):
+        asyncio; never blocks the event loop. Granted at once, it does not
+        even yield; otherwise the task waits on a future resolved through a
+        berth notifier watched by the running loop. Cancelling the task (or
+        asyncio.timeout / wait_for) at any point leaves it holding nothing;
+      - `with limiter.hold(n):` or acquire_blocking(n, timeout): threads;
+        blocks the calling thread with the GIL released.
+
+    Safe to share between threads and event loops. There is deliberately no
+    synchronous `with limiter:` (it would block an event loop if written in a
+    coroutine by mistake): use hold(). Freed by close() or when collected.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        """Creates a limiter (berth_limiter_new). InvalidArgumentError if
+        capacity < 1 or not an int64; TypeError if it is not an int."""
+    def close(self) -> None:
+        """Frees the limiter (berth_limiter_free). Idempotent.
+
+        From the moment close() starts every method raises ClosedError. Every
+        waiter is woken: threads in acquire_blocking / hold and tasks in
+        `async with limiter.acquire()` raise ClosedError and hold nothing.
+        Permits held when it closed are forgotten: leaving a hold() or
+        acquire() block afterwards is a no-op (release() raises ClosedError)."""
+    @property
+    def closed(self) -> bool:
+        """True once close() has run."""
+    @property
+    def capacity(self) -> int:
+        """The capacity; setting it is set_capacity()."""
+    @capacity.setter
+    def capacity(self, value: int) -> None:
+        """set_capacity(value)."""
+    def try_acquire(self, n: int = 1) -> bool:
+        """Takes n permits if they are free and nobody waits
+        (berth_limiter_try_acquire); never waits. True if taken (release them
+        later), False if refused (see try_acquire_reason).
+        InvalidArgumentError if n < 1 or n > capacity."""
+    def try_acquire_reason(self, n: int = 1) -> Refusal:
+        """As try_acquire(n), returning why it refused: Refusal.GRANTED (the
+        permits were taken), AT_CAPACITY or WAITERS_QUEUED."""
+    def acquire_blocking(self, n: int = 1, timeout: float | None = None) -> None:
+        """Blocks this thread until n permits are granted, in FIFO order
+        (berth_limiter_acquire, GIL released).
+
+        timeout: seconds (None or math.inf: no deadline; 0: only if free now).
+        Raises TimeoutError (berth.TimeoutError, also the builtin) when the
+        deadline passes, holding nothing; InvalidArgumentError if n < 1, n >
+        capacity, or timeout < 0; ClosedError if close() ran meanwhile;
+        RuntimeError if this thread runs an asyncio event loop (unless
+        timeout is 0). Not interruptible by signals (KeyboardInterrupt) while
+        it waits: pass a timeout where that matters."""
+    def release(self, n: int = 1) -> None:
+        """Returns n permits and grants the waiters that now fit, in order
+        (berth_limiter_release). InvalidArgumentError if n < 1 or more
+        permits than are in use (nothing changes)."""
+    def set_capacity(self, capacity: int) -> None:
+        """Changes the capacity (>= 1) at run time (berth_limiter_set_capacity).
+        Raising it grants the waiters that now fit; lowering it revokes
+        nothing."""
+    def stats(self) -> LimiterStats:
+        """Counters of the limiter (berth_limiter_get_stats)."""
+    def acquire(self, n: int = 1) -> _Acquire:
+        """An async context manager holding n permits for its block:
+        `async with limiter.acquire(n): ...`. See the class docstring.
+        Raises as try_acquire() on entry, and ClosedError if the limiter is
+        closed while the task waits."""
+    def hold(self, n: int = 1, timeout: float | None = None) -> _Hold:
+        """A context manager holding n permits for its block (blocking, for
+        threads): `with limiter.hold(n, timeout): ...`. Waits as
+        acquire_blocking(n, timeout) and releases on exit."""
+    async def __aenter__(self) -> None:
+        """`async with limiter:` is `async with limiter.acquire(1):`."""
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Releases the permit; never suppresses the exception."""
+    # Internal: the primitives of the asyncio support (berth/_limit.py).
+    def _acquire_async(self, n: int, notifier: _Notifier, token: int) -> int | None:
+        """berth_limiter_acquire_async: None if granted now, else the ticket
+        whose grant posts token to notifier."""
+    def _claim(self, ticket: int) -> bool:
+        """berth_limiter_claim: True if the caller now holds the ticket's permits."""
+    def _cancel(self, ticket: int) -> int:
+        """berth_limiter_cancel: 0 unknown, 1 was waiting, 2 was granted (its
+        permits went back)."""
+    def _release_held(self, n: int = 1) -> None:
+        """release() for a context manager's exit: a no-op once closed."""
+
+class _Notifier:
+    """A berth_notifier: an eventfd (non-blocking, close-on-exec) plus a queue
+    of completed tokens. One per event loop, made by berth/_limit.py."""
+
+    def __init__(self) -> None: ...
+    def close(self) -> None:
+        """Frees this reference (berth_notifier_free); limiters with tickets
+        that post to it keep the notifier alive until they are done."""
+    @property
+    def closed(self) -> bool:
+        """True once close() has run."""
+    @property
+    def fd(self) -> int:
+        """The fd to watch for readability; owned by the notifier (do not
+        close or read it)."""
+    def drain(self) -> list[int]:
+        """Every completed token, oldest first (berth_notifier_drain, in
+        batches); clears the fd's readiness."""
+
+class Bucket:
+    """A token-bucket rate limiter (berth_bucket) with the semantics of
+    golang.org/x/time/rate.
+
+    Tokens refill continuously at `rate` per second up to `burst`; the
+    bucket starts full. allow(n) takes n tokens now or refuses; reserve(n)
+    takes them now, even into debt, and says how long the caller must wait
+    before acting (Berth never sleeps; wait() and wait_blocking() do);
+    cancelling a reservation before its time gives back the tokens nobody
+    reserved after it. Rate and burst change at run time, keeping the tokens
+    accrued (a lower burst caps them at once).
+
+    Every method takes an optional now_ns, a time on clock_now_ns()'s clock
+    (None: now); explicit times make the behaviour exact, for tests. Safe to
+    share between threads. Use as a context manager or call close().
+    """
+
+    def __init__(self, rate: float, burst: int) -> None:
+        """Creates a full bucket (berth_bucket_new). rate: tokens per second,
+        > 0 (math.inf: no limit); burst >= 1. InvalidArgumentError otherwise."""
+    def close(self) -> None:
+        """Frees the bucket (berth_bucket_free). Idempotent; afterwards every
+        method raises ClosedError (Reservation.cancel included)."""
+    @property
+    def closed(self) -> bool:
+        """True once close() has run."""
+    def __enter__(self) -> Bucket: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        """Closes the bucket; never suppresses the exception."""
+    @property
+    def rate(self) -> float:
+        """Tokens per second; setting it is set_rate(value)."""
+    @rate.setter
+    def rate(self, value: float) -> None:
+        """set_rate(value)."""
+    @property
+    def burst(self) -> int:
+        """The most tokens the bucket holds; setting it is set_burst(value)."""
+    @burst.setter
+    def burst(self, value: int) -> None:
+        """set_burst(value)."""
+    def allow(self, n: int = 1, now_ns: int | None = None) -> bool:
+        """Takes n tokens now if the bucket holds them (berth_bucket_allow);
+        False, taking nothing, if not. InvalidArgumentError if n < 1 or n >
+        burst, or now_ns < 0."""
+    def reserve(self, n: int = 1, now_ns: int | None = None) -> Reservation:
+        """Takes n tokens now, into debt if need be (berth_bucket_reserve):
+        act after Reservation.delay seconds, or cancel() it. Raises as allow()."""
+    def set_rate(self, rate: float, now_ns: int | None = None) -> None:
+        """Changes the rate (> 0 or math.inf) from now_ns on, keeping the
+        tokens accrued (berth_bucket_set_rate)."""
+    def set_burst(self, burst: int, now_ns: int | None = None) -> None:
+        """Changes the burst (>= 1) from now_ns on; a lower burst caps the
+        tokens at once (berth_bucket_set_burst)."""
+    def stats(self, now_ns: int | None = None) -> BucketStats:
+        """Rate, burst and the tokens at now_ns (berth_bucket_get_stats)."""
+    async def wait(self, n: int = 1) -> None:
+        """Reserves n tokens, then sleeps with asyncio.sleep until the caller
+        may act (no await at all if it may act now). Cancelled while it
+        sleeps, it cancels the reservation. Raises as reserve()."""
+    def wait_blocking(self, n: int = 1) -> None:
+        """Reserves n tokens, then sleeps this thread (time.sleep, GIL
+        released) until the caller may act; interrupted (KeyboardInterrupt),
+        it cancels the reservation. RuntimeError if this thread runs an
+        asyncio event loop (use wait())."""
+    def _cancel_reservation(
+        self, time_to_act_ns: int, tokens: int, rate: float, now_ns: int | None = None
+    ) -> None:
+        """berth_bucket_cancel of a reservation's fields; Reservation.cancel()
+        calls it at most once."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 import enum
+import errno
 
 __all__ = [
     "Status",
@@ -15,6 +17,7 @@ __all__ = [
     "InternalError",
     "NotSyncedError",
     "BadSelectorError",
+    "TimeoutError",
     "ClosedError",
 ]
 
@@ -32,6 +35,7 @@ class Status(enum.IntEnum):
     ERR_INTERNAL = 7
     ERR_NOT_SYNCED = 8
     ERR_BAD_SELECTOR = 9
+    ERR_TIMEOUT = 10
 
     @property
     def c_name(self) -> str:
@@ -127,9 +131,33 @@ class BadSelectorError(Error):
     default_status = Status.ERR_BAD_SELECTOR
 
 
+class TimeoutError(Error, builtins.TimeoutError):  # noqa: A001 - berth.TimeoutError on purpose
+    """BERTH_ERR_TIMEOUT: a blocking wait (Limiter.acquire_blocking) reached its
+    deadline; nothing is held.
+
+    Also a builtin TimeoutError (an OSError with errno ETIMEDOUT), so code that
+    catches TimeoutError catches it. Not in berth.__all__, so that
+    `from berth import *` does not shadow the builtin."""
+
+    default_status = Status.ERR_TIMEOUT
+
+    def __init__(
+        self, message: str = "", status: int | None = None, status_name: str | None = None
+    ) -> None:
+        super().__init__(message, status, status_name)
+        # OSError.__init__ read (message, status, status_name) as (errno,
+        # strerror, filename) and cut args to two items: put back what
+        # Error promises, and a real errno.
+        self.args = (message, self.status, self.status_name)
+        self.errno = errno.ETIMEDOUT
+        self.strerror = message
+        self.filename = None
+
+
 class ClosedError(Error):
-    """The Engine, Cache or Selector was closed; raised by every method called
-    after close().
+    """The Engine, Cache, Selector, Limiter or Bucket was closed; raised by
+    every method called after close(), and by waits on a Limiter that close()
+    interrupted.
 
     Raised by the binding, not the library; status is BERTH_ERR_INVALID_ARGUMENT
     (a closed handle is an invalid handle)."""

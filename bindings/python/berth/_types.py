@@ -1,13 +1,30 @@
-"""Plain, immutable value types taken and returned by berth.Engine and berth.Cache."""
+"""Plain, immutable value types taken and returned by berth.Engine, berth.Cache,
+berth.Limiter and berth.Bucket (and Reservation, which can also cancel itself)."""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple, Union
+from typing import TYPE_CHECKING, NamedTuple, Union
 
-__all__ = ["PoolKey", "PoolStats", "NodeStat", "EventType", "Event", "Object", "CacheStats", "BytesLike"]
+if TYPE_CHECKING:
+    from ._berth import Bucket
+
+__all__ = [
+    "PoolKey",
+    "PoolStats",
+    "NodeStat",
+    "EventType",
+    "Event",
+    "Object",
+    "CacheStats",
+    "BytesLike",
+    "Refusal",
+    "LimiterStats",
+    "BucketStats",
+    "Reservation",
+]
 
 BytesLike = Union[bytes, bytearray, memoryview]
 """What a payload may be: any C-contiguous object with the buffer protocol."""
@@ -111,3 +128,93 @@ class CacheStats(NamedTuple):
     """Stale events the version guard dropped."""
     synced: bool
     """True after the first Cache.replace."""
+
+
+class Refusal(enum.IntEnum):
+    """Why Limiter.try_acquire_reason did not grant (BERTH_LIMIT_*)."""
+
+    GRANTED = 0
+    """Not a refusal: the permits were taken."""
+    AT_CAPACITY = 1
+    """in_use + n would exceed the capacity."""
+    WAITERS_QUEUED = 2
+    """Others wait first: nobody barges past a waiter (FIFO)."""
+
+
+class LimiterStats(NamedTuple):
+    """Counters of a limiter, read atomically (berth_limiter_stats)."""
+
+    capacity: int
+    in_use: int
+    """Permits held (granted and not released)."""
+    waiting: int
+    """Waiters queued (threads and tasks)."""
+    waiting_permits: int
+    """Permits they ask for."""
+    granted: int
+    """Acquisitions that succeeded."""
+    rejected: int
+    """try_acquire refusals."""
+    timed_out: int
+    """Blocking waits that reached their deadline."""
+    cancelled: int
+    """Asynchronous waits cancelled."""
+
+
+class BucketStats(NamedTuple):
+    """A token bucket's settings and tokens at one time (berth_bucket_stats)."""
+
+    rate: float
+    """Tokens per second (math.inf: no limit)."""
+    burst: int
+    tokens: float
+    """Tokens at that time; negative while reservations are in debt."""
+
+
+class Reservation:
+    """Tokens taken by Bucket.reserve, and when the caller may act on them.
+
+    time_to_act_ns: when the caller may act, on berth.clock_now_ns()'s clock.
+    delay_ns: how long to wait from the reservation on (>= 0); delay is the
+        same in seconds.
+    tokens: the tokens taken.
+    rate: the bucket's rate when reserved (cancel() uses it).
+
+    cancel() gives back the tokens nobody reserved after this reservation; it
+    does nothing once the time to act has passed, and nothing the second time.
+    """
+
+    __slots__ = ("_bucket", "time_to_act_ns", "delay_ns", "tokens", "rate", "_cancelled")
+
+    def __init__(self, bucket: Bucket, time_to_act_ns: int, delay_ns: int, tokens: int, rate: float) -> None:
+        self._bucket = bucket
+        self.time_to_act_ns = time_to_act_ns
+        self.delay_ns = delay_ns
+        self.tokens = tokens
+        self.rate = rate
+        self._cancelled = False
+
+    @property
+    def delay(self) -> float:
+        """How long to wait before acting, in seconds (>= 0)."""
+        return self.delay_ns / 1e9
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancel() has run."""
+        return self._cancelled
+
+    def cancel(self, now_ns: int | None = None) -> None:
+        """Gives back the tokens nobody reserved after this reservation
+        (berth_bucket_cancel); a no-op once its time to act has passed (as of
+        now_ns, None = now), and on every call after the first (Berth itself
+        would give the tokens back twice). Raises ClosedError if the bucket
+        was closed."""
+        if self._cancelled:
+            return
+        self._cancelled = True
+        self._bucket._cancel_reservation(self.time_to_act_ns, self.tokens, self.rate, now_ns)
+
+    def __repr__(self) -> str:
+        state = " cancelled" if self._cancelled else ""
+        return f"<berth.Reservation tokens={self.tokens} delay={self.delay:.6f}s{state}>"

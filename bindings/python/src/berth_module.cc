@@ -3,13 +3,18 @@
 // This file talks to Berth only through berth_* functions and the
 // FlatBuffers schema (capi/berth.fbs); it never includes core/ headers.
 //
-// Threading: every berth_* call that touches an engine, a cache, a selector or
-// a buffer runs with the GIL released, so Python threads using one Engine or
-// Cache run in parallel inside Berth. Each handle (Engine, Cache, Selector)
-// counts its calls in flight (the counter is only touched while holding the
-// GIL); close() makes new calls raise ClosedError and frees the handle only
-// once the calls in flight have returned. A Selector passed to Cache.list is
-// in flight for the duration of that call too.
+// Threading: every berth_* call that touches an engine, a cache, a selector, a
+// limiter, a notifier, a bucket or a buffer runs with the GIL released, so
+// Python threads using one handle run in parallel inside Berth. Each handle
+// (Engine, Cache, Selector, Limiter, _Notifier, Bucket) counts its calls in
+// flight (the counter is only touched while holding the GIL); close() makes
+// new calls raise ClosedError and frees the handle only once the calls in
+// flight have returned (Limiter::close first wakes the threads blocked in
+// berth_limiter_acquire). A Selector passed to Cache.list, and a _Notifier
+// passed to berth_limiter_acquire_async, are in flight for that call too.
+//
+// The asyncio side of the Limiter and Bucket is Python (berth/_limit.py); it
+// is installed on the classes at import.
 //
 // Hot path (pop_spread + add is what a control plane runs per claim; list +
 // reading the objects is what a cache reader runs):
@@ -30,6 +35,7 @@
 
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -52,7 +58,7 @@ namespace {
 // Objects looked up once at import. Deliberately leaked (held for the life of
 // the process) so nothing here is released during interpreter shutdown.
 // ---------------------------------------------------------------------------
-constexpr int kStatusCount = BERTH_ERR_BAD_SELECTOR + 1;
+constexpr int kStatusCount = BERTH_ERR_TIMEOUT + 1;
 
 struct Globals {
   PyTypeObject* pool_key = nullptr;  // berth._types.PoolKey (a tuple subclass)
@@ -63,6 +69,12 @@ struct Globals {
   PyTypeObject* object_list = nullptr;  // berth.ObjectList (defined here)
   PyTypeObject* object_view = nullptr;  // berth.ObjectView (defined here)
   PyTypeObject* selector = nullptr;     // berth.Selector (pybind11 class)
+  PyTypeObject* limiter_stats = nullptr;  // berth._types.LimiterStats
+  PyTypeObject* bucket_stats = nullptr;   // berth._types.BucketStats
+  PyObject* reservation = nullptr;        // berth._types.Reservation (a plain class)
+  PyObject* refusal[3] = {};              // berth._types.Refusal members, by value
+  PyTypeObject* notifier = nullptr;       // berth._berth._Notifier (pybind11 class)
+  PyObject* get_running_loop = nullptr;   // asyncio.events._get_running_loop
   PyObject* error_base = nullptr;       // berth._errors.Error
   PyObject* error_by_status[kStatusCount] = {};
   PyObject* closed_error = nullptr;
@@ -199,6 +211,56 @@ inline int as_ready(PyObject* obj, const char* what = "ready", Py_ssize_t index 
   if (obj == Py_True) return 1;
   if (obj == Py_False) return 0;
   raise_type(Arg{what, index}.str(), "bool", obj);
+}
+
+// An int in [-2**63, 2**63) (bool is refused). Range is left to Berth (a count
+// < 1 is its BERTH_ERR_INVALID_ARGUMENT, with its message).
+inline int64_t as_i64(PyObject* obj, const Arg& arg) {
+  if (!PyLong_Check(obj) || PyBool_Check(obj)) raise_type(arg.str(), "int", obj);
+  const long long v = PyLong_AsLongLong(obj);
+  if (v == -1 && PyErr_Occurred()) {
+    PyErr_Clear();
+    raise_status(BERTH_ERR_INVALID_ARGUMENT, arg.str() + " is out of the range of an int64");
+  }
+  return v;
+}
+
+// An int or float (not bool), as a double; NaN and the range are left to Berth.
+inline double as_double(PyObject* obj, const Arg& arg) {
+  if (PyFloat_Check(obj)) return PyFloat_AS_DOUBLE(obj);
+  if (!PyLong_Check(obj) || PyBool_Check(obj)) raise_type(arg.str(), "float or int", obj);
+  const double v = PyLong_AsDouble(obj);
+  if (v == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    raise_status(BERTH_ERR_INVALID_ARGUMENT, arg.str() + " is out of the range of a double");
+  }
+  return v;
+}
+
+// A time on Berth's clock: None means now (BERTH_NOW); an explicit time must
+// be >= 0 (Berth reads every negative value as "now").
+inline int64_t as_now(PyObject* obj) {
+  if (obj == Py_None) return BERTH_NOW;
+  const int64_t v = as_i64(obj, Arg{"now_ns"});
+  if (v < 0) raise_status(BERTH_ERR_INVALID_ARGUMENT, "now_ns must be >= 0 (None means now)");
+  return v;
+}
+
+// The longest wait passed to berth_limiter_acquire: Berth adds it to
+// steady_clock::now(), which must not overflow (~146 years).
+constexpr int64_t kMaxTimeoutNs = int64_t{1} << 62;
+
+// A timeout in seconds (int or float; None or +inf: no deadline) as Berth's
+// timeout_ns (-1: no deadline).
+inline int64_t as_timeout_ns(PyObject* obj) {
+  if (obj == Py_None) return -1;
+  const double s = as_double(obj, Arg{"timeout"});
+  if (std::isnan(s) || s < 0) {
+    raise_status(BERTH_ERR_INVALID_ARGUMENT, "timeout must be >= 0 seconds or None");
+  }
+  if (std::isinf(s)) return -1;
+  const double ns = std::ceil(s * 1e9);
+  return ns >= static_cast<double>(kMaxTimeoutNs) ? kMaxTimeoutNs : static_cast<int64_t>(ns);
 }
 
 // An int in [0, 2**64) (bool is refused: it is not a version or a limit).
@@ -418,13 +480,25 @@ class Handle {
 
   // Stops new calls (they raise ClosedError), waits for the calls already in
   // flight in other threads to return, then frees the handle. Waiting is
-  // bounded because no berth_* call of this ABI blocks; raising instead would
+  // bounded because the only berth_* call that blocks (berth_limiter_acquire)
+  // is woken by Limiter::close first (see there); raising instead would
   // starve: the GIL changes hands exactly when a thread enters Berth, so a
   // busy handle almost always has a call in flight when close() runs.
-  void close() {
+  void close() { close_with([](H*) {}); }
+
+ protected:
+  // close(), running wake(H*) with the GIL released once new calls are
+  // refused and before waiting for the calls in flight: it must make every
+  // blocked call return.
+  template <class Wake>
+  void close_with(Wake&& wake) {
     if (!handle_) return;
     H* h = handle_;
     handle_ = nullptr;  // from here on, new calls raise ClosedError
+    {
+      NoGil nogil;
+      wake(h);
+    }
     for (unsigned spins = 0; in_flight_ != 0; ++spins) {
       NoGil nogil;  // lets the calls in flight finish
       if (spins < 64) {
@@ -437,6 +511,7 @@ class Handle {
     kFree(h);
   }
 
+ public:
   // Runs fn(H*) -> berth_status with the GIL released, and raises the
   // matching berth.Error if it failed. Returns BERTH_OK or BERTH_EMPTY.
   template <class Fn>
@@ -1506,6 +1581,303 @@ py::object Cache::replace(py::handle objects, py::handle rv) {
 }
 
 // ---------------------------------------------------------------------------
+// Limiter, notifier and token bucket
+//
+// Only the synchronous primitives live here. The asyncio side (one notifier
+// per event loop watched with loop.add_reader, tokens mapped to futures,
+// claim / cancel around the await) is Python, in berth/_limit.py, which
+// installs `acquire`, `hold`, `__aenter__`/`__aexit__`, `wait` and
+// `wait_blocking` on these classes at import.
+// ---------------------------------------------------------------------------
+
+// A method that needs its Python instance (to build an object referring to
+// it) takes Self first; the trampoline passes it.
+struct Self {
+  py::handle obj;
+};
+
+// Raises RuntimeError if this thread runs an asyncio event loop: a blocking
+// wait there would stall every task of the loop (berth.h: "Never call it from
+// an event loop's thread").
+void refuse_in_event_loop(const char* what, const char* instead) {
+  PyObject* loop = PyObject_CallNoArgs(g.get_running_loop);
+  if (!loop) throw py::error_already_set();
+  const bool running = loop != Py_None;
+  Py_DECREF(loop);
+  if (running) {
+    PyErr_Format(PyExc_RuntimeError,
+                 "%s() would block the event loop running in this thread; use %s", what, instead);
+    throw py::error_already_set();
+  }
+}
+
+class Notifier : public Handle<berth_notifier, &berth_notifier_free> {
+ public:
+  Notifier() : Handle("notifier") {
+    berth_notifier* n = nullptr;
+    Failure f;
+    int fd = -1;
+    {
+      NoGil nogil;
+      berth_status st = berth_notifier_new(&n);
+      if (!is_failure(st)) {
+        st = berth_notifier_fd(&fd, n);
+        if (is_failure(st)) {
+          f.capture(st);
+          berth_notifier_free(n);
+        }
+      } else {
+        f.capture(st);
+      }
+    }
+    if (is_failure(f.status)) raise_failure(f);
+    adopt(n);
+    fd_ = fd;
+  }
+
+  int fd() const {
+    if (closed()) raise_closed("notifier");
+    return fd_;
+  }
+
+  // Every token completed so far, oldest first, taken kBatch at a time (the
+  // eventfd's readiness is cleared by the first batch).
+  py::object drain() {
+    static constexpr size_t kBatch = 256;
+    std::array<uint64_t, kBatch> buf;
+    py::list out;
+    for (;;) {
+      size_t n = 0;
+      call([&](berth_notifier* h) { return berth_notifier_drain(&n, h, buf.data(), kBatch); });
+      for (size_t i = 0; i < n; ++i) {
+        auto v = py::reinterpret_steal<py::object>(PyLong_FromUnsignedLongLong(buf[i]));
+        if (!v || PyList_Append(out.ptr(), v.ptr()) < 0) throw py::error_already_set();
+      }
+      if (n < kBatch) break;
+    }
+    return out;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Capacity set by Limiter::close to wake every waiter. Not INT64_MAX: Berth
+// adds in-use and the request before comparing with it.
+constexpr int64_t kWakeCapacity = std::numeric_limits<int64_t>::max() / 4;
+
+class Limiter : public Handle<berth_limiter, &berth_limiter_free> {
+ public:
+  explicit Limiter(py::handle capacity) : Handle("limiter") {
+    const int64_t c = as_i64(capacity.ptr(), Arg{"capacity"});
+    berth_limiter* l = nullptr;
+    Failure f;
+    {
+      NoGil nogil;
+      berth_status st = berth_limiter_new(&l, c);
+      if (is_failure(st)) f.capture(st);
+    }
+    if (is_failure(f.status)) raise_failure(f);
+    adopt(l);
+  }
+
+  // berth.h has no call that interrupts a waiter, and berth_limiter_free must
+  // not run while a thread is blocked in berth_limiter_acquire. So close()
+  // raises the capacity far enough to grant every waiter: blocked threads
+  // return (acquire_blocking sees the limiter closed, gives the permits back
+  // and raises ClosedError, which lets close() finish), and queued tickets
+  // are granted, so their tokens reach the event loops, whose tasks wake up,
+  // find the limiter closed (ClosedError) and hold nothing.
+  void close() {
+    close_with([](berth_limiter* h) {
+      berth_limiter_stats s{};
+      // Unconditionally: a thread past its Flight may not have queued yet.
+      if (berth_limiter_get_stats(&s, h) == BERTH_OK && s.capacity < kWakeCapacity) {
+        berth_limiter_set_capacity(h, kWakeCapacity);
+      }
+    });
+  }
+
+  int refusal(py::handle n) {
+    const int64_t k = as_i64(n.ptr(), Arg{"n"});
+    int r = BERTH_LIMIT_GRANTED;
+    call([&](berth_limiter* l) { return berth_limiter_try_acquire(&r, l, k); });
+    return r;
+  }
+
+  bool try_acquire(py::handle n) { return refusal(n) == BERTH_LIMIT_GRANTED; }
+
+  py::object try_acquire_reason(py::handle n) {
+    const int r = refusal(n);
+    if (r < 0 || r > 2) {
+      raise_status(BERTH_ERR_INTERNAL,
+                   "berth_limiter_try_acquire returned refusal " + std::to_string(r));
+    }
+    return py::reinterpret_borrow<py::object>(g.refusal[r]);
+  }
+
+  py::object acquire_blocking(py::handle n, py::handle timeout) {
+    const int64_t k = as_i64(n.ptr(), Arg{"n"});
+    const int64_t t = as_timeout_ns(timeout.ptr());
+    if (t != 0) refuse_in_event_loop("acquire_blocking", "'async with limiter.acquire(n)'");
+    Flight flight(*this);
+    berth_status st;
+    Failure f;
+    {
+      NoGil nogil;
+      st = berth_limiter_acquire(flight.handle(), k, t);
+      if (is_failure(st)) f.capture(st);
+    }
+    if (closed()) {  // woken by close(): give back what it granted
+      if (st == BERTH_OK) {
+        NoGil nogil;
+        berth_limiter_release(flight.handle(), k);
+      }
+      raise_closed("limiter");
+    }
+    if (is_failure(st)) raise_failure(f);
+    return py::none();
+  }
+
+  py::object release(py::handle n) {
+    const int64_t k = as_i64(n.ptr(), Arg{"n"});
+    call([&](berth_limiter* l) { return berth_limiter_release(l, k); });
+    return py::none();
+  }
+
+  // release() for the exit of a context manager: after close() the permits
+  // went with the limiter, so there is nothing to give back (and raising
+  // would hide the exception leaving the block).
+  py::object release_held(py::handle n) {
+    if (closed()) return py::none();
+    return release(n);
+  }
+
+  // None if granted at once (the caller holds the permits), else the ticket.
+  py::object acquire_async(py::handle n, py::handle notifier, py::handle token) {
+    const int64_t k = as_i64(n.ptr(), Arg{"n"});
+    PyObject* nobj = notifier.ptr();
+    if (!PyObject_TypeCheck(nobj, g.notifier)) raise_type("notifier", "a berth._Notifier", nobj);
+    Notifier* nt = native<Notifier>(nobj);
+    if (!nt) throw py::type_error("berth._Notifier.__init__() was not called");
+    const uint64_t tok = as_u64(token.ptr(), Arg{"token"});
+    Notifier::Flight nf(*nt);
+    int granted = 0;
+    uint64_t ticket = 0;
+    call([&](berth_limiter* l) {
+      return berth_limiter_acquire_async(&granted, &ticket, l, k, nf.handle(), tok);
+    });
+    if (granted) return py::none();
+    auto out = py::reinterpret_steal<py::object>(PyLong_FromUnsignedLongLong(ticket));
+    if (!out) throw py::error_already_set();
+    return out;
+  }
+
+  bool claim(py::handle ticket) {
+    const uint64_t t = as_u64(ticket.ptr(), Arg{"ticket"});
+    int claimed = 0;
+    call([&](berth_limiter* l) { return berth_limiter_claim(&claimed, l, t); });
+    return claimed != 0;
+  }
+
+  py::object cancel(py::handle ticket) {
+    const uint64_t t = as_u64(ticket.ptr(), Arg{"ticket"});
+    int outcome = BERTH_CANCEL_UNKNOWN;
+    call([&](berth_limiter* l) { return berth_limiter_cancel(&outcome, l, t); });
+    return py::int_(outcome);
+  }
+
+  py::object set_capacity(py::handle capacity) {
+    const int64_t c = as_i64(capacity.ptr(), Arg{"capacity"});
+    call([&](berth_limiter* l) { return berth_limiter_set_capacity(l, c); });
+    return py::none();
+  }
+
+  berth_limiter_stats raw_stats() {
+    berth_limiter_stats s{};
+    call([&](berth_limiter* l) { return berth_limiter_get_stats(&s, l); });
+    return s;
+  }
+
+  py::object stats() {
+    const berth_limiter_stats s = raw_stats();
+    return make_tuple_type(g.limiter_stats, s.capacity, s.in_use, s.waiting, s.waiting_permits,
+                           s.granted, s.rejected, s.timed_out, s.cancelled);
+  }
+};
+
+class Bucket : public Handle<berth_bucket, &berth_bucket_free> {
+ public:
+  Bucket(py::handle rate, py::handle burst) : Handle("bucket") {
+    const double r = as_double(rate.ptr(), Arg{"rate"});
+    const int64_t b = as_i64(burst.ptr(), Arg{"burst"});
+    berth_bucket* h = nullptr;
+    Failure f;
+    {
+      NoGil nogil;
+      berth_status st = berth_bucket_new(&h, r, b);
+      if (is_failure(st)) f.capture(st);
+    }
+    if (is_failure(f.status)) raise_failure(f);
+    adopt(h);
+  }
+
+  bool allow(py::handle n, py::handle now) {
+    const int64_t k = as_i64(n.ptr(), Arg{"n"});
+    const int64_t t = as_now(now.ptr());
+    int allowed = 0;
+    call([&](berth_bucket* b) { return berth_bucket_allow(&allowed, b, k, t); });
+    return allowed != 0;
+  }
+
+  py::object reserve(Self self, py::handle n, py::handle now) {
+    const int64_t k = as_i64(n.ptr(), Arg{"n"});
+    const int64_t t = as_now(now.ptr());
+    berth_reservation r{};
+    call([&](berth_bucket* b) { return berth_bucket_reserve(&r, b, k, t); });
+    return py::reinterpret_borrow<py::object>(g.reservation)(self.obj, r.time_to_act_ns,
+                                                             r.delay_ns, r.tokens, r.rate);
+  }
+
+  // Reservation.cancel(): the reservation's fields come back from Python.
+  py::object cancel_reservation(py::handle time_to_act_ns, py::handle tokens, py::handle rate,
+                                py::handle now) {
+    berth_reservation r{};
+    r.time_to_act_ns = as_i64(time_to_act_ns.ptr(), Arg{"time_to_act_ns"});
+    r.tokens = as_i64(tokens.ptr(), Arg{"tokens"});
+    r.rate = as_double(rate.ptr(), Arg{"rate"});
+    const int64_t t = as_now(now.ptr());
+    call([&](berth_bucket* b) { return berth_bucket_cancel(b, &r, t); });
+    return py::none();
+  }
+
+  py::object set_rate(py::handle rate, py::handle now) {
+    const double r = as_double(rate.ptr(), Arg{"rate"});
+    const int64_t t = as_now(now.ptr());
+    call([&](berth_bucket* b) { return berth_bucket_set_rate(b, r, t); });
+    return py::none();
+  }
+
+  py::object set_burst(py::handle burst, py::handle now) {
+    const int64_t v = as_i64(burst.ptr(), Arg{"burst"});
+    const int64_t t = as_now(now.ptr());
+    call([&](berth_bucket* b) { return berth_bucket_set_burst(b, v, t); });
+    return py::none();
+  }
+
+  berth_bucket_stats raw_stats(int64_t now) {
+    berth_bucket_stats s{};
+    call([&](berth_bucket* b) { return berth_bucket_get_stats(&s, b, now); });
+    return s;
+  }
+
+  py::object stats(py::handle now) {
+    const berth_bucket_stats s = raw_stats(as_now(now.ptr()));
+    return make_tuple_type(g.bucket_stats, s.rate, s.burst, s.tokens);
+  }
+};
+
+// ---------------------------------------------------------------------------
 // Methods as METH_FASTCALL descriptors
 //
 // pybind11's generic dispatcher (argument vector, overload loop, casters)
@@ -1516,7 +1888,7 @@ py::object Cache::replace(py::handle objects, py::handle rv) {
 // way (see bench/bench_pair.py).
 // ---------------------------------------------------------------------------
 
-enum class Fallback { kRequired, kEmptyStr, kTrue, kNone, kZero };
+enum class Fallback { kRequired, kEmptyStr, kTrue, kNone, kZero, kOne };
 
 struct Param {
   const char* name;
@@ -1525,6 +1897,7 @@ struct Param {
 
 PyObject* g_empty_str = nullptr;  // "" (default of node, of Cache.list's namespace)
 PyObject* g_zero = nullptr;       // 0 (default of Cache.delete's resource_version)
+PyObject* g_one = nullptr;        // 1 (default of a limiter's or a bucket's n)
 
 template <size_t N>
 bool parse_args(const char* fname, const std::array<Param, N>& params, PyObject* const* args,
@@ -1572,6 +1945,9 @@ bool parse_args(const char* fname, const std::array<Param, N>& params, PyObject*
       case Fallback::kZero:
         out[i] = g_zero;
         break;
+      case Fallback::kOne:
+        out[i] = g_one;
+        break;
     }
   }
   return true;
@@ -1615,7 +1991,12 @@ PyObject* trampoline(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
       return nullptr;
     }
     return [&]<size_t... I>(std::index_sequence<I...>) {
-      return to_python((obj->*member)(py::handle(a[I])...));
+      if constexpr (std::is_invocable_v<decltype(member), C*, Self,
+                                        decltype((void)I, py::handle())...>) {
+        return to_python((obj->*member)(Self{py::handle(self)}, py::handle(a[I])...));
+      } else {
+        return to_python((obj->*member)(py::handle(a[I])...));
+      }
     }(std::make_index_sequence<N>{});
   } catch (py::error_already_set& e) {
     e.restore();
@@ -1714,6 +2095,77 @@ constexpr Method<&Cache::get, 2> kGet{
 constexpr Method<&Cache::stats, 0> kCacheStats{
     "stats", {}, "stats($self)\n--\n\nCounters of the cache (CacheStats)."};
 
+constexpr Param kN1{"n", Fallback::kOne};
+constexpr Param kNowNs{"now_ns", Fallback::kNone};
+
+constexpr Method<&Limiter::try_acquire, 1> kTryAcquire{
+    "try_acquire", {kN1},
+    "try_acquire($self, n=1)\n--\n\n"
+    "Takes n permits if they are free and nobody waits; never waits. True if taken."};
+constexpr Method<&Limiter::try_acquire_reason, 1> kTryAcquireReason{
+    "try_acquire_reason", {kN1},
+    "try_acquire_reason($self, n=1)\n--\n\n"
+    "As try_acquire, but says why not: a Refusal (GRANTED means the permits were taken)."};
+constexpr Method<&Limiter::acquire_blocking, 2> kAcquireBlocking{
+    "acquire_blocking", {kN1, Param{"timeout", Fallback::kNone}},
+    "acquire_blocking($self, n=1, timeout=None)\n--\n\n"
+    "Blocks this thread (GIL released) until n permits are granted, in FIFO order; raises "
+    "berth.TimeoutError after timeout seconds (None: no deadline)."};
+constexpr Method<&Limiter::release, 1> kRelease{
+    "release", {kN1},
+    "release($self, n=1)\n--\n\nReturns n permits and grants the waiters that now fit, in "
+    "order."};
+constexpr Method<&Limiter::release_held, 1> kReleaseHeld{
+    "_release_held", {kN1},
+    "_release_held($self, n=1)\n--\n\nrelease() for a context manager's exit: nothing to do "
+    "once the limiter is closed."};
+constexpr Method<&Limiter::set_capacity, 1> kSetCapacity{
+    "set_capacity", {Param{"capacity"}},
+    "set_capacity($self, capacity)\n--\n\nChanges the capacity (>= 1); lowering it never "
+    "revokes held permits."};
+constexpr Method<&Limiter::stats, 0> kLimiterStats{
+    "stats", {}, "stats($self)\n--\n\nCounters of the limiter (LimiterStats)."};
+constexpr Method<&Limiter::acquire_async, 3> kAcquireAsync{
+    "_acquire_async", {Param{"n"}, Param{"notifier"}, Param{"token"}},
+    "_acquire_async($self, n, notifier, token)\n--\n\n"
+    "berth_limiter_acquire_async: None if granted now, else the ticket whose grant posts token "
+    "to notifier."};
+constexpr Method<&Limiter::claim, 1> kClaim{
+    "_claim", {Param{"ticket"}},
+    "_claim($self, ticket)\n--\n\nberth_limiter_claim: True if the caller now holds the "
+    "ticket's permits."};
+constexpr Method<&Limiter::cancel, 1> kCancel{
+    "_cancel", {Param{"ticket"}},
+    "_cancel($self, ticket)\n--\n\nberth_limiter_cancel: 0 unknown, 1 was waiting, 2 was "
+    "granted (its permits went back)."};
+
+constexpr Method<&Notifier::drain, 0> kDrain{
+    "drain", {}, "drain($self)\n--\n\nEvery completed token, oldest first (list of int)."};
+
+constexpr Method<&Bucket::allow, 2> kAllow{
+    "allow", {kN1, kNowNs},
+    "allow($self, n=1, now_ns=None)\n--\n\nTakes n tokens now if the bucket holds them; "
+    "False (nothing taken) if not."};
+constexpr Method<&Bucket::reserve, 2> kReserve{
+    "reserve", {kN1, kNowNs},
+    "reserve($self, n=1, now_ns=None)\n--\n\nTakes n tokens now, into debt if need be; the "
+    "Reservation says how long to wait before acting."};
+constexpr Method<&Bucket::cancel_reservation, 4> kCancelReservation{
+    "_cancel_reservation", {Param{"time_to_act_ns"}, Param{"tokens"}, Param{"rate"}, kNowNs},
+    "_cancel_reservation($self, time_to_act_ns, tokens, rate, now_ns=None)\n--\n\n"
+    "berth_bucket_cancel of a reservation's fields (Reservation.cancel calls it once)."};
+constexpr Method<&Bucket::set_rate, 2> kSetRate{
+    "set_rate", {Param{"rate"}, kNowNs},
+    "set_rate($self, rate, now_ns=None)\n--\n\nChanges the rate (> 0 or math.inf) from now "
+    "on, keeping the tokens accrued."};
+constexpr Method<&Bucket::set_burst, 2> kSetBurst{
+    "set_burst", {Param{"burst"}, kNowNs},
+    "set_burst($self, burst, now_ns=None)\n--\n\nChanges the burst (>= 1) from now on; a "
+    "lower burst caps the tokens at once."};
+constexpr Method<&Bucket::stats, 1> kBucketStats{
+    "stats", {kNowNs},
+    "stats($self, now_ns=None)\n--\n\nRate, burst and tokens at now_ns (BucketStats)."};
+
 constexpr Method<&Selector::matches, 1> kMatches{
     "matches", {Param{"labels"}},
     "matches($self, labels)\n--\n\nTrue if the labels (a mapping of str to str) satisfy every "
@@ -1737,6 +2189,17 @@ PyMethodDef g_cache_methods[] = {
     method_def<kList>(),   method_def<kGet>(),    method_def<kCacheStats>(),
 };
 PyMethodDef g_selector_methods[] = {method_def<kMatches>()};
+PyMethodDef g_limiter_methods[] = {
+    method_def<kTryAcquire>(),  method_def<kTryAcquireReason>(), method_def<kAcquireBlocking>(),
+    method_def<kRelease>(),     method_def<kReleaseHeld>(),      method_def<kSetCapacity>(),
+    method_def<kLimiterStats>(), method_def<kAcquireAsync>(),    method_def<kClaim>(),
+    method_def<kCancel>(),
+};
+PyMethodDef g_notifier_methods[] = {method_def<kDrain>()};
+PyMethodDef g_bucket_methods[] = {
+    method_def<kAllow>(),   method_def<kReserve>(),  method_def<kCancelReservation>(),
+    method_def<kSetRate>(), method_def<kSetBurst>(), method_def<kBucketStats>(),
+};
 
 template <size_t N>
 void install_methods(py::handle cls, PyMethodDef (&defs)[N]) {
@@ -1757,12 +2220,18 @@ PyTypeObject* load_type(const py::module_& mod, const char* name) {
   return reinterpret_cast<PyTypeObject*>(t.release().ptr());
 }
 
+// close() and closed of a handle class.
+template <class C>
+void def_close(py::class_<C>& cls, const char* close_doc) {
+  cls.def("close", [](C& c) { c.close(); }, close_doc)
+      .def_property_readonly("closed", [](const C& c) { return c.closed(); });
+}
+
 // close(), closed, the context manager protocol and repr of a handle class.
 template <class C>
 void def_handle_protocol(py::class_<C>& cls, const char* close_doc) {
-  cls.def("close", [](C& c) { c.close(); }, close_doc)
-      .def_property_readonly("closed", [](const C& c) { return c.closed(); })
-      .def("__enter__", [](py::object self) { return self; })
+  def_close(cls, close_doc);
+  cls.def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](C& c, py::args) {
         c.close();
         return false;
@@ -1789,6 +2258,14 @@ PYBIND11_MODULE(_berth, m) {
   g.node_stat = load_type(types, "NodeStat");
   g.cache_stats = load_type(types, "CacheStats");
   g.event = load_type(types, "Event");
+  g.limiter_stats = load_type(types, "LimiterStats");
+  g.bucket_stats = load_type(types, "BucketStats");
+  g.reservation = py::object(types.attr("Reservation")).release().ptr();
+  for (int r = 0; r < 3; ++r) {
+    g.refusal[r] = py::object(types.attr("Refusal")(r)).release().ptr();
+  }
+  g.get_running_loop =
+      py::object(py::module_::import("asyncio.events").attr("_get_running_loop")).release().ptr();
   if (py::len(types.attr("PoolKey").attr("_fields")) != kPoolKeyFields) {
     throw py::import_error("berth._types.PoolKey must have 6 fields");
   }
@@ -1804,6 +2281,7 @@ PYBIND11_MODULE(_berth, m) {
       {BERTH_ERR_INTERNAL, "InternalError"},
       {BERTH_ERR_NOT_SYNCED, "NotSyncedError"},
       {BERTH_ERR_BAD_SELECTOR, "BadSelectorError"},
+      {BERTH_ERR_TIMEOUT, "TimeoutError"},
   };
   for (const auto& [status, name] : by_status) {
     g.error_by_status[status] = py::object(errors.attr(name)).release().ptr();
@@ -1833,6 +2311,11 @@ PYBIND11_MODULE(_berth, m) {
   if (!g_empty_str) throw py::error_already_set();
   g_zero = PyLong_FromLong(0);
   if (!g_zero) throw py::error_already_set();
+  g_one = PyLong_FromLong(1);
+  if (!g_one) throw py::error_already_set();
+  m.def("clock_now_ns", &berth_clock_now_ns,
+        "Berth's monotonic clock (CLOCK_MONOTONIC) in nanoseconds: the clock of the now_ns "
+        "arguments and of Reservation.time_to_act_ns.");
 
   py::class_<Engine> cls(m, "Engine", py::is_final(),
                          "A Berth engine: owns pools of keys. Thread-safe; use as a "
@@ -1871,6 +2354,68 @@ PYBIND11_MODULE(_berth, m) {
     return c.closed() ? "<berth.Cache closed>" : "<berth.Cache open>";
   });
   install_methods(cache, g_cache_methods);
+
+  py::class_<Notifier> notifier(m, "_Notifier", py::is_final(),
+                                "A berth_notifier: an eventfd to watch for readability plus a "
+                                "queue of completed tokens. Internal to the asyncio support.");
+  notifier.attr("__module__") = "berth";
+  notifier.def(py::init<>());
+  def_close(notifier, "Frees this reference to the notifier (a limiter still holding tickets "
+                      "that post to it keeps it alive). Idempotent.");
+  notifier.def_property_readonly("fd", &Notifier::fd);
+  notifier.def("__repr__", [](const Notifier& n) {
+    return n.closed() ? std::string("<berth._Notifier closed>")
+                      : "<berth._Notifier fd=" + std::to_string(n.fd()) + ">";
+  });
+  install_methods(notifier, g_notifier_methods);
+  g.notifier = reinterpret_cast<PyTypeObject*>(notifier.inc_ref().ptr());
+
+  py::class_<Limiter> limiter(m, "Limiter", py::is_final(),
+                              "A concurrency limiter: weighted permits under a capacity that "
+                              "can change at run time, FIFO waiters. Thread-safe; asyncio "
+                              "waits never block the event loop.");
+  limiter.attr("__module__") = "berth";
+  limiter.def(py::init([](py::object c) { return std::make_unique<Limiter>(c); }),
+              py::arg("capacity"));
+  def_close(limiter, "Frees the limiter. Waiters are woken and raise ClosedError; permits "
+                     "held are forgotten (releasing them is a no-op). Idempotent.");
+  limiter.def_property(
+      "capacity", [](Limiter& l) { return l.raw_stats().capacity; },
+      [](Limiter& l, py::object c) { l.set_capacity(c); });
+  limiter.def("__repr__", [](Limiter& l) {
+    if (l.closed()) return std::string("<berth.Limiter closed>");
+    const berth_limiter_stats s = l.raw_stats();
+    return "<berth.Limiter capacity=" + std::to_string(s.capacity) +
+           " in_use=" + std::to_string(s.in_use) + " waiting=" + std::to_string(s.waiting) + ">";
+  });
+  install_methods(limiter, g_limiter_methods);
+
+  py::class_<Bucket> bucket(m, "Bucket", py::is_final(),
+                            "A token bucket with the semantics of golang.org/x/time/rate. "
+                            "Thread-safe; use as a context manager or call close().");
+  bucket.attr("__module__") = "berth";
+  bucket.def(py::init([](py::object rate, py::object burst) {
+               return std::make_unique<Bucket>(rate, burst);
+             }),
+             py::arg("rate"), py::arg("burst"));
+  def_handle_protocol(bucket, "Frees the bucket after calls in flight in other threads return. "
+                              "Idempotent.");
+  bucket.def_property(
+      "rate", [](Bucket& b) { return b.raw_stats(BERTH_NOW).rate; },
+      [](Bucket& b, py::object r) { b.set_rate(r, py::none()); });
+  bucket.def_property(
+      "burst", [](Bucket& b) { return b.raw_stats(BERTH_NOW).burst; },
+      [](Bucket& b, py::object v) { b.set_burst(v, py::none()); });
+  bucket.def("__repr__", [](Bucket& b) {
+    if (b.closed()) return std::string("<berth.Bucket closed>");
+    const berth_bucket_stats s = b.raw_stats(BERTH_NOW);
+    return "<berth.Bucket rate=" + py::repr(py::float_(s.rate)).cast<std::string>() +
+           " burst=" + std::to_string(s.burst) + ">";
+  });
+  install_methods(bucket, g_bucket_methods);
+
+  // The asyncio and context-manager parts, written in Python.
+  py::module_::import("berth._limit").attr("_install")(limiter, bucket, notifier);
 
   make_object_types();
   m.attr("ObjectList") = py::handle(reinterpret_cast<PyObject*>(g.object_list));

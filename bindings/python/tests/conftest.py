@@ -7,7 +7,11 @@ bindings/python, so that the source tree's berth/ is not imported instead).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import pytest
 
@@ -86,3 +90,51 @@ def drain(engine: berth.Engine, pool: str = POOL, spread: bool = True) -> list[b
     while (k := pop(pool)) is not None:
         out.append(k)
     return out
+
+
+# Helpers of the limiter and bucket tests (pytest-asyncio is not used: each
+# test runs its own loop with run()).
+
+
+def run(coro: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
+    """asyncio.run with a deadline, so that a hang fails instead of blocking,
+    and failing if any callback of the loop (e.g. the notifier's reader)
+    raised: the loop would only log that."""
+    loop_errors: list[dict[str, Any]] = []
+
+    async def guarded() -> Any:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: loop_errors.append(ctx))
+        async with asyncio.timeout(timeout):
+            return await coro
+
+    result = asyncio.run(guarded())
+    assert loop_errors == [], loop_errors
+    return result
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.001)
+
+
+async def async_wait_until(pred: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
+
+
+def start_thread(target: Callable[[], None]) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            target()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t, errors

@@ -228,6 +228,7 @@ def test_error_classes_form_a_hierarchy_under_berth_error():
         berth.InternalError,
         berth.NotSyncedError,
         berth.BadSelectorError,
+        berth.TimeoutError,
         berth.ClosedError,
     ):
         assert issubclass(cls, berth.Error)
@@ -261,6 +262,7 @@ def test_error_message_comes_from_the_failing_call(engine):
     [
         (berth.NotSyncedError, 8, "BERTH_ERR_NOT_SYNCED"),
         (berth.BadSelectorError, 9, "BERTH_ERR_BAD_SELECTOR"),
+        (berth.TimeoutError, 10, "BERTH_ERR_TIMEOUT"),
     ],
 )
 def test_new_error_classes_default_to_their_status(cls, status, name):
@@ -356,3 +358,27 @@ def test_dropping_an_open_engine_frees_it():
     gc.collect()
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 40
+
+
+def test_timeout_error_is_also_the_builtin_timeout_error():
+    import builtins
+    import errno
+
+    err = berth.TimeoutError("no permits within 5 ns", 10, "BERTH_ERR_TIMEOUT")
+    assert isinstance(err, builtins.TimeoutError) and isinstance(err, OSError)
+    assert berth.TimeoutError is not builtins.TimeoutError
+    # Error's attributes and args survive OSError's own argument handling.
+    assert err.args == ("no permits within 5 ns", 10, "BERTH_ERR_TIMEOUT")
+    assert (err.message, err.status, err.status_name) == ("no permits within 5 ns", 10, "BERTH_ERR_TIMEOUT")
+    assert err.errno == errno.ETIMEDOUT and err.strerror == err.message
+    assert str(err) == "no permits within 5 ns [BERTH_ERR_TIMEOUT]"
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is berth.TimeoutError
+    assert (back.args, back.message, back.status, back.errno) == (err.args, err.message, 10, errno.ETIMEDOUT)
+
+
+def test_timeout_error_does_not_shadow_the_builtin_on_star_import():
+    assert "TimeoutError" not in berth.__all__
+    namespace: dict[str, object] = {}
+    exec("from berth import *", namespace)
+    assert "TimeoutError" not in namespace

@@ -39,7 +39,7 @@ def _stub_classes() -> dict[str, ast.ClassDef]:
     return {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
 
 
-NATIVE_CLASSES = ["Engine", "Cache", "Selector", "ObjectList", "ObjectView"]
+NATIVE_CLASSES = ["Engine", "Cache", "Selector", "ObjectList", "ObjectView", "Limiter", "Bucket"]
 
 
 @pytest.mark.parametrize("cls_name", NATIVE_CLASSES)
@@ -74,12 +74,15 @@ def _native_params(method) -> list[tuple[str, object]]:
     return [(p.name, p.default) for p in sig.parameters.values()][1:]
 
 
-@pytest.mark.parametrize("cls_name, methods", [("Engine", 12), ("Cache", 8), ("Selector", 2)])
+@pytest.mark.parametrize(
+    "cls_name, methods",
+    [("Engine", 12), ("Cache", 8), ("Selector", 2), ("Limiter", 13), ("Bucket", 9), ("_Notifier", 2)],
+)
 def test_stub_signatures_match_the_native_methods(cls_name, methods):
-    stub, cls = _stub_classes()[cls_name], getattr(berth, cls_name)
+    stub, cls = _stub_classes()[cls_name], getattr(_berth, cls_name)
     checked = 0
     for node in stub.body:
-        if not isinstance(node, ast.FunctionDef) or node.name.startswith("__"):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name.startswith("__"):
             continue
         if isinstance(inspect.getattr_static(cls, node.name), property):
             continue
@@ -94,7 +97,16 @@ def test_stub_signatures_match_the_native_methods(cls_name, methods):
     assert checked == methods
 
 
-@pytest.mark.parametrize("cls_name", ["Cache", "Selector"])
+def test_stub_declares_the_async_and_context_manager_methods():
+    for cls_name, names in (("Limiter", ["__aenter__", "__aexit__"]), ("Bucket", ["wait"])):
+        stub = _stub_classes()[cls_name]
+        for name in names:
+            node = next(n for n in stub.body if getattr(n, "name", None) == name)
+            assert isinstance(node, ast.AsyncFunctionDef), (cls_name, name)
+            assert inspect.iscoroutinefunction(getattr(getattr(berth, cls_name), name)) or name == "__aenter__"
+
+
+@pytest.mark.parametrize("cls_name", ["Cache", "Selector", "Limiter", "Bucket"])
 def test_stub_constructor_signatures_match(cls_name):
     init = next(n for n in _stub_classes()[cls_name].body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
     args = init.args.args[1:]
