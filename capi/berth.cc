@@ -213,6 +213,26 @@ std::string_view Text(const flatbuffers::String* s) {
   return s == nullptr ? std::string_view() : std::string_view(s->c_str(), s->size());
 }
 
+// A caller's buffer as FlatBuffers wants it: aligned for its widest scalar.
+// FlatBuffers reads scalars in place and its verifier checks alignment only
+// relative to the buffer's start, so a buffer at an odd address would be
+// read through misaligned pointers; such a buffer is copied first (found by
+// fuzz_buffers).
+class AlignedInput {
+ public:
+  AlignedInput(const uint8_t* buf, size_t len) : data_(buf) {
+    if (reinterpret_cast<uintptr_t>(buf) % alignof(uint64_t) != 0 && len > 0) {
+      copy_.assign(buf, buf + len);
+      data_ = copy_.data();
+    }
+  }
+  const uint8_t* data() const { return data_; }
+
+ private:
+  const uint8_t* data_;
+  std::vector<uint8_t, berth::Alloc<uint8_t>> copy_;  // allocations are 16-aligned
+};
+
 // Checks a FlatBuffers input: size, file identifier, then the verifier.
 template <class Root>
 berth_status Verify(const char* fn, const uint8_t* buf, size_t len, const char* id,
@@ -474,12 +494,13 @@ berth_status berth_pool_add_batch(size_t* out_inserted, berth_engine* engine, co
     BERTH_VIEW(p, pool, pool_len, fn, "pool");
     BERTH_REQUIRE(buf != nullptr || buf_len == 0, fn, "buf is NULL with a non-zero length");
     BERTH_CHECK(berth::CheckPoolName(p), fn);
-    if (berth_status st = Verify<berth::fb::PoolKeyBatch>(fn, buf, buf_len,
+    const AlignedInput in(buf, buf_len);
+    if (berth_status st = Verify<berth::fb::PoolKeyBatch>(fn, in.data(), buf_len,
                                                           BERTH_FB_POOL_KEY_BATCH_ID, "PoolKeyBatch");
         st != BERTH_OK) {
       return st;
     }
-    const auto* batch = flatbuffers::GetRoot<berth::fb::PoolKeyBatch>(buf);
+    const auto* batch = flatbuffers::GetRoot<berth::fb::PoolKeyBatch>(in.data());
     std::vector<berth::KeyView, berth::Alloc<berth::KeyView>> keys;
     if (const auto* list = batch->keys(); list != nullptr) {
       keys.reserve(list->size());
@@ -774,12 +795,13 @@ berth_status berth_cache_apply(size_t* out_applied, berth_cache* cache, const ui
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
     BERTH_REQUIRE(buf != nullptr || buf_len == 0, fn, "buf is NULL with a non-zero length");
-    if (berth_status st = Verify<berth::fb::EventBatch>(fn, buf, buf_len, BERTH_FB_EVENT_BATCH_ID,
+    const AlignedInput in(buf, buf_len);
+    if (berth_status st = Verify<berth::fb::EventBatch>(fn, in.data(), buf_len, BERTH_FB_EVENT_BATCH_ID,
                                                         "EventBatch");
         st != BERTH_OK) {
       return st;
     }
-    const auto* batch = flatbuffers::GetRoot<berth::fb::EventBatch>(buf);
+    const auto* batch = flatbuffers::GetRoot<berth::fb::EventBatch>(in.data());
     std::vector<berth::CacheEvent, berth::Alloc<berth::CacheEvent>> events;
     if (const auto* list = batch->events(); list != nullptr) {
       events.reserve(list->size());
@@ -826,12 +848,13 @@ berth_status berth_cache_replace(berth_cache* cache, const uint8_t* buf, size_t 
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
     BERTH_REQUIRE(buf != nullptr || buf_len == 0, fn, "buf is NULL with a non-zero length");
-    if (berth_status st = Verify<berth::fb::ObjectList>(fn, buf, buf_len, BERTH_FB_OBJECT_LIST_ID,
+    const AlignedInput in(buf, buf_len);
+    if (berth_status st = Verify<berth::fb::ObjectList>(fn, in.data(), buf_len, BERTH_FB_OBJECT_LIST_ID,
                                                         "ObjectList");
         st != BERTH_OK) {
       return st;
     }
-    const auto* list = flatbuffers::GetRoot<berth::fb::ObjectList>(buf);
+    const auto* list = flatbuffers::GetRoot<berth::fb::ObjectList>(in.data());
     std::vector<berth::ObjectRef> objects;
     if (const auto* objs = list->objects(); objs != nullptr) {
       objects.reserve(objs->size());

@@ -80,6 +80,7 @@ ObjectRef Object::Make(std::string_view ns, std::string_view name, uint64_t rv,
   char* out = reinterpret_cast<char*>(spans + n);
   char* const base = out;
   auto put = [&](std::string_view s) {
+    if (s.empty()) return;  // s.data() may be null: memcpy must not see it
     std::memcpy(out, s.data(), s.size());
     out += s.size();
   };

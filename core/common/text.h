@@ -28,9 +28,10 @@ class Joined {
  public:
   Joined(std::string_view first, std::string_view second)
       : len_(first.size() + 1 + second.size()), first_len_(static_cast<uint32_t>(first.size())) {
-    std::memcpy(buf_, first.data(), first.size());
+    // Empty views may carry a null pointer, which memcpy must never see.
+    if (!first.empty()) std::memcpy(buf_, first.data(), first.size());
     buf_[first.size()] = '\0';
-    std::memcpy(buf_ + first.size() + 1, second.data(), second.size());
+    if (!second.empty()) std::memcpy(buf_ + first.size() + 1, second.data(), second.size());
   }
   std::string_view view() const { return {buf_, len_}; }
   uint32_t first_len() const { return first_len_; }

@@ -65,7 +65,7 @@ struct FixedText {
   char data[N];
   void assign(std::string_view s) {
     len = static_cast<uint32_t>(s.size());
-    std::memcpy(data, s.data(), s.size());
+    if (!s.empty()) std::memcpy(data, s.data(), s.size());  // s.data() may be null
   }
   std::string_view view() const { return {data, len}; }
 };
