@@ -53,6 +53,21 @@ build_cpp() {
   "$ROOT/scripts/build" >/dev/null
 }
 
+# A GoogleTest build under sanitizers in build-<name>/ (system allocator, so
+# the sanitizer sees every allocation), run with ctest.
+sanitizer_suite() {
+  local name=$1 flags=$2
+  log "GoogleTest under $name"
+  if [ ! -f "build-$name/build.ninja" ]; then
+    cmake -S . -B "build-$name" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DBERTH_SYSTEM_ALLOCATOR=ON -DBERTH_BENCH=OFF -DBERTH_EXAMPLES=OFF \
+      -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
+      -DCMAKE_EXE_LINKER_FLAGS="$flags" -DCMAKE_SHARED_LINKER_FLAGS="$flags" >/dev/null
+  fi
+  cmake --build "build-$name" >/dev/null
+  ctest --test-dir "build-$name" --output-on-failure -j "$(nproc)" "${@:3}"
+}
+
 # The Python package, built by scikit-build-core from this tree.
 install_python() {
   log "pip install . (Python binding)"
