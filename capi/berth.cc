@@ -949,13 +949,9 @@ berth_status berth_limiter_try_acquire(int* out_refusal, berth_limiter* limiter,
     BERTH_REQUIRE(out_refusal != nullptr, fn, "out_refusal is NULL");
     BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
     if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
-    const int64_t capacity = limiter->limiter.Stats().capacity;
-    if (n > capacity) {
-      return Fail(fn, BERTH_ERR_INVALID_ARGUMENT, "n (" + std::to_string(n) +
-                                                      ") exceeds the capacity (" +
-                                                      std::to_string(capacity) + ")");
-    }
-    switch (limiter->limiter.TryAcquire(n)) {
+    berth::Refusal why = berth::Refusal::kNone;
+    BERTH_CHECK(limiter->limiter.TryAcquireChecked(n, &why), fn);
+    switch (why) {
       case berth::Refusal::kNone: *out_refusal = BERTH_LIMIT_GRANTED; break;
       case berth::Refusal::kAtCapacity: *out_refusal = BERTH_LIMIT_AT_CAPACITY; break;
       case berth::Refusal::kWaitersQueued: *out_refusal = BERTH_LIMIT_WAITERS_QUEUED; break;

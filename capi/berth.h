@@ -641,7 +641,8 @@ BERTH_API berth_status berth_limiter_new(berth_limiter** out_limiter, int64_t ca
 
 /* Frees a limiter. NULL is a no-op. No call may be in flight on it (in
  * particular no thread blocked in berth_limiter_acquire); unclaimed tickets
- * are dropped. Since 0.3. */
+ * are dropped, and tokens already posted to notifiers stay there to be
+ * drained (and dropped). Since 0.3. */
 BERTH_API berth_status berth_limiter_free(berth_limiter* limiter);
 
 /* Takes n permits if they are free and nobody waits; never waits.
@@ -705,7 +706,8 @@ BERTH_API berth_status berth_notifier_new(berth_notifier** out_notifier);
 BERTH_API berth_status berth_notifier_free(berth_notifier* notifier);
 
 /* The fd to watch for readability (owned by the notifier: do not close or
- * read it). Since 0.3. */
+ * read it, and keep it non-blocking: berth_notifier_drain reads it, and a
+ * blocking fd would hang there). Since 0.3. */
 BERTH_API berth_status berth_notifier_fd(int* out_fd, const berth_notifier* notifier);
 
 /* Takes up to cap completed tokens into tokens[] (*out_count of them) and

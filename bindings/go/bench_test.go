@@ -1,7 +1,11 @@
 package berth
 
 import (
+	"context"
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -146,4 +150,64 @@ func BenchmarkSelectorMatches(b *testing.B) {
 			b.Fatal(ok, err)
 		}
 	}
+}
+
+func BenchmarkLimiterTryAcquireRelease(b *testing.B) {
+	l := newLimiter(b, 1)
+	for b.Loop() {
+		if ok, _, err := l.TryAcquire(1); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+		if err := l.Release(1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLimiterAcquireReleaseUncontended(b *testing.B) {
+	l := newLimiter(b, 1)
+	ctx := context.Background()
+	for b.Loop() {
+		if err := l.Acquire(ctx, 1); err != nil {
+			b.Fatal(err)
+		}
+		if err := l.Release(1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLimiterContended: 8 goroutines on capacity 4, each holding its
+// permit across a runtime.Gosched, as cmd/berth-bench's contended figure.
+func BenchmarkLimiterContended(b *testing.B) {
+	l := newLimiter(b, 4)
+	ctx := context.Background()
+	benchContended(b, func() {
+		if err := l.Acquire(ctx, 1); err != nil {
+			b.Error(err)
+		}
+		runtime.Gosched()
+		if err := l.Release(1); err != nil {
+			b.Error(err)
+		}
+	})
+	if s := limStats(b, l); s.InUse != 0 || s.Waiting != 0 {
+		b.Fatalf("stats %+v", s)
+	}
+}
+
+func benchContended(b *testing.B, one func()) {
+	const goroutines = 8
+	var next atomic.Int64
+	n := int64(b.N)
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for next.Add(1) <= n {
+				one()
+			}
+		})
+	}
+	wg.Wait()
 }

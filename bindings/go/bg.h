@@ -22,8 +22,10 @@
 // passed as uintptr_t, so cgo has no pointer to check on the hot path: every
 // remaining pointer argument points to pointer-free memory.
 typedef struct bg_res {
-  int flag;        // out_inserted / out_removed / out_restored / out_applied / out_matches
-  size_t count;    // out_inserted of berth_pool_add_batch, out_applied of berth_cache_apply
+  int flag;        // out_inserted / out_removed / out_restored / out_applied / out_matches /
+                   // out_refusal / out_granted_now / out_claimed / out_outcome / out_allowed
+  size_t count;    // out_inserted of berth_pool_add_batch, out_applied of berth_cache_apply,
+                   // out_count of berth_notifier_drain
   uintptr_t msg;   // char*, 0 unless the call failed; freed by bg_msg_free
   size_t msg_len;
 } bg_res;
@@ -31,6 +33,9 @@ typedef struct bg_res {
 #define BG_ENGINE(h) ((berth_engine*)(h))
 #define BG_CACHE(h) ((berth_cache*)(h))
 #define BG_SELECTOR(h) ((berth_selector*)(h))
+#define BG_LIMITER(h) ((berth_limiter*)(h))
+#define BG_NOTIFIER(h) ((berth_notifier*)(h))
+#define BG_BUCKET(h) ((berth_bucket*)(h))
 
 static void bg_set_msg(bg_res* res, const char* m, size_t n) {
   char* c = (char*)malloc(n + 1);

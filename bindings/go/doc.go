@@ -19,11 +19,19 @@
 // (ParseSelector: the full Kubernetes grammar). List returns an ObjectList
 // that reads fields in place, without decoding or copying each object.
 //
-// Every method of Engine, Cache and Selector is safe for concurrent use.
-// Close releases the handle; any call after Close returns an error wrapping
-// ErrClosed. Failures reported by the library are *Error values; test them
-// with errors.Is against ErrInvalidArgument, ErrInvalidName, ErrNotFound,
-// ErrBadBuffer, ErrNoMemory, ErrInternal, ErrNotSynced and ErrBadSelector.
+// A Limiter (ABI 0.3) caps concurrency with weighted permits, served FIFO
+// (a large waiter at the head is not starved); Acquire(ctx, n) waits without
+// holding an OS thread and never leaks a permit when ctx ends. A Bucket
+// (ABI 0.3) is a token-bucket rate limiter with the semantics of
+// golang.org/x/time/rate; its ...At methods take explicit Instants on Berth's
+// monotonic clock.
+//
+// Every method of Engine, Cache, Selector, Limiter and Bucket is safe for
+// concurrent use. Close releases the handle; any call after Close returns an
+// error wrapping ErrClosed. Failures reported by the library are *Error
+// values; test them with errors.Is against ErrInvalidArgument,
+// ErrInvalidName, ErrNotFound, ErrBadBuffer, ErrNoMemory, ErrInternal,
+// ErrNotSynced, ErrBadSelector, ErrTimeout and ErrBadRegion.
 package berth
 
 // The FlatBuffers code in internal/fb is generated from capi/berth.fbs and

@@ -15,8 +15,10 @@ const (
 	statusBadBuffer       int32 = 5
 	statusNoMemory        int32 = 6
 	statusInternal        int32 = 7
-	statusNotSynced       int32 = 8 // since ABI 0.2
-	statusBadSelector     int32 = 9 // since ABI 0.2
+	statusNotSynced       int32 = 8  // since ABI 0.2
+	statusBadSelector     int32 = 9  // since ABI 0.2
+	statusTimeout         int32 = 10 // since ABI 0.3
+	statusBadRegion       int32 = 11 // since ABI 0.3
 )
 
 var statusNames = [...]string{
@@ -30,6 +32,8 @@ var statusNames = [...]string{
 	statusInternal:        "BERTH_ERR_INTERNAL",
 	statusNotSynced:       "BERTH_ERR_NOT_SYNCED",
 	statusBadSelector:     "BERTH_ERR_BAD_SELECTOR",
+	statusTimeout:         "BERTH_ERR_TIMEOUT",
+	statusBadRegion:       "BERTH_ERR_BAD_REGION",
 }
 
 // StatusName returns the name of a berth_status value ("BERTH_ERR_NOT_FOUND",
@@ -86,9 +90,16 @@ var (
 	// ErrBadSelector: a label selector Kubernetes would reject. The message
 	// names the byte offset ("at byte 4: ...") and what was expected.
 	ErrBadSelector error = &Error{Status: statusBadSelector}
+	// ErrTimeout: a blocking wait of the library reached its deadline;
+	// nothing is held. (Limiter.Acquire and Bucket.Wait never block in the
+	// library: they return the context's error instead.)
+	ErrTimeout error = &Error{Status: statusTimeout}
+	// ErrBadRegion: a shared-memory region exists under the name but is not
+	// a Berth shared limiter of this layout; nothing was changed in it.
+	ErrBadRegion error = &Error{Status: statusBadRegion}
 
-	// ErrClosed: the Engine, Cache or Selector was closed. It is not a
-	// berth_status.
+	// ErrClosed: the Engine, Cache, Selector, Limiter or Bucket was closed.
+	// It is not a berth_status.
 	ErrClosed = errors.New("berth: use after Close")
 	// ErrABIMismatch: the loaded libberth has another ABI major version than
 	// the berth.h this package was compiled against.
@@ -96,7 +107,7 @@ var (
 )
 
 // closedError is what every method returns after Close: op is the method,
-// what the kind of handle ("engine", "cache", "selector").
+// what the kind of handle ("engine", "cache", "selector", "limiter", "bucket").
 type closedError struct{ op, what string }
 
 func errClosed(op, what string) error { return &closedError{op: op, what: what} }

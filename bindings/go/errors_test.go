@@ -11,7 +11,7 @@ func TestError_IsMatchesSentinelOfSameStatusOnly(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) {
 		t.Fatal("errors.Is(NOT_FOUND error, ErrNotFound) = false")
 	}
-	for _, other := range []error{ErrInvalidArgument, ErrInvalidName, ErrBadBuffer, ErrNoMemory, ErrInternal, ErrNotSynced, ErrBadSelector, ErrClosed} {
+	for _, other := range []error{ErrInvalidArgument, ErrInvalidName, ErrBadBuffer, ErrNoMemory, ErrInternal, ErrNotSynced, ErrBadSelector, ErrTimeout, ErrClosed} {
 		if errors.Is(err, other) {
 			t.Errorf("errors.Is(NOT_FOUND error, %v) = true", other)
 		}
@@ -36,6 +36,8 @@ func TestError_NewStatusesHaveNamesAndSentinels(t *testing.T) {
 	}{
 		{8, "BERTH_ERR_NOT_SYNCED", ErrNotSynced},
 		{9, "BERTH_ERR_BAD_SELECTOR", ErrBadSelector},
+		{10, "BERTH_ERR_TIMEOUT", ErrTimeout},
+		{11, "BERTH_ERR_BAD_REGION", ErrBadRegion},
 	}
 	for _, c := range cases {
 		if got := StatusName(c.status); got != c.name {
@@ -51,8 +53,12 @@ func TestError_NewStatusesHaveNamesAndSentinels(t *testing.T) {
 			}
 		}
 	}
-	if errors.Is(ErrNotSynced, ErrBadSelector) {
-		t.Error("ErrNotSynced is ErrBadSelector")
+	if errors.Is(ErrNotSynced, ErrBadSelector) || errors.Is(ErrTimeout, ErrBadSelector) ||
+		errors.Is(ErrTimeout, ErrNotSynced) || errors.Is(ErrBadRegion, ErrTimeout) {
+		t.Error("sentinels of different statuses match each other")
+	}
+	if HeaderABIVersion < 300 {
+		t.Errorf("HeaderABIVersion = %d; limiters and buckets need ABI 0.3", HeaderABIVersion)
 	}
 }
 

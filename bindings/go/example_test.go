@@ -1,8 +1,10 @@
 package berth_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	berth "github.com/berth-sched/berth/bindings/go"
 )
@@ -95,4 +97,54 @@ func ExampleParseSelector() {
 	// Output:
 	// true
 	// berth: BERTH_ERR_BAD_SELECTOR: berth_selector_parse: at byte 27: found 'qa', expected: ',' or ')'
+}
+
+func ExampleLimiter_Acquire() {
+	l, err := berth.NewLimiter(2)
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+
+	ctx := context.Background()
+	fmt.Println(l.Acquire(ctx, 2)) // free: granted at once
+
+	// Full: this waiter gives up at its deadline, holding nothing.
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	fmt.Println(errors.Is(l.Acquire(short, 1), context.DeadlineExceeded))
+
+	ok, reason, _ := l.TryAcquire(1)
+	fmt.Println(ok, reason)
+
+	fmt.Println(l.Release(2))
+	_, _, err = l.TryAcquire(3) // more than the capacity could ever grant
+	fmt.Println(errors.Is(err, berth.ErrInvalidArgument))
+	// Output:
+	// <nil>
+	// true
+	// false RefusedAtCapacity
+	// <nil>
+	// true
+}
+
+func ExampleBucket_ReserveAt() {
+	b, err := berth.NewBucket(10, 5) // 10 tokens per second, burst 5
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+
+	t0 := berth.Now()
+	ok, _ := b.AllowAt(t0, 5) // starts full
+	fmt.Println(ok)
+	r, _ := b.ReserveAt(t0, 2) // into debt: act in 200ms
+	fmt.Println(r.DelayFrom(t0))
+	r.CancelAt(t0) // changed our mind: the tokens come back
+	ok, _ = b.AllowAt(t0.Add(100*time.Millisecond), 1)
+	fmt.Println(ok)
+	// Output:
+	// true
+	// 200ms
+	// true
 }

@@ -14,7 +14,7 @@ int64_t TokenBucket::NanosFor(double rate, double tokens) {
   if (tokens <= 0) return 0;
   const double ns = tokens / rate * 1e9;
   if (ns >= static_cast<double>(INT64_MAX)) return INT64_MAX;
-  return static_cast<int64_t>(std::ceil(ns));
+  return static_cast<int64_t>(ns);  // truncated, as x/time/rate's durationFromTokens
 }
 
 double TokenBucket::TokensAt(int64_t now, int64_t* effective_now) const {

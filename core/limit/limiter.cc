@@ -26,8 +26,22 @@ void ConcurrencyLimiter::GrantLocked() {
   }
 }
 
+Status ConcurrencyLimiter::TryAcquireChecked(int64_t n, Refusal* refusal) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (n > capacity_) {
+    return {Code::kInvalidArgument, "n (" + std::to_string(n) + ") exceeds the capacity (" +
+                                        std::to_string(capacity_) + ")"};
+  }
+  *refusal = TryAcquireLocked(n);
+  return {};
+}
+
 Refusal ConcurrencyLimiter::TryAcquire(int64_t n) {
   std::lock_guard<std::mutex> lock(mu_);
+  return TryAcquireLocked(n);
+}
+
+Refusal ConcurrencyLimiter::TryAcquireLocked(int64_t n) {
   if (!queue_.empty()) {
     ++rejected_;
     return Refusal::kWaitersQueued;

@@ -60,6 +60,8 @@ class ConcurrencyLimiter {
 
   // Immediate answer; refuses while waiters are queued (FIFO).
   Refusal TryAcquire(int64_t n);
+  // The same, with n > capacity (read under the same lock) an error.
+  Status TryAcquireChecked(int64_t n, Refusal* refusal);
   // Blocks until granted (true) or the deadline passes (false, nothing held).
   // n > capacity is kInvalidArgument (it could never be granted).
   Status Acquire(int64_t n, std::optional<Clock::time_point> deadline, bool* acquired);
@@ -89,6 +91,7 @@ class ConcurrencyLimiter {
   using Queue = std::list<Waiter, Alloc<Waiter>>;
 
   void GrantLocked();  // grants from the head while permits allow
+  Refusal TryAcquireLocked(int64_t n);
   // Written so it cannot overflow: capacity_ - in_use_ is negative after a
   // lowering, never out of range.
   bool FitsLocked(int64_t n) const { return n <= capacity_ - in_use_; }

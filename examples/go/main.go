@@ -1,7 +1,8 @@
 // Command example fills a warm pool over a few nodes, hands keys out with
 // PopSpread, puts one back and prints the pool's counters; then it feeds an
 // object cache a relist and a watch event and lists it by label selector
-// (cache.go).
+// (cache.go); then it caps concurrent sandbox starts with a limiter
+// (limiter.go).
 package main
 
 import (
@@ -64,4 +65,5 @@ func main() {
 	}
 
 	cacheExample()
+	limiterExample()
 }

@@ -18,9 +18,23 @@
 // for the same list through the C ABI, measured in the same run and passed
 // in with -list-cpp-ns; -list-out gets the binding_list100_go record as a
 // JSON array of one element.
+//
+// The limiter figures (-limiter-out, a JSON array of two records) are
+//   - limiter_uncontended_go: one TryAcquire(1) + Release(1) on a limiter of
+//     capacity 1 from one goroutine, against the same pair on a buffered
+//     channel of capacity 1 used as a semaphore (send in a select with a
+//     default, then receive) as the baseline;
+//   - limiter_contended_go: 8 goroutines on a limiter of capacity 4, each
+//     looping Acquire(ctx, 1), runtime.Gosched() (so the holder lets the
+//     others run into a full limiter even on few cores), Release(1); ns per
+//     op is the wall time over all goroutines' ops together. The baseline is
+//     the same loop on golang.org/x/sync/semaphore.Weighted.
+//
+// The ratio is baseline/berth as elsewhere.
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -28,7 +42,10 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	berth "github.com/berth-sched/berth/bindings/go"
 )
@@ -53,6 +70,7 @@ func main() {
 		dur      = flag.Duration("duration", 1500*time.Millisecond, "measuring time per figure (after warm-up)")
 		listCpp  = flag.Float64("list-cpp-ns", 0, "ns of one 100-object cache list measured by the C++ bench (baseline); 0 if unknown")
 		listOut  = flag.String("list-out", "", "write the binding_list100_go record (a JSON array) to this path")
+		limOut   = flag.String("limiter-out", "", "write the limiter_uncontended_go and limiter_contended_go records (a JSON array) to this path")
 	)
 	flag.Parse()
 	log.SetFlags(0)
@@ -92,9 +110,16 @@ func main() {
 	fmt.Printf("list 100 of %d       go %8.1f ns/op (%.1f allocs/op)  c++ %8.1f ns/op  ratio %.3f\n",
 		listObjects, listNs, listAllocs, *listCpp, lst.Ratio)
 
+	unc, con := benchLimiter(*dur)
+	fmt.Printf("limiter TryAcquire+Release  go %6.1f ns/op (%.1f allocs/op)  chan semaphore %6.1f ns/op  ratio %.3f\n",
+		unc.BerthNsPerOp, unc.allocs, unc.BaselineNs, unc.Ratio)
+	fmt.Printf("limiter 8 goroutines cap 4  go %6.1f ns/op (%.1f allocs/op)  x/sync semaphore %6.1f ns/op  ratio %.3f\n",
+		con.BerthNsPerOp, con.allocs, con.BaselineNs, con.Ratio)
+
 	write(*out, pair)
 	write(*batchOut, batch)
 	write(*listOut, []record{lst})
+	write(*limOut, []record{unc.record, con.record})
 }
 
 func write(path string, r any) {
@@ -286,4 +311,106 @@ func benchList(d time.Duration) (nsPerOp, allocsPerOp float64) {
 		log.Fatal("nothing read")
 	}
 	return nsPerOp, allocsPerOp
+}
+
+type limiterFigure struct {
+	record
+	allocs float64
+}
+
+const (
+	limiterThreads  = 8
+	limiterCapacity = 4
+)
+
+// benchLimiter measures the two limiter figures (see the package comment).
+func benchLimiter(d time.Duration) (unc, con limiterFigure) {
+	l1, err := berth.NewLimiter(1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l1.Close()
+	pair := func(iters int) {
+		for range iters {
+			if ok, reason, err := l1.TryAcquire(1); !ok || err != nil {
+				log.Fatalf("TryAcquire: %v, %v, %v", ok, reason, err)
+			}
+			if err := l1.Release(1); err != nil {
+				log.Fatal(err)
+			}
+		}
+	}
+	sem := make(chan struct{}, 1)
+	chanPair := func(iters int) {
+		for range iters {
+			select {
+			case sem <- struct{}{}:
+			default:
+				log.Fatal("channel semaphore full")
+			}
+			<-sem
+		}
+	}
+	unc.record = record{Name: "limiter_uncontended_go", N: 1, Threads: 1,
+		BerthNsPerOp: measure(d, pair), BaselineNs: measure(d, chanPair)}
+	unc.Ratio = unc.BaselineNs / unc.BerthNsPerOp
+	unc.allocs = allocsPerOp(pair)
+
+	ctx := context.Background()
+	l4, err := berth.NewLimiter(limiterCapacity)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l4.Close()
+	berthLoop := contended(func() {
+		if err := l4.Acquire(ctx, 1); err != nil {
+			log.Fatal(err)
+		}
+		runtime.Gosched()
+		if err := l4.Release(1); err != nil {
+			log.Fatal(err)
+		}
+	})
+	w := semaphore.NewWeighted(limiterCapacity)
+	semLoop := contended(func() {
+		if err := w.Acquire(ctx, 1); err != nil {
+			log.Fatal(err)
+		}
+		runtime.Gosched()
+		w.Release(1)
+	})
+	con.record = record{Name: "limiter_contended_go", N: limiterCapacity, Threads: limiterThreads,
+		BerthNsPerOp: measure(d, berthLoop), BaselineNs: measure(d, semLoop)}
+	con.Ratio = con.BaselineNs / con.BerthNsPerOp
+	con.allocs = allocsPerOp(berthLoop)
+	if s, err := l4.Stats(); err != nil || s.InUse != 0 || s.Waiting != 0 {
+		log.Fatalf("limiter drifted: %+v, %v", s, err)
+	}
+	return unc, con
+}
+
+// contended returns an op running iters iterations of one, split over
+// limiterThreads goroutines.
+func contended(one func()) func(iters int) {
+	return func(iters int) {
+		per := max(1, iters/limiterThreads)
+		var wg sync.WaitGroup
+		for range limiterThreads {
+			wg.Go(func() {
+				for range per {
+					one()
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
+
+func allocsPerOp(op func(iters int)) float64 {
+	var before, after runtime.MemStats
+	const iters = 1 << 16
+	runtime.ReadMemStats(&before)
+	op(iters)
+	runtime.ReadMemStats(&after)
+	return float64(after.Mallocs-before.Mallocs) / iters
 }
