@@ -1188,7 +1188,8 @@ berth_status berth_shared_limiter_cancel(int* out_outcome, berth_shared_limiter*
   static const char* fn = "berth_shared_limiter_cancel";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    if (out_outcome != nullptr) *out_outcome = CancelCode(limiter->limiter->Cancel(ticket));
+    const int outcome = CancelCode(limiter->limiter->Cancel(ticket));  // cancels even without out_outcome
+    if (out_outcome != nullptr) *out_outcome = outcome;
     return BERTH_OK;
   });
 }

@@ -182,6 +182,15 @@ TEST(CApiSharedLimiter, OpenAcquireReleaseAcrossHandles) {
   ASSERT_EQ(berth_shared_limiter_cancel(&outcome, b, t2), BERTH_OK);
   EXPECT_EQ(outcome, BERTH_CANCEL_UNKNOWN);  // claimed: the caller releases
   ASSERT_EQ(berth_shared_limiter_release(b, 1), BERTH_OK);
+  // Cancelling without asking for the outcome still cancels.
+  ASSERT_EQ(berth_shared_limiter_try_acquire(&why, a, 2), BERTH_OK);
+  uint64_t t3 = 0;
+  ASSERT_EQ(berth_shared_limiter_acquire_async(&now, &t3, b, 1, n.n, 7), BERTH_OK);
+  ASSERT_EQ(now, 0);
+  ASSERT_EQ(berth_shared_limiter_cancel(nullptr, b, t3), BERTH_OK);
+  ASSERT_EQ(berth_shared_limiter_cancel(&outcome, b, t3), BERTH_OK);
+  EXPECT_EQ(outcome, BERTH_CANCEL_UNKNOWN);  // already gone
+  ASSERT_EQ(berth_shared_limiter_release(a, 2), BERTH_OK);
   ASSERT_EQ(berth_shared_limiter_close(a), BERTH_OK);
   ASSERT_EQ(berth_shared_limiter_close(b), BERTH_OK);
   ASSERT_EQ(berth_shared_limiter_unlink(name.data(), name.size()), BERTH_OK);
