@@ -13,6 +13,14 @@ limiter_async_python_vs_anyio: the same, baseline X = anyio.CapacityLimiter(100)
 limiter_async_python_uncontended: one task doing `async with X: pass` in a
   loop, capacity 1000 (never reached): ns per acquire + release.
   Baseline: asyncio.Semaphore(1000).
+limiter_shared_async_python: the contended workload of limiter_async_python
+  with X = berth.SharedLimiter (one handle, `async with limiter:`; a region in
+  /dev/shm, unlinked at the end). Baseline: the in-process berth.Limiter(100)
+  of the same run, so ratio = Limiter / SharedLimiter (1 = no cost for
+  sharing the capacity between processes; < 1 = what sharing costs).
+limiter_shared_async_python_uncontended: the uncontended loop of
+  limiter_async_python_uncontended with X = berth.SharedLimiter(1000).
+  Baseline: berth.Limiter(1000), same run.
 
 The implementations take turns, round after round; each figure is the median
 of its rounds. The cyclic GC is disabled while timing (collected between runs).
@@ -25,12 +33,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
+import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +92,30 @@ def uncontended_ns(make: Callable[[], Any], iterations: int) -> float:
     return asyncio.run(main())
 
 
-def check_berth_semantics() -> None:
+@contextlib.contextmanager
+def shared_limiters() -> Iterator[tuple[berth.SharedLimiter, berth.SharedLimiter]]:
+    """The shared limiters of the run (capacity M, and UNCONTENDED_CAPACITY),
+    opened once: a run leaves them as it found them (checked)."""
+    base = f"bench-limiter-{os.getpid()}"
+    made: list[berth.SharedLimiter] = []
+    try:
+        for suffix, capacity in (("", M), ("-u", UNCONTENDED_CAPACITY)):
+            made.append(berth.SharedLimiter(base + suffix, capacity))
+        yield made[0], made[1]
+    finally:
+        for lim in made:
+            lim.close()
+            berth.SharedLimiter.unlink(lim.name)
+
+
+def check_berth_semantics(shared: berth.SharedLimiter) -> None:
     """The figure is only meaningful if the run really contended and finished clean."""
-    lim = berth.Limiter(M)
+    for lim in (berth.Limiter(M), shared):
+        check_one(lim)
+
+
+def check_one(lim: berth.Limiter | berth.SharedLimiter) -> None:
+    before = lim.stats().granted
     peak = 0
     held = 0
 
@@ -101,19 +132,22 @@ def check_berth_semantics() -> None:
 
     asyncio.run(main())
     s = lim.stats()
-    assert peak == M and (s.in_use, s.waiting, s.granted) == (0, 0, N), (peak, s)
+    assert peak == M and (s.in_use, s.waiting, s.granted - before) == (0, 0, N), (peak, s)
 
 
-def bench(rounds: int, uncontended_iters: int) -> dict[str, float]:
+def bench(rounds: int, uncontended_iters: int, shared: berth.SharedLimiter,
+          shared_uncontended: berth.SharedLimiter) -> dict[str, float]:
     contenders: dict[str, Callable[[], Any]] = {
         "berth": lambda: berth.Limiter(M),
         "asyncio": lambda: asyncio.Semaphore(M),
+        "berth_shared": lambda: shared,
     }
     if anyio is not None:
         contenders["anyio"] = lambda: anyio.CapacityLimiter(M)
     uncontenders: dict[str, Callable[[], Any]] = {
         "berth": lambda: berth.Limiter(UNCONTENDED_CAPACITY),
         "asyncio": lambda: asyncio.Semaphore(UNCONTENDED_CAPACITY),
+        "berth_shared": lambda: shared_uncontended,
     }
     samples: dict[str, list[float]] = {k: [] for k in contenders}
     samples.update({f"{k}_uncontended": [] for k in uncontenders})
@@ -128,6 +162,9 @@ def bench(rounds: int, uncontended_iters: int) -> dict[str, float]:
                 samples[f"{name}_uncontended"].append(uncontended_ns(make, uncontended_iters))
     finally:
         gc.enable()
+    for lim in (shared, shared_uncontended):  # every round left them clean
+        s = lim.stats()
+        assert (s.in_use, s.waiting, s.holders) == (0, 0, 0), s
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
@@ -150,8 +187,9 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
 
     rounds, iters = (3, 20_000) if args.quick else (9, 200_000)
-    check_berth_semantics()
-    r = bench(rounds, iters)
+    with shared_limiters() as (shared, shared_uncontended):
+        check_berth_semantics(shared)
+        r = bench(rounds, iters, shared, shared_uncontended)
 
     records = [record("limiter_async_python", r["berth"], r["asyncio"], N, M)]
     if "anyio" in r:
@@ -161,6 +199,9 @@ def main(argv: list[str]) -> int:
               "(pip install anyio to include it)", file=sys.stderr)
     records.append(record("limiter_async_python_uncontended", r["berth_uncontended"],
                           r["asyncio_uncontended"], 1, UNCONTENDED_CAPACITY))
+    records.append(record("limiter_shared_async_python", r["berth_shared"], r["berth"], N, M))
+    records.append(record("limiter_shared_async_python_uncontended", r["berth_shared_uncontended"],
+                          r["berth_uncontended"], 1, UNCONTENDED_CAPACITY))
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(records, indent=1) + "\n")
@@ -169,10 +210,14 @@ def main(argv: list[str]) -> int:
     print(f"  asyncio.Semaphore        {r['asyncio']:9.1f}   asyncio/berth = {r['asyncio'] / r['berth']:.2f}")
     if "anyio" in r:
         print(f"  anyio.CapacityLimiter    {r['anyio']:9.1f}   anyio/berth = {r['anyio'] / r['berth']:.2f}")
+    print(f"  berth.SharedLimiter      {r['berth_shared']:9.1f}   "
+          f"Limiter/SharedLimiter = {r['berth'] / r['berth_shared']:.2f}")
     print("uncontended `async with X: pass`, ns per acquire + release:")
     print(f"  berth.Limiter            {r['berth_uncontended']:9.1f}")
     print(f"  asyncio.Semaphore        {r['asyncio_uncontended']:9.1f}   "
           f"asyncio/berth = {r['asyncio_uncontended'] / r['berth_uncontended']:.2f}")
+    print(f"  berth.SharedLimiter      {r['berth_shared_uncontended']:9.1f}   "
+          f"Limiter/SharedLimiter = {r['berth_uncontended'] / r['berth_shared_uncontended']:.2f}")
     print(f"wrote {args.out}")
     return 0
 

@@ -20,12 +20,19 @@ capi/berth.h; libberth.so ships next to it in this package.
         ...
     bucket = berth.Bucket(rate=50.0, burst=10)  # golang.org/x/time/rate
     await bucket.wait()                   # or bucket.allow(), bucket.reserve()
+
+    # One capacity for every worker process of the host (open it in each
+    # process, after any fork); permits of a process that dies come back.
+    shared = berth.SharedLimiter("api-workers", capacity=8)
+    async with shared.acquire():
+        ...
 """
 
 from __future__ import annotations
 
 from ._errors import (
     BadBufferError,
+    BadRegionError,
     BadSelectorError,
     ClosedError,
     Error,
@@ -50,6 +57,7 @@ from ._types import (
     PoolStats,
     Refusal,
     Reservation,
+    SharedLimiterStats,
 )
 
 try:
@@ -69,6 +77,7 @@ try:
         ObjectList,
         ObjectView,
         Selector,
+        SharedLimiter,
         abi_version,
         clock_now_ns,
     )
@@ -88,6 +97,7 @@ __all__ = [
     "MAX_POOL_LEN",
     "POOL_PUT_BACK_WINDOW",
     "BadBufferError",
+    "BadRegionError",
     "BadSelectorError",
     "Bucket",
     "BucketStats",
@@ -115,6 +125,8 @@ __all__ = [
     "Refusal",
     "Reservation",
     "Selector",
+    "SharedLimiter",
+    "SharedLimiterStats",
     "Status",
     "abi_version",
     "clock_now_ns",

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Literal, Protocol, SupportsIndex, overload
 
-from ._limit import _Acquire, _Hold
+from ._limit import _Acquire, _Hold, _SharedAcquire, _SharedHold
 from ._types import (
     BucketStats,
     BytesLike,
@@ -31,6 +31,7 @@ from ._types import (
     PoolStats,
     Refusal,
     Reservation,
+    SharedLimiterStats,
 )
 
 ABI_VERSION: int
@@ -509,6 +510,159 @@ class Limiter:
         permits went back)."""
     def _release_held(self, n: int = 1) -> None:
         """release() for a context manager's exit: a no-op once closed."""
+
+class SharedLimiter:
+    """A concurrency limiter in named POSIX shared memory
+    (berth_shared_limiter, region /dev/shm/berth.<name>): one capacity for
+    every process of the host that opens the same name, e.g. the worker
+    processes of a server, whichever worker takes a request.
+
+    The semantics of Limiter (weighted permits, FIFO waiters across processes,
+    nobody barges past a waiter, run-time capacity) with these differences:
+
+      - Permits belong to the process, not the handle: a process releases
+        what it acquired, through any of its handles. A process that dies
+        holding permits (crash, SIGKILL) gets them reclaimed when another
+        process looks (a wait that does not fit, every stats(), and every
+        50 ms while anyone waits).
+      - Open one handle per process, after any fork: the waits of a handle
+        (asyncio and blocking alike) are served by a thread of the process
+        that opened it, so in a child forked after the handle was opened they
+        raise RuntimeError (try_acquire, release, stats and
+        acquire_blocking(n, timeout=0) still work there).
+      - close() closes this handle only: other processes, and other handles
+        of this process, keep going. The name stays until unlink(name).
+      - Limits of the region: 128 processes holding permits and 256 waits
+        queued at once, across all processes.
+
+    Three ways to wait, as for Limiter: try_acquire(n) (never waits);
+    `async with limiter.acquire(n):` (asyncio; never blocks the event loop);
+    `with limiter.hold(n, timeout):` / acquire_blocking(n, timeout) (threads;
+    GIL released; interrupted by close() and by signals such as Ctrl-C).
+    Cancelling a task or a timeout at any point leaves it holding nothing.
+    Safe to share between threads and event loops of one process.
+    """
+
+    def __init__(self, name: str, capacity: int | None = None) -> None:
+        """Opens the shared limiter `name` (berth_shared_limiter_open).
+
+        name: 1 to 200 bytes of [A-Za-z0-9._-] (InvalidNameError otherwise).
+        capacity: an int >= 1 creates the limiter with that capacity if it
+            does not exist (an existing one keeps its own capacity: set it
+            with set_capacity); None only opens an existing one
+            (NotFoundError if there is none).
+        Raises BadRegionError if a region exists under the name but is not a
+        Berth shared limiter of this layout (nothing is changed in it);
+        InvalidArgumentError if capacity < 1; InternalError if the OS refused
+        (the message says why)."""
+    @staticmethod
+    def unlink(name: str) -> None:
+        """Removes the name (berth_shared_limiter_unlink); processes that have
+        it open keep using the region, and a later open with a capacity
+        creates a new one. NotFoundError if there is no such name;
+        InvalidNameError for a bad name."""
+    def close(self) -> None:
+        """Closes this handle (berth_shared_limiter_close). Idempotent.
+
+        From the moment close() starts every method raises ClosedError. Waits
+        on this handle are woken: threads in acquire_blocking / hold and
+        tasks in `async with limiter.acquire()` raise ClosedError, holding
+        nothing. Permits held by this handle's hold() and acquire() blocks
+        are given back (leaving such a block afterwards is a no-op); permits
+        this process took with try_acquire / acquire_blocking stay held until
+        released through another handle or until the process exits. In a
+        process forked after the handle was opened, close() only forgets the
+        handle (it cannot be freed there)."""
+    @property
+    def closed(self) -> bool:
+        """True once close() has run."""
+    @property
+    def name(self) -> str:
+        """The name it was opened with."""
+    @property
+    def capacity(self) -> int:
+        """The capacity, for every process; setting it is set_capacity()."""
+    @capacity.setter
+    def capacity(self, value: int) -> None:
+        """set_capacity(value)."""
+    def try_acquire(self, n: int = 1) -> bool:
+        """Takes n permits for this process if they are free and nobody waits
+        in any process (berth_shared_limiter_try_acquire); never waits. True
+        if taken (release them later), False if refused.
+        InvalidArgumentError if n < 1 or n > capacity."""
+    def try_acquire_reason(self, n: int = 1) -> Refusal:
+        """As try_acquire(n), returning why it refused: Refusal.GRANTED (the
+        permits were taken), AT_CAPACITY or WAITERS_QUEUED."""
+    def acquire_blocking(self, n: int = 1, timeout: float | None = None) -> None:
+        """Blocks this thread until n permits are granted to this process, in
+        FIFO order across processes (GIL released).
+
+        timeout: seconds (None or math.inf: no deadline; 0: only if free now).
+        Raises TimeoutError (berth.TimeoutError, also the builtin) when the
+        deadline passes, holding nothing; InvalidArgumentError if n < 1, n >
+        capacity, or timeout < 0; ClosedError if close() ran meanwhile;
+        RuntimeError if this thread runs an asyncio event loop (unless
+        timeout is 0) or if the handle was opened before a fork that made
+        this process. A signal handler that raises (KeyboardInterrupt) ends
+        the wait, holding nothing.
+
+        It waits through the asynchronous form (so that close() and signals
+        can interrupt it): its timeouts are not counted in
+        SharedLimiterStats.timed_out, and its wait shows in
+        SharedLimiterStats.waiting as part of the handle's one queued wait."""
+    def release(self, n: int = 1) -> None:
+        """Returns n permits this process holds and lets the waiters that now
+        fit in, in order (berth_shared_limiter_release). InvalidArgumentError
+        if n < 1 or more than this process holds (nothing changes)."""
+    def set_capacity(self, capacity: int) -> None:
+        """Changes the capacity (>= 1) for every process
+        (berth_shared_limiter_set_capacity). Raising it lets waiters in;
+        lowering it revokes nothing."""
+    def stats(self) -> SharedLimiterStats:
+        """Counters of the shared limiter across every process
+        (berth_shared_limiter_get_stats), read after reclaiming the permits
+        of processes that died."""
+    def acquire(self, n: int = 1) -> _SharedAcquire:
+        """An async context manager holding n permits for its block:
+        `async with limiter.acquire(n): ...`. Granted at once, it does not
+        even yield; otherwise the task waits on a future resolved through the
+        running loop's berth notifier. Raises as try_acquire() on entry,
+        ClosedError if the handle is closed while the task waits, and
+        RuntimeError in a process forked after the handle was opened."""
+    def hold(self, n: int = 1, timeout: float | None = None) -> _SharedHold:
+        """A context manager holding n permits for its block (blocking, for
+        threads): `with limiter.hold(n, timeout): ...`. Waits as
+        acquire_blocking(n, timeout) and releases on exit."""
+    async def __aenter__(self) -> None:
+        """`async with limiter:` is `async with limiter.acquire(1):`."""
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Releases the permit; never suppresses the exception."""
+    # Internal: the primitives of the asyncio and block support (berth/_limit.py).
+    @property
+    def _waits(self) -> dict[int, object]:
+        """ticket -> future of the asyncio waits queued on this handle;
+        close() wakes them."""
+    def _acquire_async(self, n: int, notifier: _Notifier, token: int) -> int | None:
+        """berth_shared_limiter_acquire_async for an acquire() block: None if
+        granted now (counted for the block), else the ticket whose grant
+        posts token to notifier."""
+    def _claim(self, ticket: int) -> bool:
+        """berth_shared_limiter_claim: True if this process now holds the
+        ticket's permits (counted for the block)."""
+    def _cancel(self, ticket: int) -> int:
+        """berth_shared_limiter_cancel: 0 unknown, 1 was waiting, 2 was
+        granted (its permits went back)."""
+    def _acquire_held(self, n: int = 1, timeout: float | None = None) -> None:
+        """hold()'s entry: acquire_blocking(n, timeout), counted for the
+        block."""
+    def _release_held(self, n: int = 1) -> None:
+        """release() for a block's exit: a no-op once closed (close() gave
+        the block's permits back)."""
 
 class _Notifier:
     """A berth_notifier: an eventfd (non-blocking, close-on-exec) plus a queue

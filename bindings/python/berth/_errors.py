@@ -18,6 +18,7 @@ __all__ = [
     "NotSyncedError",
     "BadSelectorError",
     "TimeoutError",
+    "BadRegionError",
     "ClosedError",
 ]
 
@@ -36,6 +37,7 @@ class Status(enum.IntEnum):
     ERR_NOT_SYNCED = 8
     ERR_BAD_SELECTOR = 9
     ERR_TIMEOUT = 10
+    ERR_BAD_REGION = 11
 
     @property
     def c_name(self) -> str:
@@ -88,7 +90,7 @@ class InvalidNameError(Error):
 
 
 class NotFoundError(Error):
-    """BERTH_ERR_NOT_FOUND: the named pool does not exist."""
+    """BERTH_ERR_NOT_FOUND: the named pool (or shared limiter) does not exist."""
 
     default_status = Status.ERR_NOT_FOUND
 
@@ -154,10 +156,21 @@ class TimeoutError(Error, builtins.TimeoutError):  # noqa: A001 - berth.TimeoutE
         self.filename = None
 
 
+class BadRegionError(Error):
+    """BERTH_ERR_BAD_REGION: a shared-memory region exists under the name but is
+    not a Berth shared limiter of this layout (foreign, corrupt, or made by
+    another version of Berth). Nothing was changed in it.
+
+    Raised by berth.SharedLimiter(name, ...). The region is /dev/shm/berth.<name>;
+    remove it (SharedLimiter.unlink(name)) only if you know it is stale."""
+
+    default_status = Status.ERR_BAD_REGION
+
+
 class ClosedError(Error):
-    """The Engine, Cache, Selector, Limiter or Bucket was closed; raised by
-    every method called after close(), and by waits on a Limiter that close()
-    interrupted.
+    """The Engine, Cache, Selector, Limiter, SharedLimiter or Bucket was closed;
+    raised by every method called after close(), and by waits on a Limiter or
+    SharedLimiter that close() interrupted.
 
     Raised by the binding, not the library; status is BERTH_ERR_INVALID_ARGUMENT
     (a closed handle is an invalid handle)."""

@@ -1,4 +1,5 @@
-"""The asyncio and context-manager parts of berth.Limiter and berth.Bucket.
+"""The asyncio and context-manager parts of berth.Limiter, berth.SharedLimiter
+and berth.Bucket.
 
 The native classes (berth._berth) hold the synchronous primitives; _install()
 adds the methods below to them when berth._berth is imported.
@@ -21,6 +22,13 @@ How an asyncio wait works (berth.h, "Concurrency limiter"):
      no future and is dropped. So a permit is never leaked or released twice,
      however the cancellation races the grant.
 
+berth.SharedLimiter works the same way with berth_shared_limiter_acquire_async
+(its handle's thread waits in the shared region and posts the grants to the
+same per-loop notifier), plus one thing: its close() cannot make the library
+post the tokens of the waits it drops, so each wait also records its future
+in the limiter's _waits (ticket -> future) and close() resolves them
+(_wake_closed); the task then finds the limiter closed and holds nothing.
+
 Nothing here blocks the event loop: the only calls into Berth on the loop's
 thread are the short, non-blocking ones.
 """
@@ -38,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import Error, InternalError
 
 if TYPE_CHECKING:
-    from ._berth import Bucket, Limiter, _Notifier
+    from ._berth import Bucket, Limiter, SharedLimiter, _Notifier
 
 __all__: list[str] = []
 
@@ -118,16 +126,33 @@ def _waiters(loop: asyncio.AbstractEventLoop) -> _LoopWaiters:
     return w
 
 
-def _cancel_quietly(limiter: Limiter, ticket: int) -> None:
+def _cancel_quietly(limiter: Limiter | SharedLimiter, ticket: int) -> None:
     try:
         limiter._cancel(ticket)
     except Error:
         pass  # closed: the limiter and its tickets are gone, nothing is held
 
 
-async def _acquire(limiter: Limiter, n: int) -> None:
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _wake_closed(futures: Any) -> None:
+    """Called by SharedLimiter.close() with the futures of the waits it
+    dropped: wakes their tasks (in their loops' threads), which then find the
+    limiter closed."""
+    for fut in list(futures):
+        try:
+            fut.get_loop().call_soon_threadsafe(_resolve, fut)
+        except RuntimeError:
+            pass  # its loop is closed: nobody awaits it any more
+
+
+async def _acquire(limiter: Limiter | SharedLimiter, n: int, waits: dict[int, Any] | None = None) -> None:
     """Takes n permits of limiter for the running task, waiting in FIFO order
-    without blocking the loop."""
+    without blocking the loop. waits: the SharedLimiter's _waits (None for a
+    Limiter, whose close() wakes its waits through their tokens)."""
     loop = _get_running_loop()
     last = _last
     w = last[1] if last[0]() is loop else _waiters(loop)
@@ -138,6 +163,12 @@ async def _acquire(limiter: Limiter, n: int) -> None:
     fut = loop.create_future()
     futures = w.futures
     futures[token] = fut
+    if waits is not None:
+        waits[ticket] = fut
+        if limiter.closed:
+            # close() ran since _acquire_async (another thread) and may have
+            # looked at waits before fut was in it: no need to wait.
+            fut.set_result(None)
     try:
         await fut
     except BaseException:
@@ -146,10 +177,14 @@ async def _acquire(limiter: Limiter, n: int) -> None:
         futures.pop(token, None)
         _cancel_quietly(limiter, ticket)
         raise
+    finally:
+        if waits is not None:
+            waits.pop(ticket, None)
+            futures.pop(token, None)  # woken by close(): that token never comes
     # ClosedError here: the limiter was closed while we waited; nothing is held.
     if not limiter._claim(ticket):
         _cancel_quietly(limiter, ticket)
-        raise InternalError("berth_limiter_claim refused a ticket whose grant was posted")
+        raise InternalError("the library refused to claim a ticket whose grant was posted")
 
 
 class _Acquire:
@@ -157,7 +192,7 @@ class _Acquire:
 
     __slots__ = ("_limiter", "_n")
 
-    def __init__(self, limiter: Limiter, n: int) -> None:
+    def __init__(self, limiter: Limiter | SharedLimiter, n: int) -> None:
         self._limiter = limiter
         self._n = n
 
@@ -173,7 +208,18 @@ class _Acquire:
         self._limiter._release_held(self._n)
 
     def __repr__(self) -> str:
-        return f"<berth.Limiter.acquire n={self._n} of {self._limiter!r}>"
+        return f"<berth.{type(self._limiter).__name__}.acquire n={self._n} of {self._limiter!r}>"
+
+
+class _SharedAcquire(_Acquire):
+    """`async with shared_limiter.acquire(n):`: as _Acquire, with the wait
+    recorded for close()."""
+
+    __slots__ = ()
+
+    def __aenter__(self) -> Any:
+        lim = self._limiter
+        return _acquire(lim, self._n, lim._waits)  # type: ignore[union-attr]
 
 
 class _Hold:
@@ -181,7 +227,7 @@ class _Hold:
 
     __slots__ = ("_limiter", "_n", "_timeout")
 
-    def __init__(self, limiter: Limiter, n: int, timeout: float | None) -> None:
+    def __init__(self, limiter: Limiter | SharedLimiter, n: int, timeout: float | None) -> None:
         self._limiter = limiter
         self._n = n
         self._timeout = timeout
@@ -198,7 +244,17 @@ class _Hold:
         self._limiter._release_held(self._n)
 
     def __repr__(self) -> str:
-        return f"<berth.Limiter.hold n={self._n} of {self._limiter!r}>"
+        return f"<berth.{type(self._limiter).__name__}.hold n={self._n} of {self._limiter!r}>"
+
+
+class _SharedHold(_Hold):
+    """`with shared_limiter.hold(n):`: as _Hold, with the permits counted for
+    the block (a close() meanwhile gives them back)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        self._limiter._acquire_held(self._n, self._timeout)  # type: ignore[union-attr]
 
 
 # --- methods installed on berth.Limiter --------------------------------------
@@ -227,6 +283,40 @@ async def __aexit__(
     tb: TracebackType | None,
 ) -> None:
     self._release_held(1)
+
+
+# --- methods installed on berth.SharedLimiter --------------------------------
+
+
+def _shared_acquire(self: SharedLimiter, n: int = 1) -> _SharedAcquire:
+    """An async context manager holding n permits for its block:
+    `async with limiter.acquire(n): ...`."""
+    return _SharedAcquire(self, n)
+
+
+def _shared_hold(self: SharedLimiter, n: int = 1, timeout: float | None = None) -> _SharedHold:
+    """A context manager holding n permits for its block, waiting as
+    acquire_blocking(n, timeout): `with limiter.hold(n): ...`."""
+    return _SharedHold(self, n, timeout)
+
+
+def _shared_aenter(self: SharedLimiter) -> Any:
+    return _acquire(self, 1, self._waits)
+
+
+async def _shared_aexit(
+    self: SharedLimiter,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> None:
+    self._release_held(1)
+
+
+_shared_acquire.__name__ = "acquire"
+_shared_hold.__name__ = "hold"
+_shared_aenter.__name__ = "__aenter__"
+_shared_aexit.__name__ = "__aexit__"
 
 
 # --- methods installed on berth.Bucket ---------------------------------------
@@ -268,12 +358,13 @@ def wait_blocking(self: Bucket, n: int = 1) -> None:
         raise
 
 
-def _install(limiter_cls: type, bucket_cls: type, notifier_cls: type) -> None:
+def _install(limiter_cls: type, bucket_cls: type, notifier_cls: type, shared_cls: type) -> None:
     """Called once by berth._berth at import."""
     global _Notifier_cls
     _Notifier_cls = notifier_cls
     for cls, funcs in (
         (limiter_cls, (acquire, hold, __aenter__, __aexit__)),
+        (shared_cls, (_shared_acquire, _shared_hold, _shared_aenter, _shared_aexit)),
         (bucket_cls, (wait, wait_blocking)),
     ):
         for f in funcs:

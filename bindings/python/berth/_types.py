@@ -1,5 +1,6 @@
 """Plain, immutable value types taken and returned by berth.Engine, berth.Cache,
-berth.Limiter and berth.Bucket (and Reservation, which can also cancel itself)."""
+berth.Limiter, berth.SharedLimiter and berth.Bucket (and Reservation, which can
+also cancel itself)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ __all__ = [
     "BytesLike",
     "Refusal",
     "LimiterStats",
+    "SharedLimiterStats",
     "BucketStats",
     "Reservation",
 ]
@@ -159,6 +161,35 @@ class LimiterStats(NamedTuple):
     """Blocking waits that reached their deadline."""
     cancelled: int
     """Asynchronous waits cancelled."""
+
+
+class SharedLimiterStats(NamedTuple):
+    """Counters of a shared limiter, for every process using it, read
+    atomically after reclaiming the permits of dead processes
+    (berth_shared_limiter_stats)."""
+
+    capacity: int
+    in_use: int
+    """Permits held, by every process."""
+    waiting: int
+    """Waits queued in the region. A blocking thread (a thread in another
+    binding's berth_shared_limiter_acquire) counts one; the asynchronous waits
+    of one handle (asyncio tasks, and acquire_blocking / hold() threads in
+    this binding) count one together while any is queued."""
+    holders: int
+    """Processes holding permits."""
+    granted: int
+    """Acquisitions that succeeded (including grants to waits cancelled
+    afterwards, whose permits went back)."""
+    rejected: int
+    """Refusals of an immediate acquisition: try_acquire's, and those of
+    every wait that had to queue."""
+    timed_out: int
+    """Waits through berth_shared_limiter_acquire that reached their deadline
+    (here: only acquire_blocking(n, timeout=0)); the binding's other waits
+    time out by cancelling, which is not counted."""
+    reclaimed: int
+    """Permits taken back from processes that died holding them."""
 
 
 class BucketStats(NamedTuple):

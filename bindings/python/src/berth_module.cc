@@ -4,17 +4,18 @@
 // FlatBuffers schema (capi/berth.fbs); it never includes core/ headers.
 //
 // Threading: every berth_* call that touches an engine, a cache, a selector, a
-// limiter, a notifier, a bucket or a buffer runs with the GIL released, so
-// Python threads using one handle run in parallel inside Berth. Each handle
-// (Engine, Cache, Selector, Limiter, _Notifier, Bucket) counts its calls in
-// flight (the counter is only touched while holding the GIL); close() makes
-// new calls raise ClosedError and frees the handle only once the calls in
-// flight have returned (Limiter::close first wakes the threads blocked in
-// berth_limiter_acquire). A Selector passed to Cache.list, and a _Notifier
-// passed to berth_limiter_acquire_async, are in flight for that call too.
+// limiter, a shared limiter, a notifier, a bucket or a buffer runs with the
+// GIL released, so Python threads using one handle run in parallel inside
+// Berth. Each handle (Engine, Cache, Selector, Limiter, SharedLimiter,
+// _Notifier, Bucket) counts its calls in flight (the counter is only touched
+// while holding the GIL); close() makes new calls raise ClosedError and frees
+// the handle only once the calls in flight have returned (Limiter::close and
+// SharedLimiter::close first wake the threads blocked in them). A Selector
+// passed to Cache.list, and a _Notifier passed to berth_limiter_acquire_async
+// or berth_shared_limiter_acquire_async, are in flight for that call too.
 //
-// The asyncio side of the Limiter and Bucket is Python (berth/_limit.py); it
-// is installed on the classes at import.
+// The asyncio side of the Limiter, SharedLimiter and Bucket is Python
+// (berth/_limit.py); it is installed on the classes at import.
 //
 // Hot path (pop_spread + add is what a control plane runs per claim; list +
 // reading the objects is what a cache reader runs):
@@ -31,9 +32,17 @@
 //    is read, and a payload is a memoryview over those bytes;
 //  - the GIL is released with a bare PyEval_SaveThread/RestoreThread pair.
 
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -44,6 +53,7 @@
 #include <thread>
 #include <tuple>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -58,7 +68,7 @@ namespace {
 // Objects looked up once at import. Deliberately leaked (held for the life of
 // the process) so nothing here is released during interpreter shutdown.
 // ---------------------------------------------------------------------------
-constexpr int kStatusCount = BERTH_ERR_TIMEOUT + 1;
+constexpr int kStatusCount = BERTH_ERR_BAD_REGION + 1;
 
 struct Globals {
   PyTypeObject* pool_key = nullptr;  // berth._types.PoolKey (a tuple subclass)
@@ -70,11 +80,13 @@ struct Globals {
   PyTypeObject* object_view = nullptr;  // berth.ObjectView (defined here)
   PyTypeObject* selector = nullptr;     // berth.Selector (pybind11 class)
   PyTypeObject* limiter_stats = nullptr;  // berth._types.LimiterStats
+  PyTypeObject* shared_limiter_stats = nullptr;  // berth._types.SharedLimiterStats
   PyTypeObject* bucket_stats = nullptr;   // berth._types.BucketStats
   PyObject* reservation = nullptr;        // berth._types.Reservation (a plain class)
   PyObject* refusal[3] = {};              // berth._types.Refusal members, by value
   PyTypeObject* notifier = nullptr;       // berth._berth._Notifier (pybind11 class)
   PyObject* get_running_loop = nullptr;   // asyncio.events._get_running_loop
+  PyObject* wake_closed = nullptr;        // berth._limit._wake_closed
   PyObject* error_base = nullptr;       // berth._errors.Error
   PyObject* error_by_status[kStatusCount] = {};
   PyObject* closed_error = nullptr;
@@ -517,6 +529,12 @@ class Handle {
   template <class Fn>
   berth_status call(Fn&& fn) {
     Flight flight(*this);
+    return call(flight, std::forward<Fn>(fn));
+  }
+
+  // The same within a Flight the caller holds (to make more calls in it).
+  template <class Fn>
+  berth_status call(const Flight& flight, Fn&& fn) {
     berth_status st;
     Failure f;
     {
@@ -535,6 +553,13 @@ class Handle {
   // Takes ownership of h (from a _new or _parse call made with the GIL
   // released).
   void adopt(H* h) { handle_ = h; }
+
+  // Stops new calls like close() but never frees the handle (it is leaked):
+  // for a handle that must not be freed in this process (see SharedLimiter).
+  void forget() { handle_ = nullptr; }
+
+  // The handle, nullptr once closed; for destructors (no Flight needed there).
+  H* raw_handle() const { return handle_; }
 
  private:
   H* handle_ = nullptr;  // nullptr once closed
@@ -1662,6 +1687,31 @@ class Notifier : public Handle<berth_notifier, &berth_notifier_free> {
   int fd_ = -1;
 };
 
+// The Refusal member for what try_acquire of `fn` said (BERTH_LIMIT_*).
+py::object refusal_object(int r, const char* fn) {
+  if (r < 0 || r > 2) {
+    raise_status(BERTH_ERR_INTERNAL, std::string(fn) + " returned refusal " + std::to_string(r));
+  }
+  return py::reinterpret_borrow<py::object>(g.refusal[r]);
+}
+
+// The notifier argument of _acquire_async: a live berth._Notifier.
+Notifier& notifier_arg(py::handle notifier) {
+  PyObject* nobj = notifier.ptr();
+  if (!PyObject_TypeCheck(nobj, g.notifier)) raise_type("notifier", "a berth._Notifier", nobj);
+  Notifier* nt = native<Notifier>(nobj);
+  if (!nt) throw py::type_error("berth._Notifier.__init__() was not called");
+  return *nt;
+}
+
+// A ticket (or None when granted at once) as _acquire_async returns it.
+py::object ticket_object(int granted, uint64_t ticket) {
+  if (granted) return py::none();
+  auto out = py::reinterpret_steal<py::object>(PyLong_FromUnsignedLongLong(ticket));
+  if (!out) throw py::error_already_set();
+  return out;
+}
+
 // Capacity set by Limiter::close to wake every waiter. Not INT64_MAX: Berth
 // adds in-use and the request before comparing with it.
 constexpr int64_t kWakeCapacity = std::numeric_limits<int64_t>::max() / 4;
@@ -1708,12 +1758,7 @@ class Limiter : public Handle<berth_limiter, &berth_limiter_free> {
   bool try_acquire(py::handle n) { return refusal(n) == BERTH_LIMIT_GRANTED; }
 
   py::object try_acquire_reason(py::handle n) {
-    const int r = refusal(n);
-    if (r < 0 || r > 2) {
-      raise_status(BERTH_ERR_INTERNAL,
-                   "berth_limiter_try_acquire returned refusal " + std::to_string(r));
-    }
-    return py::reinterpret_borrow<py::object>(g.refusal[r]);
+    return refusal_object(refusal(n), "berth_limiter_try_acquire");
   }
 
   py::object acquire_blocking(py::handle n, py::handle timeout) {
@@ -1756,21 +1801,15 @@ class Limiter : public Handle<berth_limiter, &berth_limiter_free> {
   // None if granted at once (the caller holds the permits), else the ticket.
   py::object acquire_async(py::handle n, py::handle notifier, py::handle token) {
     const int64_t k = as_i64(n.ptr(), Arg{"n"});
-    PyObject* nobj = notifier.ptr();
-    if (!PyObject_TypeCheck(nobj, g.notifier)) raise_type("notifier", "a berth._Notifier", nobj);
-    Notifier* nt = native<Notifier>(nobj);
-    if (!nt) throw py::type_error("berth._Notifier.__init__() was not called");
+    Notifier& nt = notifier_arg(notifier);
     const uint64_t tok = as_u64(token.ptr(), Arg{"token"});
-    Notifier::Flight nf(*nt);
+    Notifier::Flight nf(nt);
     int granted = 0;
     uint64_t ticket = 0;
     call([&](berth_limiter* l) {
       return berth_limiter_acquire_async(&granted, &ticket, l, k, nf.handle(), tok);
     });
-    if (granted) return py::none();
-    auto out = py::reinterpret_steal<py::object>(PyLong_FromUnsignedLongLong(ticket));
-    if (!out) throw py::error_already_set();
-    return out;
+    return ticket_object(granted, ticket);
   }
 
   bool claim(py::handle ticket) {
@@ -1804,6 +1843,400 @@ class Limiter : public Handle<berth_limiter, &berth_limiter_free> {
     return make_tuple_type(g.limiter_stats, s.capacity, s.in_use, s.waiting, s.waiting_permits,
                            s.granted, s.rejected, s.timed_out, s.cancelled);
   }
+};
+
+// ---------------------------------------------------------------------------
+// Shared limiter
+//
+// Blocking waits. berth_shared_limiter_acquire cannot be interrupted (only a
+// grant or its deadline ends it), and the trick Limiter::close uses (raising
+// the capacity until every waiter is granted) is not available: the capacity
+// is every process's. So the blocking waits of this binding (acquire_blocking,
+// hold) use the asynchronous form: they queue a ticket whose grant posts to a
+// notifier made for that wait, and ppoll its fd together with the handle's
+// wake fd, an eventfd that close() makes readable. close() therefore never
+// hangs, and a signal (Ctrl-C) interrupts the wait. The cost: their timeouts
+// are cancels, which the region's timed_out counter does not count (timeout=0
+// uses berth_shared_limiter_acquire, which does; see NOTES_FOR_CORE.md).
+//
+// Processes. Permits belong to the process. A handle's asynchronous waits
+// are served by a thread of the process that opened it, which a forked child
+// does not have (its queued tickets would never be served): waits (asyncio or
+// blocking) on a handle opened before a fork raise RuntimeError in the child.
+// close() there only forgets the handle (leaking its mapping): freeing it
+// takes the handle's async mutex, which another thread of the parent may have
+// held at the fork, and gives back the parent's unclaimed grants out of the
+// child's own permits. The pid is cached and refreshed after fork, as the
+// core does (getpid() is a system call).
+//
+// Blocks. Permits taken for a hold() or acquire() block are counted
+// (block_held_); close() gives them back, since the block can no longer do so
+// through this handle (otherwise they would stay held, host-wide, until the
+// process exits). Permits taken with try_acquire / acquire_blocking are the
+// caller's to release, through any handle of the process.
+// ---------------------------------------------------------------------------
+
+std::atomic<pid_t> g_pid{0};
+void refresh_pid() { g_pid.store(getpid(), std::memory_order_relaxed); }
+inline pid_t self_pid() { return g_pid.load(std::memory_order_relaxed); }
+
+class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_close> {
+ public:
+  SharedLimiter(py::handle name, py::handle capacity) : Handle("shared limiter") {
+    const Utf8 nm = utf8(name.ptr(), Arg{"name"});
+    const bool create = !capacity.is_none();
+    const int64_t c = create ? as_i64(capacity.ptr(), Arg{"capacity"}) : 0;
+    berth_shared_limiter* l = nullptr;
+    int wfd = -1;
+    Failure f;
+    {
+      NoGil nogil;
+      const berth_status st = berth_shared_limiter_open(&l, nm.data, nm.size, c, create ? 1 : 0);
+      if (is_failure(st)) {
+        f.capture(st);
+      } else if ((wfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        f.status = BERTH_ERR_INTERNAL;
+        f.message = std::string("eventfd: ") + std::strerror(errno);
+        f.status_name = berth_status_name(BERTH_ERR_INTERNAL);
+        berth_shared_limiter_close(l);
+      }
+    }
+    if (is_failure(f.status)) raise_failure(f);
+    adopt(l);
+    wake_fd_ = wfd;
+    owner_pid_ = self_pid();
+    name_ = py::reinterpret_borrow<py::object>(name);
+  }
+
+  ~SharedLimiter() {
+    // No call is in flight and no block is open (they hold references).
+    if (!closed() && !owner()) forget();  // never free in a forked child
+    if (berth_shared_limiter* h = raw_handle(); h != nullptr && block_held_ > 0) {
+      berth_shared_limiter_release(h, block_held_);
+    }
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+  }
+
+  static void unlink(py::handle name) {
+    const Utf8 nm = utf8(name.ptr(), Arg{"name"});
+    Failure f;
+    {
+      NoGil nogil;
+      const berth_status st = berth_shared_limiter_unlink(nm.data, nm.size);
+      if (is_failure(st)) f.capture(st);
+    }
+    if (is_failure(f.status)) raise_failure(f);
+  }
+
+  // Stops new calls, gives back the blocks' permits, wakes every wait of
+  // this handle (blocking threads through the wake fd; asyncio tasks through
+  // their futures, after the handle is freed) and frees the handle once the
+  // calls in flight have returned. In a forked child it only forgets it.
+  void close() {
+    if (closed()) return;
+    if (!owner()) {
+      forget();  // leaked: the region stays mapped for calls still in flight
+    } else {
+      // tickets_ stays: a claim in flight must still find its ticket's n and
+      // give the permits back (took_for_block).
+      const int64_t held = block_held_;
+      block_held_ = 0;
+      const int wfd = wake_fd_;
+      close_with([&](berth_shared_limiter* h) {
+        const uint64_t one = 1;
+        (void)!::write(wfd, &one, sizeof one);  // stays readable: every wait sees it
+        if (held > 0) berth_shared_limiter_release(h, held);
+      });
+    }
+    if (PyDict_GET_SIZE(waits_.ptr()) != 0) {
+      py::reinterpret_borrow<py::object>(g.wake_closed)(waits_.attr("values")());
+    }
+  }
+
+  py::object name() const { return name_; }
+  py::dict waits() const { return waits_; }
+
+  int refusal(py::handle n) {
+    const int64_t k = as_i64(n.ptr(), Arg{"n"});
+    int r = BERTH_LIMIT_GRANTED;
+    call([&](berth_shared_limiter* l) { return berth_shared_limiter_try_acquire(&r, l, k); });
+    return r;
+  }
+
+  bool try_acquire(py::handle n) { return refusal(n) == BERTH_LIMIT_GRANTED; }
+
+  py::object try_acquire_reason(py::handle n) {
+    return refusal_object(refusal(n), "berth_shared_limiter_try_acquire");
+  }
+
+  py::object acquire_blocking(py::handle n, py::handle timeout) {
+    wait(n, timeout, "acquire_blocking", false);
+    return py::none();
+  }
+
+  // hold()'s entry: acquire_blocking, counted for the block.
+  py::object acquire_held(py::handle n, py::handle timeout) {
+    wait(n, timeout, "hold", true);
+    return py::none();
+  }
+
+  py::object release(py::handle n) {
+    const int64_t k = as_i64(n.ptr(), Arg{"n"});
+    call([&](berth_shared_limiter* l) { return berth_shared_limiter_release(l, k); });
+    return py::none();
+  }
+
+  // A block's exit: a no-op once closed (close() gave the permits back).
+  py::object release_held(py::handle n) {
+    if (closed()) return py::none();
+    const int64_t k = as_i64(n.ptr(), Arg{"n"});
+    // Uncounted before the call: a close() running meanwhile must not give
+    // them back as well. Not counted again if the release fails: then the
+    // process no longer holds them (someone released the block's permits).
+    if (owner()) block_held_ = std::max<int64_t>(0, block_held_ - k);
+    call([&](berth_shared_limiter* l) { return berth_shared_limiter_release(l, k); });
+    return py::none();
+  }
+
+  // For `async with limiter.acquire(n)` only (counted for the block): None
+  // if granted at once, else the ticket.
+  py::object acquire_async(py::handle n, py::handle notifier, py::handle token) {
+    const int64_t k = as_i64(n.ptr(), Arg{"n"});
+    Notifier& nt = notifier_arg(notifier);
+    const uint64_t tok = as_u64(token.ptr(), Arg{"token"});
+    check_owner("acquire");
+    Notifier::Flight nf(nt);
+    Flight flight(*this);
+    int granted = 0;
+    uint64_t ticket = 0;
+    call(flight, [&](berth_shared_limiter* l) {
+      return berth_shared_limiter_acquire_async(&granted, &ticket, l, k, nf.handle(), tok);
+    });
+    if (granted) {
+      took_for_block(flight, k);
+    } else {
+      tickets_[ticket] = k;
+    }
+    return ticket_object(granted, ticket);
+  }
+
+  bool claim(py::handle ticket) {
+    const uint64_t t = as_u64(ticket.ptr(), Arg{"ticket"});
+    Flight flight(*this);
+    int claimed = 0;
+    call(flight, [&](berth_shared_limiter* l) { return berth_shared_limiter_claim(&claimed, l, t); });
+    int64_t k = 0;
+    if (auto it = tickets_.find(t); it != tickets_.end()) {
+      k = it->second;
+      tickets_.erase(it);
+    }
+    if (claimed && k > 0) took_for_block(flight, k);
+    return claimed != 0;
+  }
+
+  py::object cancel(py::handle ticket) {
+    const uint64_t t = as_u64(ticket.ptr(), Arg{"ticket"});
+    int outcome = BERTH_CANCEL_UNKNOWN;
+    call([&](berth_shared_limiter* l) { return berth_shared_limiter_cancel(&outcome, l, t); });
+    tickets_.erase(t);
+    return py::int_(outcome);
+  }
+
+  py::object set_capacity(py::handle capacity) {
+    const int64_t c = as_i64(capacity.ptr(), Arg{"capacity"});
+    call([&](berth_shared_limiter* l) { return berth_shared_limiter_set_capacity(l, c); });
+    return py::none();
+  }
+
+  berth_shared_limiter_stats raw_stats() {
+    berth_shared_limiter_stats s{};
+    call([&](berth_shared_limiter* l) { return berth_shared_limiter_get_stats(&s, l); });
+    return s;
+  }
+
+  py::object stats() {
+    const berth_shared_limiter_stats s = raw_stats();
+    return make_tuple_type(g.shared_limiter_stats, s.capacity, s.in_use, s.waiting, s.holders,
+                           s.granted, s.rejected, s.timed_out, s.reclaimed);
+  }
+
+ private:
+  bool owner() const { return self_pid() == owner_pid_; }
+
+  void check_owner(const char* what) const {
+    if (owner()) return;
+    PyErr_Format(PyExc_RuntimeError,
+                 "%s(): this SharedLimiter was opened in process %d, before the fork that made "
+                 "this process (%d), and its waits are served by a thread of that process; "
+                 "open one in this process: berth.SharedLimiter(name)",
+                 what, static_cast<int>(owner_pid_), static_cast<int>(self_pid()));
+    throw py::error_already_set();
+  }
+
+  // berth_shared_limiter_cancel, ignoring the outcome. Not with a NULL
+  // out_outcome, although it is optional for berth_limiter_cancel: libberth
+  // 0.3.0 then skips the cancel altogether (NOTES_FOR_CORE.md).
+  static void cancel_ticket(berth_shared_limiter* h, uint64_t ticket) {
+    int outcome = BERTH_CANCEL_UNKNOWN;
+    berth_shared_limiter_cancel(&outcome, h, ticket);
+  }
+
+  // Counts k permits just taken for a block. If close() ran meanwhile it gave
+  // back the blocks' permits without these: give them back and raise.
+  void took_for_block(const Flight& flight, int64_t k) {
+    if (closed()) {
+      {
+        NoGil nogil;
+        berth_shared_limiter_release(flight.handle(), k);
+      }
+      raise_closed("shared limiter");
+    }
+    if (owner()) block_held_ += k;
+  }
+
+  // The blocking wait (see the section comment): k permits held on return,
+  // or TimeoutError, ClosedError, or what a signal handler raised.
+  void wait(py::handle n, py::handle timeout, const char* what, bool for_block) {
+    const int64_t k = as_i64(n.ptr(), Arg{"n"});
+    const int64_t t = as_timeout_ns(timeout.ptr());
+    if (t == 0) {  // never waits: the blocking call with a deadline of now
+      Flight flight(*this);
+      call(flight, [&](berth_shared_limiter* l) { return berth_shared_limiter_acquire(l, k, 0); });
+      if (for_block) {
+        took_for_block(flight, k);
+      } else if (closed()) {
+        NoGil nogil;
+        berth_shared_limiter_release(flight.handle(), k);
+      }
+      if (closed()) raise_closed("shared limiter");
+      return;
+    }
+    refuse_in_event_loop(what, "'async with limiter.acquire(n)'");
+    check_owner(what);
+    Flight flight(*this);
+    berth_shared_limiter* const h = flight.handle();
+    const int wfd = wake_fd_;
+    const int64_t deadline = t < 0 ? -1 : berth_clock_now_ns() + t;
+
+    enum class Result { kPending, kGranted, kTimedOut, kClosed, kSignal, kFailed };
+    Failure f;
+    berth_notifier* nt = nullptr;
+    int nfd = -1;
+    uint64_t ticket = 0;
+    auto fail = [&](berth_status st) {
+      f.capture(st);
+      return Result::kFailed;
+    };
+    // Ends the wait without the permits (a grant that raced in goes back).
+    auto give_up = [&](Result r) {
+      cancel_ticket(h, ticket);
+      return r;
+    };
+    auto try_claim = [&](bool* claimed) {
+      int c = 0;
+      const berth_status st = berth_shared_limiter_claim(&c, h, ticket);
+      *claimed = c != 0;
+      return st;
+    };
+    // Starts the wait (with the GIL released).
+    auto start = [&]() -> Result {
+      berth_status st = berth_notifier_new(&nt);
+      if (is_failure(st)) return fail(st);
+      if (st = berth_notifier_fd(&nfd, nt); is_failure(st)) return fail(st);
+      int granted = 0;
+      st = berth_shared_limiter_acquire_async(&granted, &ticket, h, k, nt, 1);
+      if (is_failure(st)) return fail(st);
+      return granted ? Result::kGranted : Result::kPending;
+    };
+    // Waits for the grant, the deadline, close() or a signal (GIL released).
+    auto poll = [&]() -> Result {
+      for (;;) {
+        pollfd fds[2] = {{nfd, POLLIN, 0}, {wfd, POLLIN, 0}};
+        timespec ts{};
+        if (deadline >= 0) {
+          const int64_t left = deadline - berth_clock_now_ns();
+          if (left <= 0) {  // a grant that landed by now still counts
+            bool claimed = false;
+            if (berth_status st = try_claim(&claimed); is_failure(st)) return give_up(fail(st));
+            return claimed ? Result::kGranted : give_up(Result::kTimedOut);
+          }
+          ts.tv_sec = static_cast<time_t>(left / 1'000'000'000);
+          ts.tv_nsec = static_cast<long>(left % 1'000'000'000);
+        }
+        const int r = ppoll(fds, 2, deadline >= 0 ? &ts : nullptr, nullptr);
+        if (r < 0) {
+          if (errno == EINTR) return Result::kSignal;
+          f.status = BERTH_ERR_INTERNAL;
+          f.message = std::string("ppoll: ") + std::strerror(errno);
+          f.status_name = berth_status_name(BERTH_ERR_INTERNAL);
+          return give_up(Result::kFailed);
+        }
+        if (fds[1].revents != 0) return give_up(Result::kClosed);
+        if (fds[0].revents != 0) {
+          uint64_t token = 0;
+          size_t count = 0;
+          berth_notifier_drain(&count, nt, &token, 1);
+          bool claimed = false;
+          if (berth_status st = try_claim(&claimed); is_failure(st)) return give_up(fail(st));
+          if (claimed) return Result::kGranted;
+        }
+      }
+    };
+
+    Result res;
+    {
+      NoGil nogil;
+      res = start();
+      if (res == Result::kPending) res = poll();
+    }
+    // Interrupted by a signal: run the Python handlers (KeyboardInterrupt
+    // ends the wait holding nothing), then wait on.
+    while (res == Result::kSignal) {
+      if (PyErr_CheckSignals() < 0) {
+        {
+          NoGil nogil;
+          cancel_ticket(h, ticket);
+          berth_notifier_free(nt);
+        }
+        throw py::error_already_set();
+      }
+      NoGil nogil;
+      res = poll();
+    }
+    {
+      NoGil nogil;
+      berth_notifier_free(nt);  // the limiter keeps it while a ticket may post
+    }
+    switch (res) {
+      case Result::kGranted:
+        if (for_block) {
+          took_for_block(flight, k);
+        } else if (closed()) {  // woken by close(): give back what it granted
+          {
+            NoGil nogil;
+            berth_shared_limiter_release(h, k);
+          }
+          raise_closed("shared limiter");
+        }
+        return;
+      case Result::kTimedOut:
+        raise_status(BERTH_ERR_TIMEOUT, "no permits within " + std::to_string(t) + " ns");
+      case Result::kClosed:
+        raise_closed("shared limiter");
+      case Result::kFailed:
+      case Result::kPending:
+      case Result::kSignal:
+        break;
+    }
+    raise_failure(f);
+  }
+
+  int wake_fd_ = -1;
+  pid_t owner_pid_ = 0;
+  int64_t block_held_ = 0;  // permits of open blocks (owner process; GIL)
+  std::unordered_map<uint64_t, int64_t> tickets_;  // queued ticket -> n (GIL)
+  py::dict waits_;  // ticket -> future of the asyncio waits (berth/_limit.py)
+  py::object name_;
 };
 
 class Bucket : public Handle<berth_bucket, &berth_bucket_free> {
@@ -2139,6 +2572,58 @@ constexpr Method<&Limiter::cancel, 1> kCancel{
     "_cancel($self, ticket)\n--\n\nberth_limiter_cancel: 0 unknown, 1 was waiting, 2 was "
     "granted (its permits went back)."};
 
+constexpr Param kTimeout{"timeout", Fallback::kNone};
+
+constexpr Method<&SharedLimiter::try_acquire, 1> kSharedTryAcquire{
+    "try_acquire", {kN1},
+    "try_acquire($self, n=1)\n--\n\n"
+    "Takes n permits for this process if they are free and nobody waits (in any process); "
+    "never waits. True if taken."};
+constexpr Method<&SharedLimiter::try_acquire_reason, 1> kSharedTryAcquireReason{
+    "try_acquire_reason", {kN1},
+    "try_acquire_reason($self, n=1)\n--\n\n"
+    "As try_acquire, but says why not: a Refusal (GRANTED means the permits were taken)."};
+constexpr Method<&SharedLimiter::acquire_blocking, 2> kSharedAcquireBlocking{
+    "acquire_blocking", {kN1, kTimeout},
+    "acquire_blocking($self, n=1, timeout=None)\n--\n\n"
+    "Blocks this thread (GIL released) until n permits are granted to this process, in FIFO "
+    "order across processes; raises berth.TimeoutError after timeout seconds (None: no "
+    "deadline)."};
+constexpr Method<&SharedLimiter::acquire_held, 2> kSharedAcquireHeld{
+    "_acquire_held", {kN1, kTimeout},
+    "_acquire_held($self, n=1, timeout=None)\n--\n\n"
+    "hold()'s entry: acquire_blocking, with the permits counted for the block (close() gives "
+    "them back)."};
+constexpr Method<&SharedLimiter::release, 1> kSharedRelease{
+    "release", {kN1},
+    "release($self, n=1)\n--\n\nReturns n permits this process holds and lets the waiters "
+    "that now fit in, in order."};
+constexpr Method<&SharedLimiter::release_held, 1> kSharedReleaseHeld{
+    "_release_held", {kN1},
+    "_release_held($self, n=1)\n--\n\nrelease() for a block's exit: nothing to do once the "
+    "handle is closed (close() gave the block's permits back)."};
+constexpr Method<&SharedLimiter::set_capacity, 1> kSharedSetCapacity{
+    "set_capacity", {Param{"capacity"}},
+    "set_capacity($self, capacity)\n--\n\nChanges the capacity (>= 1) for every process; "
+    "lowering it never revokes held permits."};
+constexpr Method<&SharedLimiter::stats, 0> kSharedStats{
+    "stats", {},
+    "stats($self)\n--\n\nCounters of the shared limiter (SharedLimiterStats), after "
+    "reclaiming the permits of dead processes."};
+constexpr Method<&SharedLimiter::acquire_async, 3> kSharedAcquireAsync{
+    "_acquire_async", {Param{"n"}, Param{"notifier"}, Param{"token"}},
+    "_acquire_async($self, n, notifier, token)\n--\n\n"
+    "berth_shared_limiter_acquire_async for a block: None if granted now, else the ticket whose "
+    "grant posts token to notifier."};
+constexpr Method<&SharedLimiter::claim, 1> kSharedClaim{
+    "_claim", {Param{"ticket"}},
+    "_claim($self, ticket)\n--\n\nberth_shared_limiter_claim: True if this process now holds "
+    "the ticket's permits (counted for the block)."};
+constexpr Method<&SharedLimiter::cancel, 1> kSharedCancel{
+    "_cancel", {Param{"ticket"}},
+    "_cancel($self, ticket)\n--\n\nberth_shared_limiter_cancel: 0 unknown, 1 was waiting, 2 "
+    "was granted (its permits went back)."};
+
 constexpr Method<&Notifier::drain, 0> kDrain{
     "drain", {}, "drain($self)\n--\n\nEvery completed token, oldest first (list of int)."};
 
@@ -2194,6 +2679,14 @@ PyMethodDef g_limiter_methods[] = {
     method_def<kRelease>(),     method_def<kReleaseHeld>(),      method_def<kSetCapacity>(),
     method_def<kLimiterStats>(), method_def<kAcquireAsync>(),    method_def<kClaim>(),
     method_def<kCancel>(),
+};
+PyMethodDef g_shared_limiter_methods[] = {
+    method_def<kSharedTryAcquire>(),    method_def<kSharedTryAcquireReason>(),
+    method_def<kSharedAcquireBlocking>(), method_def<kSharedAcquireHeld>(),
+    method_def<kSharedRelease>(),       method_def<kSharedReleaseHeld>(),
+    method_def<kSharedSetCapacity>(),   method_def<kSharedStats>(),
+    method_def<kSharedAcquireAsync>(),  method_def<kSharedClaim>(),
+    method_def<kSharedCancel>(),
 };
 PyMethodDef g_notifier_methods[] = {method_def<kDrain>()};
 PyMethodDef g_bucket_methods[] = {
@@ -2259,6 +2752,7 @@ PYBIND11_MODULE(_berth, m) {
   g.cache_stats = load_type(types, "CacheStats");
   g.event = load_type(types, "Event");
   g.limiter_stats = load_type(types, "LimiterStats");
+  g.shared_limiter_stats = load_type(types, "SharedLimiterStats");
   g.bucket_stats = load_type(types, "BucketStats");
   g.reservation = py::object(types.attr("Reservation")).release().ptr();
   for (int r = 0; r < 3; ++r) {
@@ -2282,6 +2776,7 @@ PYBIND11_MODULE(_berth, m) {
       {BERTH_ERR_NOT_SYNCED, "NotSyncedError"},
       {BERTH_ERR_BAD_SELECTOR, "BadSelectorError"},
       {BERTH_ERR_TIMEOUT, "TimeoutError"},
+      {BERTH_ERR_BAD_REGION, "BadRegionError"},
   };
   for (const auto& [status, name] : by_status) {
     g.error_by_status[status] = py::object(errors.attr(name)).release().ptr();
@@ -2414,8 +2909,45 @@ PYBIND11_MODULE(_berth, m) {
   });
   install_methods(bucket, g_bucket_methods);
 
+  py::class_<SharedLimiter> shared(
+      m, "SharedLimiter", py::is_final(),
+      "A concurrency limiter in named shared memory (/dev/shm/berth.<name>): one capacity for "
+      "every process that opens the name. Permits belong to processes; those of a process that "
+      "dies are reclaimed. Thread-safe; asyncio waits never block the event loop.");
+  shared.attr("__module__") = "berth";
+  shared.def(py::init([](py::object name, py::object capacity) {
+               return std::make_unique<SharedLimiter>(name, capacity);
+             }),
+             py::arg("name"), py::arg("capacity") = py::none());
+  def_close(shared, "Closes this handle. Waits on it are woken and raise ClosedError; permits "
+                    "held by its hold()/acquire() blocks are given back. Other permits this "
+                    "process holds stay held. Idempotent.");
+  shared.def_static("unlink", [](py::object name) { SharedLimiter::unlink(name); },
+                    py::arg("name"),
+                    "Removes the name (berth_shared_limiter_unlink); processes that have it open "
+                    "keep using the region. NotFoundError if there is no such name.");
+  shared.def_property_readonly("name", &SharedLimiter::name);
+  shared.def_property_readonly("_waits", &SharedLimiter::waits);
+  shared.def_property(
+      "capacity", [](SharedLimiter& l) { return l.raw_stats().capacity; },
+      [](SharedLimiter& l, py::object c) { l.set_capacity(c); });
+  shared.def("__repr__", [](SharedLimiter& l) {
+    const std::string name = py::repr(l.name()).cast<std::string>();
+    if (l.closed()) return "<berth.SharedLimiter " + name + " closed>";
+    const berth_shared_limiter_stats s = l.raw_stats();
+    return "<berth.SharedLimiter " + name + " capacity=" + std::to_string(s.capacity) +
+           " in_use=" + std::to_string(s.in_use) + " waiting=" + std::to_string(s.waiting) + ">";
+  });
+  install_methods(shared, g_shared_limiter_methods);
+
+  // Waits on a SharedLimiter opened before a fork are refused in the child.
+  refresh_pid();
+  pthread_atfork(nullptr, nullptr, refresh_pid);
+
   // The asyncio and context-manager parts, written in Python.
-  py::module_::import("berth._limit").attr("_install")(limiter, bucket, notifier);
+  py::module_ limit = py::module_::import("berth._limit");
+  g.wake_closed = py::object(limit.attr("_wake_closed")).release().ptr();
+  limit.attr("_install")(limiter, bucket, notifier, shared);
 
   make_object_types();
   m.attr("ObjectList") = py::handle(reinterpret_cast<PyObject*>(g.object_list));

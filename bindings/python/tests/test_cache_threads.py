@@ -163,7 +163,12 @@ def test_close_while_other_threads_are_in_flight():
         for th in threads:
             th.start()
         started.wait()
-        time.sleep(0.01)
+        # Every thread has made calls (on a loaded machine 10 ms may not be
+        # enough for that), then close() lands among calls in flight.
+        deadline = time.monotonic() + 30
+        while not all(ok) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.005)
         c.close()
         for th in threads:
             th.join(timeout=60)

@@ -229,6 +229,7 @@ def test_error_classes_form_a_hierarchy_under_berth_error():
         berth.NotSyncedError,
         berth.BadSelectorError,
         berth.TimeoutError,
+        berth.BadRegionError,
         berth.ClosedError,
     ):
         assert issubclass(cls, berth.Error)
@@ -263,6 +264,7 @@ def test_error_message_comes_from_the_failing_call(engine):
         (berth.NotSyncedError, 8, "BERTH_ERR_NOT_SYNCED"),
         (berth.BadSelectorError, 9, "BERTH_ERR_BAD_SELECTOR"),
         (berth.TimeoutError, 10, "BERTH_ERR_TIMEOUT"),
+        (berth.BadRegionError, 11, "BERTH_ERR_BAD_REGION"),
     ],
 )
 def test_new_error_classes_default_to_their_status(cls, status, name):

@@ -39,7 +39,7 @@ def _stub_classes() -> dict[str, ast.ClassDef]:
     return {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
 
 
-NATIVE_CLASSES = ["Engine", "Cache", "Selector", "ObjectList", "ObjectView", "Limiter", "Bucket"]
+NATIVE_CLASSES = ["Engine", "Cache", "Selector", "ObjectList", "ObjectView", "Limiter", "SharedLimiter", "Bucket"]
 
 
 @pytest.mark.parametrize("cls_name", NATIVE_CLASSES)
@@ -61,7 +61,9 @@ def test_stub_declares_every_public_module_name():
     assert native <= declared, native - declared
 
 
-def _native_params(method) -> list[tuple[str, object]]:
+def _native_params(method, static: bool = False) -> list[tuple[str, object]]:
+    """The parameters after self (all of them for a static method)."""
+    skip = 0 if static else 1
     try:
         sig = inspect.signature(method)
     except ValueError:
@@ -70,13 +72,21 @@ def _native_params(method) -> list[tuple[str, object]]:
         first = (method.__doc__ or "").splitlines()[0]
         inner = first[first.index("(") + 1 : first.rindex(")")]
         names = [p.split(":")[0].strip() for p in inner.split(",") if p.strip()]
-        return [(n, inspect.Parameter.empty) for n in names[1:]]
-    return [(p.name, p.default) for p in sig.parameters.values()][1:]
+        return [(n, inspect.Parameter.empty) for n in names[skip:]]
+    return [(p.name, p.default) for p in sig.parameters.values()][skip:]
 
 
 @pytest.mark.parametrize(
     "cls_name, methods",
-    [("Engine", 12), ("Cache", 8), ("Selector", 2), ("Limiter", 13), ("Bucket", 9), ("_Notifier", 2)],
+    [
+        ("Engine", 12),
+        ("Cache", 8),
+        ("Selector", 2),
+        ("Limiter", 13),
+        ("SharedLimiter", 15),
+        ("Bucket", 9),
+        ("_Notifier", 2),
+    ],
 )
 def test_stub_signatures_match_the_native_methods(cls_name, methods):
     stub, cls = _stub_classes()[cls_name], getattr(_berth, cls_name)
@@ -84,10 +94,14 @@ def test_stub_signatures_match_the_native_methods(cls_name, methods):
     for node in stub.body:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name.startswith("__"):
             continue
-        if isinstance(inspect.getattr_static(cls, node.name), property):
+        attr = inspect.getattr_static(cls, node.name)
+        if isinstance(attr, property):
             continue
-        native_params = _native_params(getattr(cls, node.name))
-        args = node.args.args[1:]
+        static = isinstance(attr, staticmethod)
+        decorators = [d.id for d in node.decorator_list if isinstance(d, ast.Name)]
+        assert static == ("staticmethod" in decorators), node.name
+        native_params = _native_params(getattr(cls, node.name), static)
+        args = node.args.args[0 if static else 1 :]
         defaults = [inspect.Parameter.empty] * (len(args) - len(node.args.defaults)) + [
             ast.literal_eval(d) for d in node.args.defaults
         ]
@@ -98,7 +112,11 @@ def test_stub_signatures_match_the_native_methods(cls_name, methods):
 
 
 def test_stub_declares_the_async_and_context_manager_methods():
-    for cls_name, names in (("Limiter", ["__aenter__", "__aexit__"]), ("Bucket", ["wait"])):
+    for cls_name, names in (
+        ("Limiter", ["__aenter__", "__aexit__"]),
+        ("SharedLimiter", ["__aenter__", "__aexit__"]),
+        ("Bucket", ["wait"]),
+    ):
         stub = _stub_classes()[cls_name]
         for name in names:
             node = next(n for n in stub.body if getattr(n, "name", None) == name)
@@ -106,7 +124,7 @@ def test_stub_declares_the_async_and_context_manager_methods():
             assert inspect.iscoroutinefunction(getattr(getattr(berth, cls_name), name)) or name == "__aenter__"
 
 
-@pytest.mark.parametrize("cls_name", ["Cache", "Selector", "Limiter", "Bucket"])
+@pytest.mark.parametrize("cls_name", ["Cache", "Selector", "Limiter", "SharedLimiter", "Bucket"])
 def test_stub_constructor_signatures_match(cls_name):
     init = next(n for n in _stub_classes()[cls_name].body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
     args = init.args.args[1:]
