@@ -21,12 +21,15 @@
 //
 // A Limiter (ABI 0.3) caps concurrency with weighted permits, served FIFO
 // (a large waiter at the head is not starved); Acquire(ctx, n) waits without
-// holding an OS thread and never leaks a permit when ctx ends. A Bucket
+// holding an OS thread and never leaks a permit when ctx ends. A
+// SharedLimiter (ABI 0.3) is the same in named shared memory: one capacity
+// for every process of the host that opens the name, with the permits of a
+// process that dies holding them reclaimed. A Bucket
 // (ABI 0.3) is a token-bucket rate limiter with the semantics of
 // golang.org/x/time/rate; its ...At methods take explicit Instants on Berth's
 // monotonic clock.
 //
-// Every method of Engine, Cache, Selector, Limiter and Bucket is safe for
+// Every method of Engine, Cache, Selector, Limiter, SharedLimiter and Bucket is safe for
 // concurrent use. Close releases the handle; any call after Close returns an
 // error wrapping ErrClosed. Failures reported by the library are *Error
 // values; test them with errors.Is against ErrInvalidArgument,

@@ -76,7 +76,7 @@ var (
 	// ErrInvalidName: a name is empty where it must not be, longer than its
 	// limit, contains a NUL byte, or is not valid UTF-8.
 	ErrInvalidName error = &Error{Status: statusInvalidName}
-	// ErrNotFound: the named pool does not exist.
+	// ErrNotFound: the named pool or shared limiter does not exist.
 	ErrNotFound error = &Error{Status: statusNotFound}
 	// ErrBadBuffer: a FlatBuffers buffer failed verification.
 	ErrBadBuffer error = &Error{Status: statusBadBuffer}
@@ -91,14 +91,16 @@ var (
 	// names the byte offset ("at byte 4: ...") and what was expected.
 	ErrBadSelector error = &Error{Status: statusBadSelector}
 	// ErrTimeout: a blocking wait of the library reached its deadline;
-	// nothing is held. (Limiter.Acquire and Bucket.Wait never block in the
-	// library: they return the context's error instead.)
+	// nothing is held. (Limiter.Acquire, SharedLimiter.Acquire and
+	// Bucket.Wait never block in the library: they return the context's
+	// error instead.)
 	ErrTimeout error = &Error{Status: statusTimeout}
 	// ErrBadRegion: a shared-memory region exists under the name but is not
 	// a Berth shared limiter of this layout; nothing was changed in it.
 	ErrBadRegion error = &Error{Status: statusBadRegion}
 
-	// ErrClosed: the Engine, Cache, Selector, Limiter or Bucket was closed.
+	// ErrClosed: the Engine, Cache, Selector, Limiter, SharedLimiter or
+	// Bucket was closed.
 	// It is not a berth_status.
 	ErrClosed = errors.New("berth: use after Close")
 	// ErrABIMismatch: the loaded libberth has another ABI major version than
@@ -107,7 +109,8 @@ var (
 )
 
 // closedError is what every method returns after Close: op is the method,
-// what the kind of handle ("engine", "cache", "selector", "limiter", "bucket").
+// what the kind of handle ("engine", "cache", "selector", "limiter",
+// "shared limiter", "bucket").
 type closedError struct{ op, what string }
 
 func errClosed(op, what string) error { return &closedError{op: op, what: what} }

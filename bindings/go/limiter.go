@@ -67,8 +67,6 @@ import (
 	"context"
 	"runtime"
 	"strconv"
-	"sync"
-	"sync/atomic"
 )
 
 // Refusal says why TryAcquire did not take the permits.
@@ -125,15 +123,34 @@ type LimiterStats struct {
 // method after Close returns an error wrapping ErrClosed, and Acquires
 // waiting at Close return it too (holding nothing).
 type Limiter struct {
-	// mu guards h: calls hold it for reading, Close for writing, so the
-	// handle is never freed while a call is using it. A waiting Acquire
-	// does not hold it while it waits.
-	mu      sync.RWMutex
-	h       C.uintptr_t // berth_limiter*; 0 once closed
-	cleanup runtime.Cleanup
-	// parked counts Acquires waiting on a ticket. Calls that may grant
-	// drain the notifier themselves only while it is non-zero.
-	parked atomic.Int64
+	ticketHandle // the handle (berth_limiter*), its guard and its parked waiters
+	cleanup      runtime.Cleanup
+}
+
+// limiterCalls are the calls of asynchronous Acquires on a Limiter.
+var limiterCalls = ticketCalls{
+	what: "limiter",
+	enqueue: func(h C.uintptr_t, n int64, nt C.uintptr_t, tok uint64) (bool, uint64, error) {
+		var r C.bg_res
+		var ticket C.uint64_t
+		if st := C.bg_limiter_acquire_async(&ticket, &r, h, C.int64_t(n), nt, C.uint64_t(tok)); st != C.BERTH_OK {
+			return false, 0, resError(st, &r)
+		}
+		return r.flag != 0, uint64(ticket), nil
+	},
+	claim: func(h C.uintptr_t, ticket uint64) (bool, error) {
+		var r C.bg_res
+		if st := C.bg_limiter_claim(&r, h, C.uint64_t(ticket)); st != C.BERTH_OK {
+			return false, resError(st, &r)
+		}
+		return r.flag != 0, nil
+	},
+	cancel: func(h C.uintptr_t, ticket uint64) C.int {
+		var r C.bg_res
+		C.bg_limiter_cancel(&r, h, C.uint64_t(ticket)) // never fails for a live handle
+		return r.flag
+	},
+	syncGrants: true,
 }
 
 // NewLimiter creates a limiter with capacity >= 1 permits, none in use.
@@ -146,7 +163,8 @@ func NewLimiter(capacity int64) (*Limiter, error) {
 	if st := C.bg_limiter_new(&h, &r, C.int64_t(capacity)); st != C.BERTH_OK {
 		return nil, resError(st, &r)
 	}
-	l := &Limiter{h: h}
+	l := &Limiter{}
+	l.h, l.calls = h, &limiterCalls
 	// A limiter dropped without Close is freed when it becomes unreachable
 	// (no Acquire can be waiting on it then: a waiter references it).
 	l.cleanup = runtime.AddCleanup(l, func(h C.uintptr_t) { C.bg_limiter_free(h) }, h)
@@ -166,24 +184,7 @@ func (l *Limiter) Close() error {
 		return nil
 	}
 	l.cleanup.Stop()
-	// Cancel every parked ticket first, so that the registry knows which
-	// tokens are still on their way (a ticket granted before the cancel has
-	// posted its token) and none is left behind in it.
-	registry.mu.Lock()
-	for tok, w := range registry.m {
-		if w.l != l || w.abandoned {
-			continue
-		}
-		var r C.bg_res
-		C.bg_limiter_cancel(&r, l.h, C.uint64_t(w.ticket))
-		if r.flag == C.BERTH_CANCEL_WAS_GRANTED {
-			w.abandoned = true
-		} else {
-			delete(registry.m, tok)
-		}
-		w.ch <- waitClosed
-	}
-	registry.mu.Unlock()
+	l.cancelParked()
 	C.bg_limiter_free(l.h)
 	l.h = 0
 	return nil
@@ -223,108 +224,7 @@ func (l *Limiter) Acquire(ctx context.Context, n int64) error {
 	if l == nil {
 		return errClosed("Acquire", "limiter")
 	}
-	done := ctx.Done()
-	if done != nil {
-		select {
-		case <-done:
-			return ctx.Err()
-		default:
-		}
-	}
-	nt, err := sharedNotifier()
-	if err != nil {
-		return err
-	}
-	tok := nextToken.Add(1)
-	var (
-		r      C.bg_res
-		ticket C.uint64_t
-	)
-	l.mu.RLock()
-	if l.h == 0 {
-		l.mu.RUnlock()
-		return errClosed("Acquire", "limiter")
-	}
-	st := C.bg_limiter_acquire_async(&ticket, &r, l.h, C.int64_t(n), nt.h, C.uint64_t(tok))
-	if st != C.BERTH_OK {
-		l.mu.RUnlock()
-		return resError(st, &r)
-	}
-	if r.flag != 0 { // granted at once
-		l.mu.RUnlock()
-		return nil
-	}
-	// Registered before the read lock is dropped, so Close (which takes it
-	// for writing) finds every outstanding ticket in the registry.
-	w := &waiter{l: l, ticket: uint64(ticket), ch: make(chan waitResult, 1)}
-	l.parked.Add(1)
-	granted := register(tok, w)
-	l.mu.RUnlock()
-	defer l.parked.Add(-1)
-	if !granted {
-		select {
-		case res := <-w.ch:
-			if res == waitClosed {
-				return errClosed("Acquire", "limiter")
-			}
-		case <-done:
-			l.abandon(tok, w)
-			return ctx.Err()
-		}
-	}
-	return l.claim(w.ticket)
-}
-
-// claim takes over the permits of a granted ticket.
-func (l *Limiter) claim(ticket uint64) error {
-	var r C.bg_res
-	l.mu.RLock()
-	if l.h == 0 {
-		l.mu.RUnlock()
-		return errClosed("Acquire", "limiter")
-	}
-	st := C.bg_limiter_claim(&r, l.h, C.uint64_t(ticket))
-	l.mu.RUnlock()
-	if st != C.BERTH_OK {
-		return resError(st, &r)
-	}
-	if r.flag == 0 {
-		return &Error{Status: statusInternal,
-			Message: "Acquire: ticket " + strconv.FormatUint(ticket, 10) + " was posted but cannot be claimed"}
-	}
-	return nil
-}
-
-// abandon cancels the ticket of a waiter whose context ended. Whatever the
-// cancel finds (still queued; granted, with or without the token drained),
-// the caller holds nothing afterwards.
-func (l *Limiter) abandon(tok uint64, w *waiter) {
-	l.mu.RLock()
-	if l.h == 0 {
-		// Close cancelled the ticket and settled the registry entry.
-		l.mu.RUnlock()
-		return
-	}
-	// The cancel and the registry update are one step under registry.mu,
-	// so neither deliver nor a Close can see the entry in between.
-	registry.mu.Lock()
-	var r C.bg_res
-	C.bg_limiter_cancel(&r, l.h, C.uint64_t(w.ticket))
-	if registry.m[tok] == w {
-		if r.flag == C.BERTH_CANCEL_WAS_GRANTED {
-			w.abandoned = true // its token is queued: deliver drops the entry
-		} else {
-			delete(registry.m, tok)
-		}
-	}
-	// Otherwise the token was delivered already (w.ch holds the grant,
-	// which nobody reads) and the cancel gave the permits back.
-	registry.mu.Unlock()
-	l.mu.RUnlock()
-	// Leaving the queue may have let the waiters behind through.
-	if l.parked.Load() > 1 {
-		kick()
-	}
+	return l.acquire(ctx, n)
 }
 
 // Release returns n permits and grants waiters that now fit, in order.
@@ -344,9 +244,7 @@ func (l *Limiter) Release(n int64) error {
 	if st != C.BERTH_OK {
 		return resError(st, &r)
 	}
-	if l.parked.Load() > 0 {
-		kick()
-	}
+	l.kickIfParked()
 	return nil
 }
 
@@ -367,9 +265,7 @@ func (l *Limiter) SetCapacity(capacity int64) error {
 	if st != C.BERTH_OK {
 		return resError(st, &r)
 	}
-	if l.parked.Load() > 0 {
-		kick()
-	}
+	l.kickIfParked()
 	return nil
 }
 

@@ -58,14 +58,17 @@ import (
 
 // How asynchronous limiter waits reach goroutines.
 //
-// The process has one berth_notifier, made on the first Limiter.Acquire and
-// never freed (the limiters keep it alive while they may post to it anyway). Every waiting Acquire, of any Limiter, asks for its permits
-// with a process-unique token and parks on a channel registered under that
-// token; a grant posts the token to the notifier, and whoever drains it
-// resolves the channel. One notifier for the process rather than one per
-// Limiter: one fd and one goroutine however many limiters there are, and the
-// dispatcher goroutine references no Limiter, so an abandoned Limiter can
-// still be collected (and freed by its cleanup).
+// The process has one berth_notifier, made on the first Acquire of a Limiter
+// or SharedLimiter and never freed (the limiters keep it alive while they
+// may post to it anyway). Every waiting Acquire, of any limiter of either
+// kind, asks for its permits with a process-unique token and parks on a
+// channel registered under that token; a grant posts the token to the
+// notifier, and whoever drains it resolves the channel. One notifier for the
+// process rather than one per limiter: one fd and one goroutine however many
+// limiters there are, and the dispatcher goroutine references no limiter, so
+// an abandoned one can still be collected (and freed by its cleanup). The
+// wait itself (register, park, claim or cancel) is ticketHandle.acquire in
+// async.go.
 //
 // Two parties drain:
 //   - the dispatcher goroutine, woken by the runtime poller when the eventfd
@@ -75,15 +78,18 @@ import (
 //     goroutine, would pin an OS thread in a blocking syscall for the life of
 //     the process and wake through a thread switch; it is kept only as the
 //     fallback should the runtime poller refuse the fd.
-//   - Release, SetCapacity and a cancelling Acquire, right after a call that
-//     may have granted waiters, when the Limiter has waiters parked. The
-//     grant then reaches the waiting goroutine directly, without a netpoller
-//     round trip: when every P is busy the netpoller is only looked at when
-//     one runs out of work (or by sysmon, up to 10 ms later), which would
-//     make every hand-off under contention slow.
+//   - Limiter.Release, Limiter.SetCapacity and a cancelling Limiter.Acquire,
+//     right after a call that may have granted waiters, when the Limiter has
+//     waiters parked. The grant then reaches the waiting goroutine directly,
+//     without a netpoller round trip: when every P is busy the netpoller is
+//     only looked at when one runs out of work (or by sysmon, up to 10 ms
+//     later), which would make every hand-off under contention slow. A
+//     SharedLimiter does not: its grants are posted by a thread of the
+//     handle some time after the call that freed the permits (possibly in
+//     another process), so only the dispatcher sees them.
 //
 // A token may be drained before its waiter has registered (the grant can
-// happen between berth_limiter_acquire_async returning the ticket and the
+// happen between the acquire_async call returning the ticket and the
 // registration); it is then parked in early, and the registration finds it.
 
 // drainCap is how many tokens one berth_notifier_drain takes (a Go array on
@@ -94,14 +100,14 @@ type waitResult int8
 
 const (
 	waitGranted waitResult = iota + 1 // the ticket is granted: claim it
-	waitClosed                        // the Limiter was closed: nothing is held
+	waitClosed                        // the limiter was closed: nothing is held
 )
 
 // waiter is one Acquire parked on a ticket.
 type waiter struct {
-	l      *Limiter
+	owner  *ticketHandle // of the Limiter or SharedLimiter
 	ticket uint64
-	// ch receives at most one waitResult: deliver and Limiter.Close only
+	// ch receives at most one waitResult: deliver and Close only
 	// send to a registered, non-abandoned waiter, and both remove or
 	// abandon it in the same critical section.
 	ch chan waitResult

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
 	"sync"
 	"time"
 
@@ -55,4 +56,47 @@ func limiterExample() {
 		log.Fatal(err)
 	}
 	fmt.Printf("limiter: %d granted, %d in use, %d waiting\n", s.Granted, s.InUse, s.Waiting)
+}
+
+// sharedLimiterExample caps sandbox starts across every worker process of
+// the host: each worker opens the same name (the first creates it), and the
+// permits of a worker that crashes while holding them come back. Here one
+// process plays two workers, with one handle each.
+func sharedLimiterExample() {
+	name := fmt.Sprintf("example-starts-%d", os.Getpid())
+	a, err := berth.OpenSharedLimiter(name, 2, true) // created with capacity 2
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer berth.UnlinkSharedLimiter(name) // runs after the Closes below
+	defer a.Close()
+	b, err := berth.OpenSharedLimiter(name, 0, false) // opens the existing one
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer b.Close()
+
+	ctx := context.Background()
+	if err := a.Acquire(ctx, 2); err != nil {
+		log.Fatal(err)
+	}
+	// b waits for the capacity a holds, until a releases.
+	done := make(chan error, 1)
+	go func() { done <- b.Acquire(ctx, 1) }()
+	time.Sleep(10 * time.Millisecond)
+	if err := a.Release(2); err != nil {
+		log.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		log.Fatal(err)
+	}
+	s, err := a.Stats()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("shared limiter: %d in use by %d process, %d granted, %d reclaimed\n",
+		s.InUse, s.Holders, s.Granted, s.Reclaimed)
+	if err := b.Release(1); err != nil {
+		log.Fatal(err)
+	}
 }

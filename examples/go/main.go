@@ -1,8 +1,8 @@
 // Command example fills a warm pool over a few nodes, hands keys out with
 // PopSpread, puts one back and prints the pool's counters; then it feeds an
 // object cache a relist and a watch event and lists it by label selector
-// (cache.go); then it caps concurrent sandbox starts with a limiter
-// (limiter.go).
+// (cache.go); then it caps concurrent sandbox starts with a limiter, and
+// with a limiter shared by every process of the host (limiter.go).
 package main
 
 import (
@@ -66,4 +66,5 @@ func main() {
 
 	cacheExample()
 	limiterExample()
+	sharedLimiterExample()
 }

@@ -1,0 +1,173 @@
+package berth
+
+// #include "bg.h"
+import "C"
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// ticketCalls are the C calls of one kind of limiter (in-process or shared)
+// that an asynchronous Acquire makes. Each wraps one bg_* helper with its
+// bg_res on its own stack, so going through a function value costs no
+// allocation.
+type ticketCalls struct {
+	what string // the kind of handle, for errClosed: "limiter", "shared limiter"
+	// enqueue asks for n permits: granted now, or a ticket whose grant
+	// posts tok to the notifier nt.
+	enqueue func(h C.uintptr_t, n int64, nt C.uintptr_t, tok uint64) (grantedNow bool, ticket uint64, err error)
+	// claim takes over a granted ticket's permits.
+	claim func(h C.uintptr_t, ticket uint64) (claimed bool, err error)
+	// cancel cancels a ticket and says what it found (BERTH_CANCEL_*).
+	cancel func(h C.uintptr_t, ticket uint64) C.int
+	// syncGrants: the library grants waiters inside the call that frees
+	// permits (Release, SetCapacity, Cancel), so that the caller finds the
+	// grants' tokens on the notifier as soon as the call returns and may
+	// drain them itself (kick). False for the shared limiter, whose grants
+	// are posted later by a thread of the handle.
+	syncGrants bool
+}
+
+// ticketHandle is the part of a limiter handle that asynchronous Acquires
+// use: the handle, its guard, and its waiters parked in the registry.
+type ticketHandle struct {
+	// mu guards h: calls hold it for reading, Close for writing, so the
+	// handle is never freed while a call is using it. A waiting Acquire
+	// does not hold it while it waits.
+	mu sync.RWMutex
+	h  C.uintptr_t // the library's handle; 0 once closed
+	// parked counts Acquires waiting on a ticket. Calls that may grant
+	// drain the notifier themselves only while it is non-zero.
+	parked atomic.Int64
+	calls  *ticketCalls
+}
+
+// acquire is Acquire(ctx, n) of either limiter (see Limiter.Acquire).
+func (t *ticketHandle) acquire(ctx context.Context, n int64) error {
+	done := ctx.Done()
+	if done != nil {
+		select {
+		case <-done:
+			return ctx.Err()
+		default:
+		}
+	}
+	nt, err := sharedNotifier()
+	if err != nil {
+		return err
+	}
+	tok := nextToken.Add(1)
+	t.mu.RLock()
+	if t.h == 0 {
+		t.mu.RUnlock()
+		return errClosed("Acquire", t.calls.what)
+	}
+	now, ticket, err := t.calls.enqueue(t.h, n, nt.h, tok)
+	if err != nil || now {
+		t.mu.RUnlock()
+		return err
+	}
+	// Registered before the read lock is dropped, so Close (which takes it
+	// for writing) finds every outstanding ticket in the registry.
+	w := &waiter{owner: t, ticket: ticket, ch: make(chan waitResult, 1)}
+	t.parked.Add(1)
+	granted := register(tok, w)
+	t.mu.RUnlock()
+	defer t.parked.Add(-1)
+	if !granted {
+		select {
+		case res := <-w.ch:
+			if res == waitClosed {
+				return errClosed("Acquire", t.calls.what)
+			}
+		case <-done:
+			t.abandon(tok, w)
+			return ctx.Err()
+		}
+	}
+	return t.claim(ticket)
+}
+
+// claim takes over the permits of a granted ticket.
+func (t *ticketHandle) claim(ticket uint64) error {
+	t.mu.RLock()
+	if t.h == 0 {
+		// Closing the handle dropped (or gave back) the unclaimed grant.
+		t.mu.RUnlock()
+		return errClosed("Acquire", t.calls.what)
+	}
+	claimed, err := t.calls.claim(t.h, ticket)
+	t.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	if !claimed {
+		return &Error{Status: statusInternal,
+			Message: "Acquire: ticket " + strconv.FormatUint(ticket, 10) + " was posted but cannot be claimed"}
+	}
+	return nil
+}
+
+// abandon cancels the ticket of a waiter whose context ended. Whatever the
+// cancel finds (still queued; granted, with or without the token drained),
+// the caller holds nothing afterwards.
+func (t *ticketHandle) abandon(tok uint64, w *waiter) {
+	t.mu.RLock()
+	if t.h == 0 {
+		// Close cancelled the ticket and settled the registry entry.
+		t.mu.RUnlock()
+		return
+	}
+	// The cancel and the registry update are one step under registry.mu,
+	// so neither deliver nor a Close can see the entry in between.
+	registry.mu.Lock()
+	outcome := t.calls.cancel(t.h, w.ticket)
+	if registry.m[tok] == w {
+		if outcome == C.BERTH_CANCEL_WAS_GRANTED {
+			w.abandoned = true // its token is queued: deliver drops the entry
+		} else {
+			delete(registry.m, tok)
+		}
+	}
+	// Otherwise the token was delivered already (w.ch holds the grant,
+	// which nobody reads) and the cancel gave the permits back.
+	registry.mu.Unlock()
+	t.mu.RUnlock()
+	// Leaving the queue may have let the waiters behind through.
+	if t.calls.syncGrants && t.parked.Load() > 1 {
+		kick()
+	}
+}
+
+// cancelParked cancels every ticket parked on t and wakes its Acquire with
+// waitClosed. The caller holds t.mu for writing and frees the handle next.
+//
+// Cancelling first lets the registry know which tokens are still on their
+// way (a ticket granted before the cancel has posted its token), so none is
+// left behind in it, and no grant is left unclaimed in the library.
+func (t *ticketHandle) cancelParked() {
+	registry.mu.Lock()
+	for tok, w := range registry.m {
+		if w.owner != t || w.abandoned {
+			continue
+		}
+		if t.calls.cancel(t.h, w.ticket) == C.BERTH_CANCEL_WAS_GRANTED {
+			w.abandoned = true
+		} else {
+			delete(registry.m, tok)
+		}
+		w.ch <- waitClosed
+	}
+	registry.mu.Unlock()
+}
+
+// kickIfParked drains the notifier directly after a call that may have
+// granted waiters of t (see notifier.go).
+func (t *ticketHandle) kickIfParked() {
+	if t.calls.syncGrants && t.parked.Load() > 0 {
+		kick()
+	}
+}
