@@ -382,6 +382,72 @@ int CancelCode(berth::CancelOutcome c) {
   return BERTH_CANCEL_UNKNOWN;
 }
 
+// The in-process and the shared limiter take the same calls; these carry
+// each call's checks once. `lim` is the berth:: limiter (ConcurrencyLimiter
+// or SharedLimiter).
+template <class L>
+berth_status LimiterAcquire(const char* fn, L* lim, int64_t n, int64_t timeout_ns) {
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(lim != nullptr, fn, "limiter is NULL");
+    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
+    const auto deadline = DeadlineAfter<typename L::Clock>(timeout_ns);
+    bool acquired = false;
+    BERTH_CHECK(lim->Acquire(n, deadline, &acquired), fn);
+    if (!acquired) {
+      return Fail(fn, BERTH_ERR_TIMEOUT, "no permits within " + std::to_string(timeout_ns) + " ns");
+    }
+    return BERTH_OK;
+  });
+}
+
+template <class L>
+berth_status LimiterAcquireAsync(const char* fn, int* out_granted_now, uint64_t* out_ticket, L* lim,
+                                 int64_t n, berth_notifier* notifier, uint64_t token) {
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_granted_now != nullptr, fn, "out_granted_now is NULL");
+    BERTH_REQUIRE(out_ticket != nullptr, fn, "out_ticket is NULL");
+    BERTH_REQUIRE(lim != nullptr, fn, "limiter is NULL");
+    BERTH_REQUIRE(notifier != nullptr, fn, "notifier is NULL");
+    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
+    bool now = false;
+    uint64_t ticket = 0;
+    BERTH_CHECK(lim->Enqueue(n, notifier->notifier, token, &now, &ticket), fn);
+    *out_granted_now = now ? 1 : 0;
+    *out_ticket = ticket;
+    return BERTH_OK;
+  });
+}
+
+template <class L>
+berth_status LimiterClaim(const char* fn, int* out_claimed, L* lim, uint64_t ticket) {
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_claimed != nullptr, fn, "out_claimed is NULL");
+    BERTH_REQUIRE(lim != nullptr, fn, "limiter is NULL");
+    *out_claimed = lim->Claim(ticket) ? 1 : 0;
+    return BERTH_OK;
+  });
+}
+
+template <class L>
+berth_status LimiterCancel(const char* fn, int* out_outcome, L* lim, uint64_t ticket) {
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(lim != nullptr, fn, "limiter is NULL");
+    const int outcome = CancelCode(lim->Cancel(ticket));  // cancels even without out_outcome
+    if (out_outcome != nullptr) *out_outcome = outcome;
+    return BERTH_OK;
+  });
+}
+
+template <class L>
+berth_status LimiterRelease(const char* fn, L* lim, int64_t n) {
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(lim != nullptr, fn, "limiter is NULL");
+    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
+    BERTH_CHECK(lim->Release(n), fn);
+    return BERTH_OK;
+  });
+}
+
 using PopFn = bool (berth::WarmPool::*)(berth::HandOut*);
 
 berth_status Pop(const char* fn, PopFn pop, berth_pool_key* out_key, berth_engine* engine,
@@ -961,67 +1027,26 @@ berth_status berth_limiter_try_acquire(int* out_refusal, berth_limiter* limiter,
 }
 
 berth_status berth_limiter_acquire(berth_limiter* limiter, int64_t n, int64_t timeout_ns) {
-  static const char* fn = "berth_limiter_acquire";
-  return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
-    const auto deadline = DeadlineAfter<berth::ConcurrencyLimiter::Clock>(timeout_ns);
-    bool acquired = false;
-    BERTH_CHECK(limiter->limiter.Acquire(n, deadline, &acquired), fn);
-    if (!acquired) {
-      return Fail(fn, BERTH_ERR_TIMEOUT, "no permits within " + std::to_string(timeout_ns) + " ns");
-    }
-    return BERTH_OK;
-  });
+  return LimiterAcquire("berth_limiter_acquire", limiter ? &limiter->limiter : nullptr, n, timeout_ns);
 }
 
 berth_status berth_limiter_acquire_async(int* out_granted_now, uint64_t* out_ticket,
                                          berth_limiter* limiter, int64_t n,
                                          berth_notifier* notifier, uint64_t token) {
-  static const char* fn = "berth_limiter_acquire_async";
-  return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(out_granted_now != nullptr, fn, "out_granted_now is NULL");
-    BERTH_REQUIRE(out_ticket != nullptr, fn, "out_ticket is NULL");
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    BERTH_REQUIRE(notifier != nullptr, fn, "notifier is NULL");
-    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
-    bool now = false;
-    uint64_t ticket = 0;
-    BERTH_CHECK(limiter->limiter.Enqueue(n, notifier->notifier, token, &now, &ticket), fn);
-    *out_granted_now = now ? 1 : 0;
-    *out_ticket = ticket;
-    return BERTH_OK;
-  });
+  return LimiterAcquireAsync("berth_limiter_acquire_async", out_granted_now, out_ticket,
+                             limiter ? &limiter->limiter : nullptr, n, notifier, token);
 }
 
 berth_status berth_limiter_claim(int* out_claimed, berth_limiter* limiter, uint64_t ticket) {
-  static const char* fn = "berth_limiter_claim";
-  return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(out_claimed != nullptr, fn, "out_claimed is NULL");
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    *out_claimed = limiter->limiter.Claim(ticket) ? 1 : 0;
-    return BERTH_OK;
-  });
+  return LimiterClaim("berth_limiter_claim", out_claimed, limiter ? &limiter->limiter : nullptr, ticket);
 }
 
 berth_status berth_limiter_cancel(int* out_outcome, berth_limiter* limiter, uint64_t ticket) {
-  static const char* fn = "berth_limiter_cancel";
-  return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    const int outcome = CancelCode(limiter->limiter.Cancel(ticket));
-    if (out_outcome != nullptr) *out_outcome = outcome;
-    return BERTH_OK;
-  });
+  return LimiterCancel("berth_limiter_cancel", out_outcome, limiter ? &limiter->limiter : nullptr, ticket);
 }
 
 berth_status berth_limiter_release(berth_limiter* limiter, int64_t n) {
-  static const char* fn = "berth_limiter_release";
-  return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
-    BERTH_CHECK(limiter->limiter.Release(n), fn);
-    return BERTH_OK;
-  });
+  return LimiterRelease("berth_limiter_release", limiter ? &limiter->limiter : nullptr, n);
 }
 
 berth_status berth_limiter_set_capacity(berth_limiter* limiter, int64_t capacity) {
@@ -1139,69 +1164,31 @@ berth_status berth_shared_limiter_try_acquire(int* out_refusal, berth_shared_lim
 
 berth_status berth_shared_limiter_acquire(berth_shared_limiter* limiter, int64_t n,
                                           int64_t timeout_ns) {
-  static const char* fn = "berth_shared_limiter_acquire";
-  return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
-    const auto deadline = DeadlineAfter<berth::SharedLimiter::Clock>(timeout_ns);
-    bool acquired = false;
-    BERTH_CHECK(limiter->limiter->Acquire(n, deadline, &acquired), fn);
-    if (!acquired) {
-      return Fail(fn, BERTH_ERR_TIMEOUT, "no permits within " + std::to_string(timeout_ns) + " ns");
-    }
-    return BERTH_OK;
-  });
+  return LimiterAcquire("berth_shared_limiter_acquire", limiter ? limiter->limiter.get() : nullptr, n,
+                        timeout_ns);
 }
 
 berth_status berth_shared_limiter_acquire_async(int* out_granted_now, uint64_t* out_ticket,
                                                 berth_shared_limiter* limiter, int64_t n,
                                                 berth_notifier* notifier, uint64_t token) {
-  static const char* fn = "berth_shared_limiter_acquire_async";
-  return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(out_granted_now != nullptr, fn, "out_granted_now is NULL");
-    BERTH_REQUIRE(out_ticket != nullptr, fn, "out_ticket is NULL");
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    BERTH_REQUIRE(notifier != nullptr, fn, "notifier is NULL");
-    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
-    bool now = false;
-    uint64_t ticket = 0;
-    BERTH_CHECK(limiter->limiter->Enqueue(n, notifier->notifier, token, &now, &ticket), fn);
-    *out_granted_now = now ? 1 : 0;
-    *out_ticket = ticket;
-    return BERTH_OK;
-  });
+  return LimiterAcquireAsync("berth_shared_limiter_acquire_async", out_granted_now, out_ticket,
+                             limiter ? limiter->limiter.get() : nullptr, n, notifier, token);
 }
 
 berth_status berth_shared_limiter_claim(int* out_claimed, berth_shared_limiter* limiter,
                                         uint64_t ticket) {
-  static const char* fn = "berth_shared_limiter_claim";
-  return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(out_claimed != nullptr, fn, "out_claimed is NULL");
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    *out_claimed = limiter->limiter->Claim(ticket) ? 1 : 0;
-    return BERTH_OK;
-  });
+  return LimiterClaim("berth_shared_limiter_claim", out_claimed,
+                      limiter ? limiter->limiter.get() : nullptr, ticket);
 }
 
 berth_status berth_shared_limiter_cancel(int* out_outcome, berth_shared_limiter* limiter,
                                          uint64_t ticket) {
-  static const char* fn = "berth_shared_limiter_cancel";
-  return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    const int outcome = CancelCode(limiter->limiter->Cancel(ticket));  // cancels even without out_outcome
-    if (out_outcome != nullptr) *out_outcome = outcome;
-    return BERTH_OK;
-  });
+  return LimiterCancel("berth_shared_limiter_cancel", out_outcome,
+                       limiter ? limiter->limiter.get() : nullptr, ticket);
 }
 
 berth_status berth_shared_limiter_release(berth_shared_limiter* limiter, int64_t n) {
-  static const char* fn = "berth_shared_limiter_release";
-  return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
-    BERTH_CHECK(limiter->limiter->Release(n), fn);
-    return BERTH_OK;
-  });
+  return LimiterRelease("berth_shared_limiter_release", limiter ? limiter->limiter.get() : nullptr, n);
 }
 
 berth_status berth_shared_limiter_set_capacity(berth_shared_limiter* limiter, int64_t capacity) {
