@@ -451,7 +451,7 @@ Status SharedLimiter::Enqueue(int64_t n, std::shared_ptr<Notifier> notifier, uin
       *ticket = 0;
       return {};
     }
-  } else if (n > Stats().capacity) {
+  } else if (n > Capacity()) {
     return {Code::kInvalidArgument, "n (" + std::to_string(n) + ") exceeds the capacity"};
   }
   const uint64_t t = async_.next_ticket++;
@@ -643,6 +643,11 @@ Status SharedLimiter::SetCapacity(int64_t capacity) {
   region_->capacity = capacity;
   WakeAll(region_);
   return {};
+}
+
+int64_t SharedLimiter::Capacity() {
+  RegionLock lock(region_);
+  return region_->capacity;
 }
 
 SharedLimiterStats SharedLimiter::Stats() {

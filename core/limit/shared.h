@@ -97,6 +97,7 @@ class SharedLimiter {
   Status AcquireUntil(int64_t n, std::optional<Clock::time_point> deadline,
                       const std::atomic<bool>* cancel, bool* acquired);
   void WakeWaiters();  // wakes every waiter of the region (to see a cancel)
+  int64_t Capacity();  // without Stats()'s reclaim scan (a /proc read per holder)
   void AsyncLoop();
 
   struct AsyncWaiter {
