@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "berth_generated.h"
+#include "capi/handles.h"
 #include "core/cache/cache.h"
 #include "core/cache/object.h"
 #include "core/common/alloc.h"
@@ -31,12 +32,19 @@
 #include "core/pool/pool.h"
 #include "core/selector/selector.h"
 
-struct berth_engine {
+namespace {
+
+using berth::capi::HandleTable;
+
+// The objects behind the handles. The C handle types (berth_engine, ...)
+// stay incomplete here: a handle is a key into the HandleTable, looked up on
+// every call and never dereferenced.
+struct EngineObject {
   berth::Engine engine;
 };
 
 // Bytes handed to the caller: a finished FlatBuffer, or plain text.
-struct berth_buffer {
+struct BufferObject {
   flatbuffers::DetachedBuffer fb;
   berth::String text;
   const uint8_t* data() const {
@@ -45,32 +53,55 @@ struct berth_buffer {
   size_t size() const { return fb.data() != nullptr ? fb.size() : text.size(); }
 };
 
-struct berth_selector {
+struct SelectorObject {
   berth::Selector selector;
 };
 
-struct berth_cache {
-  explicit berth_cache(size_t tombstone_limit) : cache(tombstone_limit) {}
+struct CacheObject {
+  explicit CacheObject(size_t tombstone_limit) : cache(tombstone_limit) {}
   berth::ObjectCache cache;
 };
 
-struct berth_limiter {
-  explicit berth_limiter(int64_t capacity) : limiter(capacity) {}
+struct LimiterObject {
+  explicit LimiterObject(int64_t capacity) : limiter(capacity) {}
   berth::ConcurrencyLimiter limiter;
 };
 
-struct berth_notifier {
+struct NotifierObject {
   std::shared_ptr<berth::Notifier> notifier;
 };
 
-struct berth_shared_limiter {
+struct SharedLimiterObject {
   berth::MiUnique<berth::SharedLimiter> limiter;
 };
 
-struct berth_bucket {
-  berth_bucket(double rate, int64_t burst) : bucket(rate, burst) {}
+struct BucketObject {
+  BucketObject(double rate, int64_t burst) : bucket(rate, burst) {}
   berth::TokenBucket bucket;
 };
+
+// Handle type -> object type, kind tag in the table, and name in messages.
+// Kinds are internal (not part of the ABI) but must be distinct and non-zero.
+template <class H>
+struct Handle;
+#define BERTH_HANDLE_TYPE(H, Obj, k)                                           \
+  template <>                                                                  \
+  struct Handle<H> {                                                           \
+    using Object = Obj;                                                        \
+    static constexpr uint8_t kKind = k;                                        \
+    static constexpr const char* kName = #H;                                   \
+  };
+BERTH_HANDLE_TYPE(berth_engine, EngineObject, 1)
+BERTH_HANDLE_TYPE(berth_buffer, BufferObject, 2)
+BERTH_HANDLE_TYPE(berth_selector, SelectorObject, 3)
+BERTH_HANDLE_TYPE(berth_cache, CacheObject, 4)
+BERTH_HANDLE_TYPE(berth_limiter, LimiterObject, 5)
+BERTH_HANDLE_TYPE(berth_notifier, NotifierObject, 6)
+BERTH_HANDLE_TYPE(berth_bucket, BucketObject, 7)
+BERTH_HANDLE_TYPE(berth_shared_limiter, SharedLimiterObject, 8)
+#undef BERTH_HANDLE_TYPE
+
+}  // namespace
 
 namespace {
 
@@ -107,7 +138,9 @@ berth_status Fail(const char* fn, berth_status status, std::string_view message)
     }
     t_error->assign(fn);
     t_error->append(": ");
-    t_error->append(message);
+    // Messages may quote the caller's input; they stay valid UTF-8 without
+    // NUL so every binding can decode them and C can read them as a string.
+    t_error->append(berth::Printable(message));
     t_has_error = true;
   } catch (...) {
     // Out of memory while reporting; the status still tells.
@@ -155,17 +188,65 @@ bool View(const char* p, size_t n, std::string_view* out) {
     if (Status s_ = (expr); !s_.ok()) return Fail(fn, s_);                     \
   } while (0)
 
+// ---- handles ------------------------------------------------------------------
+
+// The object of a live handle of type H, or nullptr (NULL, freed, another
+// type, or not made by Berth).
+template <class H>
+typename Handle<H>::Object* Find(const H* h) noexcept {
+  return static_cast<typename Handle<H>::Object*>(
+      HandleTable::Get().Find(reinterpret_cast<uintptr_t>(h), Handle<H>::kKind));
+}
+
+template <class H>
+berth_status BadHandle(const char* fn, const char* param, const H* h) {
+  if (h == nullptr) return Fail(fn, BERTH_ERR_INVALID_ARGUMENT, std::string(param) + " is NULL");
+  return Fail(fn, BERTH_ERR_BAD_HANDLE,
+              std::string(param) + " is not a live " + Handle<H>::kName +
+                  " (freed already, another type of handle, or not made by Berth)");
+}
+
+// Declares `var`, the object behind handle parameter `h`, or fails the call.
+#define BERTH_HANDLE(var, h, fn)                                               \
+  auto* const var = Find(h);                                                   \
+  if (var == nullptr) return BadHandle(fn, #h, h)
+
+// Hands a new object to the caller as a handle in *out.
+template <class H>
+berth_status Publish(const char* fn, H** out, berth::MiUnique<typename Handle<H>::Object> obj) {
+  const uintptr_t h = HandleTable::Get().Open(Handle<H>::kKind, obj.get());
+  if (h == 0) return Fail(fn, BERTH_ERR_NO_MEMORY, "no handle available (address range used up)");
+  obj.release();
+  *out = reinterpret_cast<H*>(h);
+  return BERTH_OK;
+}
+
+// The body of every _free call: NULL is a no-op, a live handle is ended and
+// its object destroyed, anything else is BERTH_ERR_BAD_HANDLE.
+template <class H>
+berth_status Destroy(const char* fn, const char* param, H* h) {
+  return Guard(fn, [&]() -> berth_status {
+    if (h == nullptr) return BERTH_OK;
+    void* obj = HandleTable::Get().Close(reinterpret_cast<uintptr_t>(h), Handle<H>::kKind);
+    if (obj == nullptr) return BadHandle(fn, param, h);
+    berth::MiUnique<typename Handle<H>::Object> owned(static_cast<typename Handle<H>::Object*>(obj));
+    return BERTH_OK;
+  });
+}
+
 berth_status UnknownPool(const char* fn, std::string_view pool) {
   return Fail(fn, BERTH_ERR_NOT_FOUND, "unknown pool '" + std::string(pool) + "'");
 }
 
 // The shared prologue of calls that read one existing pool into `out`:
-// checks out, engine and the pool name; on success stores the name in *p.
+// checks out, engine and the pool name; on success stores the engine's
+// object in *eng and the name in *p.
 berth_status ReadArgs(const char* fn, const void* out, const char* out_name,
                       const berth_engine* engine, const char* pool, size_t pool_len,
-                      std::string_view* p) {
+                      EngineObject** eng, std::string_view* p) {
   if (out == nullptr) return Fail(fn, BERTH_ERR_INVALID_ARGUMENT, std::string(out_name) + " is NULL");
-  BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+  *eng = Find(engine);
+  if (*eng == nullptr) return BadHandle(fn, "engine", engine);
   BERTH_REQUIRE(View(pool, pool_len, p), fn, "pool is NULL with a non-zero length");
   BERTH_CHECK(berth::CheckPoolName(*p), fn);
   return BERTH_OK;
@@ -196,10 +277,10 @@ class MiAllocator final : public flatbuffers::Allocator {
 };
 MiAllocator g_mi_allocator;  // stateless; shared by every builder
 
-berth_buffer* Detach(flatbuffers::FlatBufferBuilder& fbb) {
-  auto buf = berth::MakeMiUnique<berth_buffer>();
+berth::MiUnique<BufferObject> Detach(flatbuffers::FlatBufferBuilder& fbb) {
+  auto buf = berth::MakeMiUnique<BufferObject>();
   buf->fb = fbb.Release();
-  return buf.release();
+  return buf;
 }
 
 static_assert(static_cast<int>(Code::kNotSynced) == BERTH_ERR_NOT_SYNCED);
@@ -314,7 +395,7 @@ berth_status Indexed(const char* fn, const char* what, size_t i, const Status& s
               std::string(what) + " " + std::to_string(i) + ": " + s.message());
 }
 
-berth_buffer* ObjectListBuffer(const std::vector<berth::ObjectRef>& objects, uint64_t rv) {
+berth::MiUnique<BufferObject> ObjectListBuffer(const std::vector<berth::ObjectRef>& objects, uint64_t rv) {
   size_t bytes = 256;
   for (const auto& o : objects) bytes += 128 + o->key().size() + o->payload().size() + o->label_count() * 48;
   flatbuffers::FlatBufferBuilder fbb(bytes, &g_mi_allocator);
@@ -363,9 +444,9 @@ berth_status CheckCount(const char* fn, const char* what, int64_t n) {
   return BERTH_OK;
 }
 
-berth_status CheckTokens(const char* fn, const berth_bucket* bucket, int64_t n, int64_t now) {
+berth_status CheckTokens(const char* fn, const BucketObject* bk, int64_t n, int64_t now) {
   if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
-  const int64_t burst = bucket->bucket.Stats(now).burst;
+  const int64_t burst = bk->bucket.Stats(now).burst;
   if (n > burst) {
     return Fail(fn, BERTH_ERR_INVALID_ARGUMENT,
                 "n (" + std::to_string(n) + ") exceeds the burst (" + std::to_string(burst) + ")");
@@ -383,14 +464,18 @@ int CancelCode(berth::CancelOutcome c) {
 }
 
 // The in-process and the shared limiter take the same calls; these carry
-// each call's checks once. `lim` is the berth:: limiter (ConcurrencyLimiter
-// or SharedLimiter).
-template <class L>
-berth_status LimiterAcquire(const char* fn, L* lim, int64_t n, int64_t timeout_ns) {
+// each call's checks once. H is the handle type (berth_limiter or
+// berth_shared_limiter); Core() gives the berth:: limiter behind it.
+berth::ConcurrencyLimiter* Core(LimiterObject* o) { return &o->limiter; }
+berth::SharedLimiter* Core(SharedLimiterObject* o) { return o->limiter.get(); }
+
+template <class H>
+berth_status LimiterAcquire(const char* fn, H* limiter, int64_t n, int64_t timeout_ns) {
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(lim != nullptr, fn, "limiter is NULL");
+    BERTH_HANDLE(lo, limiter, fn);
     if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
-    const auto deadline = DeadlineAfter<typename L::Clock>(timeout_ns);
+    auto* lim = Core(lo);
+    const auto deadline = DeadlineAfter<typename std::remove_pointer_t<decltype(lim)>::Clock>(timeout_ns);
     bool acquired = false;
     BERTH_CHECK(lim->Acquire(n, deadline, &acquired), fn);
     if (!acquired) {
@@ -400,50 +485,50 @@ berth_status LimiterAcquire(const char* fn, L* lim, int64_t n, int64_t timeout_n
   });
 }
 
-template <class L>
-berth_status LimiterAcquireAsync(const char* fn, int* out_granted_now, uint64_t* out_ticket, L* lim,
-                                 int64_t n, berth_notifier* notifier, uint64_t token) {
+template <class H>
+berth_status LimiterAcquireAsync(const char* fn, int* out_granted_now, uint64_t* out_ticket,
+                                 H* limiter, int64_t n, berth_notifier* notifier, uint64_t token) {
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_granted_now != nullptr, fn, "out_granted_now is NULL");
     BERTH_REQUIRE(out_ticket != nullptr, fn, "out_ticket is NULL");
-    BERTH_REQUIRE(lim != nullptr, fn, "limiter is NULL");
-    BERTH_REQUIRE(notifier != nullptr, fn, "notifier is NULL");
+    BERTH_HANDLE(lo, limiter, fn);
+    BERTH_HANDLE(ntf, notifier, fn);
     if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
     bool now = false;
     uint64_t ticket = 0;
-    BERTH_CHECK(lim->Enqueue(n, notifier->notifier, token, &now, &ticket), fn);
+    BERTH_CHECK(Core(lo)->Enqueue(n, ntf->notifier, token, &now, &ticket), fn);
     *out_granted_now = now ? 1 : 0;
     *out_ticket = ticket;
     return BERTH_OK;
   });
 }
 
-template <class L>
-berth_status LimiterClaim(const char* fn, int* out_claimed, L* lim, uint64_t ticket) {
+template <class H>
+berth_status LimiterClaim(const char* fn, int* out_claimed, H* limiter, uint64_t ticket) {
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_claimed != nullptr, fn, "out_claimed is NULL");
-    BERTH_REQUIRE(lim != nullptr, fn, "limiter is NULL");
-    *out_claimed = lim->Claim(ticket) ? 1 : 0;
+    BERTH_HANDLE(lo, limiter, fn);
+    *out_claimed = Core(lo)->Claim(ticket) ? 1 : 0;
     return BERTH_OK;
   });
 }
 
-template <class L>
-berth_status LimiterCancel(const char* fn, int* out_outcome, L* lim, uint64_t ticket) {
+template <class H>
+berth_status LimiterCancel(const char* fn, int* out_outcome, H* limiter, uint64_t ticket) {
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(lim != nullptr, fn, "limiter is NULL");
-    const int outcome = CancelCode(lim->Cancel(ticket));  // cancels even without out_outcome
+    BERTH_HANDLE(lo, limiter, fn);
+    const int outcome = CancelCode(Core(lo)->Cancel(ticket));  // cancels even without out_outcome
     if (out_outcome != nullptr) *out_outcome = outcome;
     return BERTH_OK;
   });
 }
 
-template <class L>
-berth_status LimiterRelease(const char* fn, L* lim, int64_t n) {
+template <class H>
+berth_status LimiterRelease(const char* fn, H* limiter, int64_t n) {
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(lim != nullptr, fn, "limiter is NULL");
+    BERTH_HANDLE(lo, limiter, fn);
     if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
-    BERTH_CHECK(lim->Release(n), fn);
+    BERTH_CHECK(Core(lo)->Release(n), fn);
     return BERTH_OK;
   });
 }
@@ -453,11 +538,12 @@ using PopFn = bool (berth::WarmPool::*)(berth::HandOut*);
 berth_status Pop(const char* fn, PopFn pop, berth_pool_key* out_key, berth_engine* engine,
                  const char* pool, size_t pool_len) {
   return Guard(fn, [&]() -> berth_status {
+    EngineObject* eng = nullptr;
     std::string_view p;
-    if (berth_status s = ReadArgs(fn, out_key, "out_key", engine, pool, pool_len, &p); s != BERTH_OK) return s;
+    if (berth_status s = ReadArgs(fn, out_key, "out_key", engine, pool, pool_len, &eng, &p); s != BERTH_OK) return s;
     berth::HandOut h;
     bool got = false;
-    if (!engine->engine.pools.With(p, false, [&](berth::WarmPool& wp) { got = (wp.*pop)(&h); })) {
+    if (!eng->engine.pools.With(p, false, [&](berth::WarmPool& wp) { got = (wp.*pop)(&h); })) {
       return UnknownPool(fn, p);
     }
     if (!got) return BERTH_EMPTY;
@@ -472,7 +558,7 @@ berth_status AddOrUpdate(const char* fn, bool upsert, int* out_flag, berth_engin
                          size_t namespace_len, const char* name, size_t name_len,
                          const char* node, size_t node_len, int ready) {
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_HANDLE(eng, engine, fn);
     BERTH_VIEW(p, pool, pool_len, fn, "pool");
     BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
     BERTH_VIEW(nm, name, name_len, fn, "name");
@@ -482,7 +568,7 @@ berth_status AddOrUpdate(const char* fn, bool upsert, int* out_flag, berth_engin
     const berth::KeyView key{ns, nm, nd, ready == 1};
     BERTH_CHECK(berth::CheckKey(key), fn);
     bool flag = false;
-    engine->engine.pools.With(p, upsert, [&](berth::WarmPool& wp) {
+    eng->engine.pools.With(p, upsert, [&](berth::WarmPool& wp) {
       flag = upsert ? wp.Add(key) : wp.Update(key);
     });
     if (out_flag != nullptr) *out_flag = flag ? 1 : 0;
@@ -510,6 +596,7 @@ const char* berth_status_name(berth_status status) {
     case BERTH_ERR_BAD_SELECTOR: return "BERTH_ERR_BAD_SELECTOR";
     case BERTH_ERR_TIMEOUT: return "BERTH_ERR_TIMEOUT";
     case BERTH_ERR_BAD_REGION: return "BERTH_ERR_BAD_REGION";
+    case BERTH_ERR_BAD_HANDLE: return "BERTH_ERR_BAD_HANDLE";
     default: return "BERTH_UNKNOWN_STATUS";
   }
 }
@@ -524,17 +611,11 @@ berth_status berth_engine_new(berth_engine** out_engine) {
   static const char* fn = "berth_engine_new";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_engine != nullptr, fn, "out_engine is NULL");
-    *out_engine = berth::MakeMiUnique<berth_engine>().release();
-    return BERTH_OK;
+    return Publish(fn, out_engine, berth::MakeMiUnique<EngineObject>());
   });
 }
 
-berth_status berth_engine_free(berth_engine* engine) {
-  return Guard("berth_engine_free", [&]() -> berth_status {
-    berth::MiUnique<berth_engine> owned(engine);
-    return BERTH_OK;
-  });
-}
+berth_status berth_engine_free(berth_engine* engine) { return Destroy("berth_engine_free", "engine", engine); }
 
 berth_status berth_pool_add(int* out_inserted, berth_engine* engine, const char* pool,
                             size_t pool_len, const char* namespace_, size_t namespace_len,
@@ -556,7 +637,7 @@ berth_status berth_pool_add_batch(size_t* out_inserted, berth_engine* engine, co
                                   size_t pool_len, const uint8_t* buf, size_t buf_len) {
   static const char* fn = "berth_pool_add_batch";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_HANDLE(eng, engine, fn);
     BERTH_VIEW(p, pool, pool_len, fn, "pool");
     BERTH_REQUIRE(buf != nullptr || buf_len == 0, fn, "buf is NULL with a non-zero length");
     BERTH_CHECK(berth::CheckPoolName(p), fn);
@@ -581,7 +662,7 @@ berth_status berth_pool_add_batch(size_t* out_inserted, berth_engine* engine, co
       }
     }
     size_t inserted = 0;
-    engine->engine.pools.With(p, true, [&](berth::WarmPool& wp) {
+    eng->engine.pools.With(p, true, [&](berth::WarmPool& wp) {
       for (const auto& key : keys) inserted += wp.Add(key) ? 1 : 0;
     });
     if (out_inserted != nullptr) *out_inserted = inserted;
@@ -594,14 +675,14 @@ berth_status berth_pool_remove(int* out_removed, berth_engine* engine, const cha
                                const char* name, size_t name_len) {
   static const char* fn = "berth_pool_remove";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_HANDLE(eng, engine, fn);
     BERTH_VIEW(p, pool, pool_len, fn, "pool");
     BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
     BERTH_VIEW(nm, name, name_len, fn, "name");
     BERTH_CHECK(berth::CheckPoolName(p), fn);
     BERTH_CHECK(berth::CheckKeyName(ns, nm), fn);
     bool removed = false;
-    engine->engine.pools.With(p, false, [&](berth::WarmPool& wp) { removed = wp.Remove(ns, nm); });
+    eng->engine.pools.With(p, false, [&](berth::WarmPool& wp) { removed = wp.Remove(ns, nm); });
     if (out_removed != nullptr) *out_removed = removed ? 1 : 0;
     return BERTH_OK;
   });
@@ -611,10 +692,10 @@ berth_status berth_pool_remove_pool(int* out_removed, berth_engine* engine, cons
                                     size_t pool_len) {
   static const char* fn = "berth_pool_remove_pool";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_HANDLE(eng, engine, fn);
     BERTH_VIEW(p, pool, pool_len, fn, "pool");
     BERTH_CHECK(berth::CheckPoolName(p), fn);
-    const bool removed = engine->engine.pools.Remove(p);
+    const bool removed = eng->engine.pools.Remove(p);
     if (out_removed != nullptr) *out_removed = removed ? 1 : 0;
     return BERTH_OK;
   });
@@ -636,14 +717,14 @@ berth_status berth_pool_put_back(int* out_restored, berth_engine* engine, const 
                                  const char* name, size_t name_len, uint64_t token) {
   static const char* fn = "berth_pool_put_back";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(engine != nullptr, fn, "engine is NULL");
+    BERTH_HANDLE(eng, engine, fn);
     BERTH_VIEW(p, pool, pool_len, fn, "pool");
     BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
     BERTH_VIEW(nm, name, name_len, fn, "name");
     BERTH_CHECK(berth::CheckPoolName(p), fn);
     BERTH_CHECK(berth::CheckKeyName(ns, nm), fn);
     bool restored = false;
-    if (!engine->engine.pools.With(
+    if (!eng->engine.pools.With(
             p, false, [&](berth::WarmPool& wp) { restored = wp.PutBack(ns, nm, token); })) {
       return UnknownPool(fn, p);
     }
@@ -656,10 +737,11 @@ berth_status berth_pool_get_stats(berth_pool_stats* out_stats, berth_engine* eng
                               const char* pool, size_t pool_len) {
   static const char* fn = "berth_pool_get_stats";
   return Guard(fn, [&]() -> berth_status {
+    EngineObject* eng = nullptr;
     std::string_view p;
-    if (berth_status s = ReadArgs(fn, out_stats, "out_stats", engine, pool, pool_len, &p); s != BERTH_OK) return s;
+    if (berth_status s = ReadArgs(fn, out_stats, "out_stats", engine, pool, pool_len, &eng, &p); s != BERTH_OK) return s;
     berth::PoolStats s;
-    if (!engine->engine.pools.With(p, false, [&](berth::WarmPool& wp) { s = wp.Stats(); })) {
+    if (!eng->engine.pools.With(p, false, [&](berth::WarmPool& wp) { s = wp.Stats(); })) {
       return UnknownPool(fn, p);
     }
     *out_stats = berth_pool_stats{s.keys, s.ready_keys, s.scheduled_keys, s.nodes,
@@ -672,8 +754,9 @@ berth_status berth_pool_snapshot(berth_buffer** out_buffer, berth_engine* engine
                                  const char* pool, size_t pool_len) {
   static const char* fn = "berth_pool_snapshot";
   return Guard(fn, [&]() -> berth_status {
+    EngineObject* eng = nullptr;
     std::string_view p;
-    if (berth_status s = ReadArgs(fn, out_buffer, "out_buffer", engine, pool, pool_len, &p); s != BERTH_OK) return s;
+    if (berth_status s = ReadArgs(fn, out_buffer, "out_buffer", engine, pool, pool_len, &eng, &p); s != BERTH_OK) return s;
     // Copy under the pool's lock into one flat arena (cheap), then build the
     // FlatBuffer outside it, so the critical section stays a memcpy per key.
     struct Rec {
@@ -683,7 +766,7 @@ berth_status berth_pool_snapshot(berth_buffer** out_buffer, berth_engine* engine
     };
     std::vector<Rec, berth::Alloc<Rec>> recs;
     berth::String arena;
-    if (!engine->engine.pools.With(p, false, [&](berth::WarmPool& wp) {
+    if (!eng->engine.pools.With(p, false, [&](berth::WarmPool& wp) {
           recs.reserve(wp.Stats().keys);
           wp.ForEachKey([&](const berth::KeyInfo& k) {
             Rec r{};
@@ -717,8 +800,7 @@ berth_status berth_pool_snapshot(berth_buffer** out_buffer, berth_engine* engine
     auto keys = fbb.CreateVector(offsets.data(), offsets.size());
     auto pool_name = fbb.CreateString(p.data(), p.size());
     fbb.Finish(berth::fb::CreatePoolSnapshot(fbb, pool_name, keys), BERTH_FB_POOL_SNAPSHOT_ID);
-    *out_buffer = Detach(fbb);
-    return BERTH_OK;
+    return Publish(fn, out_buffer, Detach(fbb));
   });
 }
 
@@ -726,15 +808,16 @@ berth_status berth_pool_node_stats(berth_buffer** out_buffer, berth_engine* engi
                                    const char* pool, size_t pool_len) {
   static const char* fn = "berth_pool_node_stats";
   return Guard(fn, [&]() -> berth_status {
+    EngineObject* eng = nullptr;
     std::string_view p;
-    if (berth_status s = ReadArgs(fn, out_buffer, "out_buffer", engine, pool, pool_len, &p); s != BERTH_OK) return s;
+    if (berth_status s = ReadArgs(fn, out_buffer, "out_buffer", engine, pool, pool_len, &eng, &p); s != BERTH_OK) return s;
     flatbuffers::FlatBufferBuilder fbb(1024, &g_mi_allocator);
     std::vector<flatbuffers::Offset<berth::fb::NodeStat>,
                 berth::Alloc<flatbuffers::Offset<berth::fb::NodeStat>>>
         offsets;
     // O(M) under the lock: there are few nodes, and the builder copies each
     // name once.
-    if (!engine->engine.pools.With(p, false, [&](berth::WarmPool& wp) {
+    if (!eng->engine.pools.With(p, false, [&](berth::WarmPool& wp) {
           wp.ForEachNode([&](const berth::NodeInfo& n) {
             auto name = fbb.CreateString(n.node.data(), n.node.size());
             offsets.push_back(berth::fb::CreateNodeStat(fbb, name, n.keys, n.ready_keys));
@@ -745,8 +828,7 @@ berth_status berth_pool_node_stats(berth_buffer** out_buffer, berth_engine* engi
     auto nodes = fbb.CreateVector(offsets.data(), offsets.size());
     auto pool_name = fbb.CreateString(p.data(), p.size());
     fbb.Finish(berth::fb::CreatePoolNodeStats(fbb, pool_name, nodes), BERTH_FB_POOL_NODE_STATS_ID);
-    *out_buffer = Detach(fbb);
-    return BERTH_OK;
+    return Publish(fn, out_buffer, Detach(fbb));
   });
 }
 
@@ -758,30 +840,23 @@ berth_status berth_selector_parse(berth_selector** out_selector, const char* tex
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_selector != nullptr, fn, "out_selector is NULL");
     BERTH_VIEW(t, text, text_len, fn, "text");
-    auto sel = berth::MakeMiUnique<berth_selector>();
-    BERTH_CHECK(berth::Selector::Parse(t, &sel->selector), fn);
-    *out_selector = sel.release();
-    return BERTH_OK;
+    auto obj = berth::MakeMiUnique<SelectorObject>();
+    BERTH_CHECK(berth::Selector::Parse(t, &obj->selector), fn);
+    return Publish(fn, out_selector, std::move(obj));
   });
 }
 
-berth_status berth_selector_free(berth_selector* selector) {
-  return Guard("berth_selector_free", [&]() -> berth_status {
-    berth::MiUnique<berth_selector> owned(selector);
-    return BERTH_OK;
-  });
-}
+berth_status berth_selector_free(berth_selector* selector) { return Destroy("berth_selector_free", "selector", selector); }
 
 berth_status berth_selector_string(berth_buffer** out_buffer, const berth_selector* selector) {
   static const char* fn = "berth_selector_string";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_buffer != nullptr, fn, "out_buffer is NULL");
-    BERTH_REQUIRE(selector != nullptr, fn, "selector is NULL");
-    auto buf = berth::MakeMiUnique<berth_buffer>();
-    const std::string text = selector->selector.String();
+    BERTH_HANDLE(sel, selector, fn);
+    auto buf = berth::MakeMiUnique<BufferObject>();
+    const std::string text = sel->selector.String();
     buf->text.assign(text.data(), text.size());
-    *out_buffer = buf.release();
-    return BERTH_OK;
+    return Publish(fn, out_buffer, std::move(buf));
   });
 }
 
@@ -790,11 +865,11 @@ berth_status berth_selector_matches(int* out_matches, const berth_selector* sele
   static const char* fn = "berth_selector_matches";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_matches != nullptr, fn, "out_matches is NULL");
-    BERTH_REQUIRE(selector != nullptr, fn, "selector is NULL");
+    BERTH_HANDLE(sel, selector, fn);
     LabelVec ls;
     BERTH_REQUIRE(ReadLabels(labels, n_labels, &ls), fn,
                   "labels is NULL with n_labels > 0, or a key/value is NULL with a length");
-    *out_matches = selector->selector.Matches(LabelLookup(std::move(ls))) ? 1 : 0;
+    *out_matches = sel->selector.Matches(LabelLookup(std::move(ls))) ? 1 : 0;
     return BERTH_OK;
   });
 }
@@ -807,17 +882,11 @@ berth_status berth_cache_new(berth_cache** out_cache, const berth_cache_options*
     BERTH_REQUIRE(out_cache != nullptr, fn, "out_cache is NULL");
     size_t limit = berth::kDefaultTombstoneLimit;
     if (options != nullptr && options->tombstone_limit != 0) limit = options->tombstone_limit;
-    *out_cache = berth::MakeMiUnique<berth_cache>(limit).release();
-    return BERTH_OK;
+    return Publish(fn, out_cache, berth::MakeMiUnique<CacheObject>(limit));
   });
 }
 
-berth_status berth_cache_free(berth_cache* cache) {
-  return Guard("berth_cache_free", [&]() -> berth_status {
-    berth::MiUnique<berth_cache> owned(cache);
-    return BERTH_OK;
-  });
-}
+berth_status berth_cache_free(berth_cache* cache) { return Destroy("berth_cache_free", "cache", cache); }
 
 berth_status berth_cache_upsert(int* out_applied, berth_cache* cache, const char* namespace_,
                                 size_t namespace_len, const char* name, size_t name_len,
@@ -825,7 +894,7 @@ berth_status berth_cache_upsert(int* out_applied, berth_cache* cache, const char
                                 size_t n_labels, const uint8_t* payload, size_t payload_len) {
   static const char* fn = "berth_cache_upsert";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
+    BERTH_HANDLE(oc, cache, fn);
     BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
     BERTH_VIEW(nm, name, name_len, fn, "name");
     BERTH_VIEW(body, reinterpret_cast<const char*>(payload), payload_len, fn, "payload");
@@ -834,7 +903,7 @@ berth_status berth_cache_upsert(int* out_applied, berth_cache* cache, const char
                   "labels is NULL with n_labels > 0, or a key/value is NULL with a length");
     BERTH_CHECK(berth::CheckObject(ns, nm, resource_version, ls, body.size()), fn);
     // Built before the cache's lock is taken: the lock covers only the index.
-    const bool applied = cache->cache.Upsert(berth::Object::Make(ns, nm, resource_version, ls, body));
+    const bool applied = oc->cache.Upsert(berth::Object::Make(ns, nm, resource_version, ls, body));
     if (out_applied != nullptr) *out_applied = applied ? 1 : 0;
     return BERTH_OK;
   });
@@ -845,11 +914,11 @@ berth_status berth_cache_delete(int* out_applied, berth_cache* cache, const char
                                 uint64_t resource_version) {
   static const char* fn = "berth_cache_delete";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
+    BERTH_HANDLE(oc, cache, fn);
     BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
     BERTH_VIEW(nm, name, name_len, fn, "name");
     BERTH_CHECK(berth::CheckKeyName(ns, nm), fn);
-    const bool applied = cache->cache.Delete(ns, nm, resource_version);
+    const bool applied = oc->cache.Delete(ns, nm, resource_version);
     if (out_applied != nullptr) *out_applied = applied ? 1 : 0;
     return BERTH_OK;
   });
@@ -859,7 +928,7 @@ berth_status berth_cache_apply(size_t* out_applied, berth_cache* cache, const ui
                                size_t buf_len) {
   static const char* fn = "berth_cache_apply";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
+    BERTH_HANDLE(oc, cache, fn);
     BERTH_REQUIRE(buf != nullptr || buf_len == 0, fn, "buf is NULL with a non-zero length");
     const AlignedInput in(buf, buf_len);
     if (berth_status st = Verify<berth::fb::EventBatch>(fn, in.data(), buf_len, BERTH_FB_EVENT_BATCH_ID,
@@ -903,7 +972,7 @@ berth_status berth_cache_apply(size_t* out_applied, berth_cache* cache, const ui
         events.push_back(std::move(ce));
       }
     }
-    const size_t applied = cache->cache.Apply(events);
+    const size_t applied = oc->cache.Apply(events);
     if (out_applied != nullptr) *out_applied = applied;
     return BERTH_OK;
   });
@@ -912,7 +981,7 @@ berth_status berth_cache_apply(size_t* out_applied, berth_cache* cache, const ui
 berth_status berth_cache_replace(berth_cache* cache, const uint8_t* buf, size_t buf_len) {
   static const char* fn = "berth_cache_replace";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
+    BERTH_HANDLE(oc, cache, fn);
     BERTH_REQUIRE(buf != nullptr || buf_len == 0, fn, "buf is NULL with a non-zero length");
     const AlignedInput in(buf, buf_len);
     if (berth_status st = Verify<berth::fb::ObjectList>(fn, in.data(), buf_len, BERTH_FB_OBJECT_LIST_ID,
@@ -930,7 +999,7 @@ berth_status berth_cache_replace(berth_cache* cache, const uint8_t* buf, size_t 
         objects.push_back(std::move(o));
       }
     }
-    cache->cache.Replace(objects, list->resource_version());
+    oc->cache.Replace(objects, list->resource_version());
     return BERTH_OK;
   });
 }
@@ -941,16 +1010,19 @@ berth_status berth_cache_list(berth_buffer** out_buffer, const berth_cache* cach
   static const char* fn = "berth_cache_list";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_buffer != nullptr, fn, "out_buffer is NULL");
-    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
+    BERTH_HANDLE(oc, cache, fn);
     BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
     BERTH_CHECK(berth::CheckName("namespace", ns, berth::kMaxNamespaceLen, true), fn);
+    const berth::Selector* sel = nullptr;  // NULL selector: everything
+    if (selector != nullptr) {
+      const SelectorObject* so = Find(selector);
+      if (so == nullptr) return BadHandle(fn, "selector", selector);
+      sel = &so->selector;
+    }
     std::vector<berth::ObjectRef> objects;
     uint64_t rv = 0;
-    BERTH_CHECK(cache->cache.List(ns, selector != nullptr ? &selector->selector : nullptr,
-                                  &objects, &rv),
-                fn);
-    *out_buffer = ObjectListBuffer(objects, rv);
-    return BERTH_OK;
+    BERTH_CHECK(oc->cache.List(ns, sel, &objects, &rv), fn);
+    return Publish(fn, out_buffer, ObjectListBuffer(objects, rv));
   });
 }
 
@@ -960,16 +1032,15 @@ berth_status berth_cache_get(berth_buffer** out_buffer, const berth_cache* cache
   static const char* fn = "berth_cache_get";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_buffer != nullptr, fn, "out_buffer is NULL");
-    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
+    BERTH_HANDLE(oc, cache, fn);
     BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
     BERTH_VIEW(nm, name, name_len, fn, "name");
     BERTH_CHECK(berth::CheckKeyName(ns, nm), fn);
     berth::ObjectRef o;
     uint64_t rv = 0;
-    BERTH_CHECK(cache->cache.Get(ns, nm, &o, &rv), fn);
+    BERTH_CHECK(oc->cache.Get(ns, nm, &o, &rv), fn);
     if (!o) return BERTH_EMPTY;
-    *out_buffer = ObjectListBuffer({o}, rv);
-    return BERTH_OK;
+    return Publish(fn, out_buffer, ObjectListBuffer({o}, rv));
   });
 }
 
@@ -977,8 +1048,8 @@ berth_status berth_cache_get_stats(berth_cache_stats* out_stats, const berth_cac
   static const char* fn = "berth_cache_get_stats";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_stats != nullptr, fn, "out_stats is NULL");
-    BERTH_REQUIRE(cache != nullptr, fn, "cache is NULL");
-    const berth::CacheStats s = cache->cache.Stats();
+    BERTH_HANDLE(oc, cache, fn);
+    const berth::CacheStats s = oc->cache.Stats();
     *out_stats = berth_cache_stats{};
     out_stats->objects = s.objects;
     out_stats->tombstones = s.tombstones;
@@ -997,26 +1068,20 @@ berth_status berth_limiter_new(berth_limiter** out_limiter, int64_t capacity) {
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_limiter != nullptr, fn, "out_limiter is NULL");
     if (berth_status st = CheckCount(fn, "capacity", capacity); st != BERTH_OK) return st;
-    *out_limiter = berth::MakeMiUnique<berth_limiter>(capacity).release();
-    return BERTH_OK;
+    return Publish(fn, out_limiter, berth::MakeMiUnique<LimiterObject>(capacity));
   });
 }
 
-berth_status berth_limiter_free(berth_limiter* limiter) {
-  return Guard("berth_limiter_free", [&]() -> berth_status {
-    berth::MiUnique<berth_limiter> owned(limiter);
-    return BERTH_OK;
-  });
-}
+berth_status berth_limiter_free(berth_limiter* limiter) { return Destroy("berth_limiter_free", "limiter", limiter); }
 
 berth_status berth_limiter_try_acquire(int* out_refusal, berth_limiter* limiter, int64_t n) {
   static const char* fn = "berth_limiter_try_acquire";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_refusal != nullptr, fn, "out_refusal is NULL");
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    BERTH_HANDLE(lo, limiter, fn);
     if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
     berth::Refusal why = berth::Refusal::kNone;
-    BERTH_CHECK(limiter->limiter.TryAcquireChecked(n, &why), fn);
+    BERTH_CHECK(lo->limiter.TryAcquireChecked(n, &why), fn);
     switch (why) {
       case berth::Refusal::kNone: *out_refusal = BERTH_LIMIT_GRANTED; break;
       case berth::Refusal::kAtCapacity: *out_refusal = BERTH_LIMIT_AT_CAPACITY; break;
@@ -1027,34 +1092,34 @@ berth_status berth_limiter_try_acquire(int* out_refusal, berth_limiter* limiter,
 }
 
 berth_status berth_limiter_acquire(berth_limiter* limiter, int64_t n, int64_t timeout_ns) {
-  return LimiterAcquire("berth_limiter_acquire", limiter ? &limiter->limiter : nullptr, n, timeout_ns);
+  return LimiterAcquire("berth_limiter_acquire", limiter, n, timeout_ns);
 }
 
 berth_status berth_limiter_acquire_async(int* out_granted_now, uint64_t* out_ticket,
                                          berth_limiter* limiter, int64_t n,
                                          berth_notifier* notifier, uint64_t token) {
   return LimiterAcquireAsync("berth_limiter_acquire_async", out_granted_now, out_ticket,
-                             limiter ? &limiter->limiter : nullptr, n, notifier, token);
+                             limiter, n, notifier, token);
 }
 
 berth_status berth_limiter_claim(int* out_claimed, berth_limiter* limiter, uint64_t ticket) {
-  return LimiterClaim("berth_limiter_claim", out_claimed, limiter ? &limiter->limiter : nullptr, ticket);
+  return LimiterClaim("berth_limiter_claim", out_claimed, limiter, ticket);
 }
 
 berth_status berth_limiter_cancel(int* out_outcome, berth_limiter* limiter, uint64_t ticket) {
-  return LimiterCancel("berth_limiter_cancel", out_outcome, limiter ? &limiter->limiter : nullptr, ticket);
+  return LimiterCancel("berth_limiter_cancel", out_outcome, limiter, ticket);
 }
 
 berth_status berth_limiter_release(berth_limiter* limiter, int64_t n) {
-  return LimiterRelease("berth_limiter_release", limiter ? &limiter->limiter : nullptr, n);
+  return LimiterRelease("berth_limiter_release", limiter, n);
 }
 
 berth_status berth_limiter_set_capacity(berth_limiter* limiter, int64_t capacity) {
   static const char* fn = "berth_limiter_set_capacity";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    BERTH_HANDLE(lo, limiter, fn);
     if (berth_status st = CheckCount(fn, "capacity", capacity); st != BERTH_OK) return st;
-    limiter->limiter.SetCapacity(capacity);
+    lo->limiter.SetCapacity(capacity);
     return BERTH_OK;
   });
 }
@@ -1063,8 +1128,8 @@ berth_status berth_limiter_get_stats(berth_limiter_stats* out_stats, const berth
   static const char* fn = "berth_limiter_get_stats";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_stats != nullptr, fn, "out_stats is NULL");
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    const berth::LimiterStats s = limiter->limiter.Stats();
+    BERTH_HANDLE(lo, limiter, fn);
+    const berth::LimiterStats s = lo->limiter.Stats();
     *out_stats = berth_limiter_stats{s.capacity, s.in_use,  s.waiting,  s.waiting_permits,
                                      s.granted,  s.rejected, s.timed_out, s.cancelled};
     return BERTH_OK;
@@ -1075,26 +1140,20 @@ berth_status berth_notifier_new(berth_notifier** out_notifier) {
   static const char* fn = "berth_notifier_new";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_notifier != nullptr, fn, "out_notifier is NULL");
-    auto n = berth::MakeMiUnique<berth_notifier>();
+    auto n = berth::MakeMiUnique<NotifierObject>();
     BERTH_CHECK(berth::Notifier::Make(&n->notifier), fn);
-    *out_notifier = n.release();
-    return BERTH_OK;
+    return Publish(fn, out_notifier, std::move(n));
   });
 }
 
-berth_status berth_notifier_free(berth_notifier* notifier) {
-  return Guard("berth_notifier_free", [&]() -> berth_status {
-    berth::MiUnique<berth_notifier> owned(notifier);
-    return BERTH_OK;
-  });
-}
+berth_status berth_notifier_free(berth_notifier* notifier) { return Destroy("berth_notifier_free", "notifier", notifier); }
 
 berth_status berth_notifier_fd(int* out_fd, const berth_notifier* notifier) {
   static const char* fn = "berth_notifier_fd";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_fd != nullptr, fn, "out_fd is NULL");
-    BERTH_REQUIRE(notifier != nullptr, fn, "notifier is NULL");
-    *out_fd = notifier->notifier->fd();
+    BERTH_HANDLE(ntf, notifier, fn);
+    *out_fd = ntf->notifier->fd();
     return BERTH_OK;
   });
 }
@@ -1104,9 +1163,9 @@ berth_status berth_notifier_drain(size_t* out_count, berth_notifier* notifier, u
   static const char* fn = "berth_notifier_drain";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_count != nullptr, fn, "out_count is NULL");
-    BERTH_REQUIRE(notifier != nullptr, fn, "notifier is NULL");
+    BERTH_HANDLE(ntf, notifier, fn);
     BERTH_REQUIRE(tokens != nullptr || cap == 0, fn, "tokens is NULL with cap > 0");
-    *out_count = cap == 0 ? 0 : notifier->notifier->Drain(tokens, cap);
+    *out_count = cap == 0 ? 0 : ntf->notifier->Drain(tokens, cap);
     return BERTH_OK;
   });
 }
@@ -1123,19 +1182,13 @@ berth_status berth_shared_limiter_open(berth_shared_limiter** out_limiter, const
     if (create == 1) {
       if (berth_status st = CheckCount(fn, "capacity", capacity); st != BERTH_OK) return st;
     }
-    auto handle = berth::MakeMiUnique<berth_shared_limiter>();
+    auto handle = berth::MakeMiUnique<SharedLimiterObject>();
     BERTH_CHECK(berth::SharedLimiter::Open(nm, capacity, create == 1, &handle->limiter), fn);
-    *out_limiter = handle.release();
-    return BERTH_OK;
+    return Publish(fn, out_limiter, std::move(handle));
   });
 }
 
-berth_status berth_shared_limiter_close(berth_shared_limiter* limiter) {
-  return Guard("berth_shared_limiter_close", [&]() -> berth_status {
-    berth::MiUnique<berth_shared_limiter> owned(limiter);
-    return BERTH_OK;
-  });
-}
+berth_status berth_shared_limiter_close(berth_shared_limiter* limiter) { return Destroy("berth_shared_limiter_close", "limiter", limiter); }
 
 berth_status berth_shared_limiter_unlink(const char* name, size_t name_len) {
   static const char* fn = "berth_shared_limiter_unlink";
@@ -1151,10 +1204,10 @@ berth_status berth_shared_limiter_try_acquire(int* out_refusal, berth_shared_lim
   static const char* fn = "berth_shared_limiter_try_acquire";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_refusal != nullptr, fn, "out_refusal is NULL");
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    BERTH_HANDLE(lo, limiter, fn);
     if (berth_status st = CheckCount(fn, "n", n); st != BERTH_OK) return st;
     berth::Refusal why = berth::Refusal::kNone;
-    BERTH_CHECK(limiter->limiter->TryAcquire(n, &why), fn);
+    BERTH_CHECK(lo->limiter->TryAcquire(n, &why), fn);
     *out_refusal = why == berth::Refusal::kNone         ? BERTH_LIMIT_GRANTED
                    : why == berth::Refusal::kAtCapacity ? BERTH_LIMIT_AT_CAPACITY
                                                         : BERTH_LIMIT_WAITERS_QUEUED;
@@ -1164,7 +1217,7 @@ berth_status berth_shared_limiter_try_acquire(int* out_refusal, berth_shared_lim
 
 berth_status berth_shared_limiter_acquire(berth_shared_limiter* limiter, int64_t n,
                                           int64_t timeout_ns) {
-  return LimiterAcquire("berth_shared_limiter_acquire", limiter ? limiter->limiter.get() : nullptr, n,
+  return LimiterAcquire("berth_shared_limiter_acquire", limiter, n,
                         timeout_ns);
 }
 
@@ -1172,31 +1225,31 @@ berth_status berth_shared_limiter_acquire_async(int* out_granted_now, uint64_t* 
                                                 berth_shared_limiter* limiter, int64_t n,
                                                 berth_notifier* notifier, uint64_t token) {
   return LimiterAcquireAsync("berth_shared_limiter_acquire_async", out_granted_now, out_ticket,
-                             limiter ? limiter->limiter.get() : nullptr, n, notifier, token);
+                             limiter, n, notifier, token);
 }
 
 berth_status berth_shared_limiter_claim(int* out_claimed, berth_shared_limiter* limiter,
                                         uint64_t ticket) {
   return LimiterClaim("berth_shared_limiter_claim", out_claimed,
-                      limiter ? limiter->limiter.get() : nullptr, ticket);
+                      limiter, ticket);
 }
 
 berth_status berth_shared_limiter_cancel(int* out_outcome, berth_shared_limiter* limiter,
                                          uint64_t ticket) {
   return LimiterCancel("berth_shared_limiter_cancel", out_outcome,
-                       limiter ? limiter->limiter.get() : nullptr, ticket);
+                       limiter, ticket);
 }
 
 berth_status berth_shared_limiter_release(berth_shared_limiter* limiter, int64_t n) {
-  return LimiterRelease("berth_shared_limiter_release", limiter ? limiter->limiter.get() : nullptr, n);
+  return LimiterRelease("berth_shared_limiter_release", limiter, n);
 }
 
 berth_status berth_shared_limiter_set_capacity(berth_shared_limiter* limiter, int64_t capacity) {
   static const char* fn = "berth_shared_limiter_set_capacity";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
+    BERTH_HANDLE(lo, limiter, fn);
     if (berth_status st = CheckCount(fn, "capacity", capacity); st != BERTH_OK) return st;
-    BERTH_CHECK(limiter->limiter->SetCapacity(capacity), fn);
+    BERTH_CHECK(lo->limiter->SetCapacity(capacity), fn);
     return BERTH_OK;
   });
 }
@@ -1206,8 +1259,8 @@ berth_status berth_shared_limiter_get_stats(berth_shared_limiter_stats* out_stat
   static const char* fn = "berth_shared_limiter_get_stats";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_stats != nullptr, fn, "out_stats is NULL");
-    BERTH_REQUIRE(limiter != nullptr, fn, "limiter is NULL");
-    const berth::SharedLimiterStats s = limiter->limiter->Stats();
+    BERTH_HANDLE(lo, limiter, fn);
+    const berth::SharedLimiterStats s = lo->limiter->Stats();
     *out_stats = berth_shared_limiter_stats{s.capacity, s.in_use,   s.waiting,   s.holders,
                                             s.granted,  s.rejected, s.timed_out, s.reclaimed};
     return BERTH_OK;
@@ -1228,27 +1281,21 @@ berth_status berth_bucket_new(berth_bucket** out_bucket, double rate, int64_t bu
     BERTH_REQUIRE(out_bucket != nullptr, fn, "out_bucket is NULL");
     BERTH_REQUIRE(ValidRate(rate), fn, "rate must be > 0 (or INFINITY)");
     if (berth_status st = CheckCount(fn, "burst", burst); st != BERTH_OK) return st;
-    *out_bucket = berth::MakeMiUnique<berth_bucket>(rate, burst).release();
-    return BERTH_OK;
+    return Publish(fn, out_bucket, berth::MakeMiUnique<BucketObject>(rate, burst));
   });
 }
 
-berth_status berth_bucket_free(berth_bucket* bucket) {
-  return Guard("berth_bucket_free", [&]() -> berth_status {
-    berth::MiUnique<berth_bucket> owned(bucket);
-    return BERTH_OK;
-  });
-}
+berth_status berth_bucket_free(berth_bucket* bucket) { return Destroy("berth_bucket_free", "bucket", bucket); }
 
 
 berth_status berth_bucket_allow(int* out_allowed, berth_bucket* bucket, int64_t n, int64_t now_ns) {
   static const char* fn = "berth_bucket_allow";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_allowed != nullptr, fn, "out_allowed is NULL");
-    BERTH_REQUIRE(bucket != nullptr, fn, "bucket is NULL");
+    BERTH_HANDLE(bk, bucket, fn);
     const int64_t now = Now(now_ns);
-    if (berth_status st = CheckTokens(fn, bucket, n, now); st != BERTH_OK) return st;
-    *out_allowed = bucket->bucket.Allow(n, now) ? 1 : 0;
+    if (berth_status st = CheckTokens(fn, bk, n, now); st != BERTH_OK) return st;
+    *out_allowed = bk->bucket.Allow(n, now) ? 1 : 0;
     return BERTH_OK;
   });
 }
@@ -1258,10 +1305,10 @@ berth_status berth_bucket_reserve(berth_reservation* out_reservation, berth_buck
   static const char* fn = "berth_bucket_reserve";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_reservation != nullptr, fn, "out_reservation is NULL");
-    BERTH_REQUIRE(bucket != nullptr, fn, "bucket is NULL");
+    BERTH_HANDLE(bk, bucket, fn);
     const int64_t now = Now(now_ns);
-    if (berth_status st = CheckTokens(fn, bucket, n, now); st != BERTH_OK) return st;
-    const berth::Reservation r = bucket->bucket.Reserve(n, now);
+    if (berth_status st = CheckTokens(fn, bk, n, now); st != BERTH_OK) return st;
+    const berth::Reservation r = bk->bucket.Reserve(n, now);
     if (!r.ok) {  // the burst shrank between the check and the reservation
       return Fail(fn, BERTH_ERR_INVALID_ARGUMENT, "n exceeds the burst");
     }
@@ -1275,7 +1322,7 @@ berth_status berth_bucket_cancel(berth_bucket* bucket, berth_reservation* reserv
                                  int64_t now_ns) {
   static const char* fn = "berth_bucket_cancel";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(bucket != nullptr, fn, "bucket is NULL");
+    BERTH_HANDLE(bk, bucket, fn);
     BERTH_REQUIRE(reservation != nullptr, fn, "reservation is NULL");
     berth::Reservation r;
     r.ok = reservation->tokens > 0;
@@ -1283,7 +1330,7 @@ berth_status berth_bucket_cancel(berth_bucket* bucket, berth_reservation* reserv
     r.time_to_act = reservation->time_to_act_ns;
     r.rate = reservation->rate;
     BERTH_REQUIRE(!r.ok || ValidRate(r.rate), fn, "reservation has an invalid rate");
-    bucket->bucket.Cancel(r, Now(now_ns));
+    bk->bucket.Cancel(r, Now(now_ns));
     reservation->tokens = 0;  // a second cancel gives nothing back
     return BERTH_OK;
   });
@@ -1292,9 +1339,9 @@ berth_status berth_bucket_cancel(berth_bucket* bucket, berth_reservation* reserv
 berth_status berth_bucket_set_rate(berth_bucket* bucket, double rate, int64_t now_ns) {
   static const char* fn = "berth_bucket_set_rate";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(bucket != nullptr, fn, "bucket is NULL");
+    BERTH_HANDLE(bk, bucket, fn);
     BERTH_REQUIRE(ValidRate(rate), fn, "rate must be > 0 (or INFINITY)");
-    bucket->bucket.SetRate(rate, Now(now_ns));
+    bk->bucket.SetRate(rate, Now(now_ns));
     return BERTH_OK;
   });
 }
@@ -1302,9 +1349,9 @@ berth_status berth_bucket_set_rate(berth_bucket* bucket, double rate, int64_t no
 berth_status berth_bucket_set_burst(berth_bucket* bucket, int64_t burst, int64_t now_ns) {
   static const char* fn = "berth_bucket_set_burst";
   return Guard(fn, [&]() -> berth_status {
-    BERTH_REQUIRE(bucket != nullptr, fn, "bucket is NULL");
+    BERTH_HANDLE(bk, bucket, fn);
     if (berth_status st = CheckCount(fn, "burst", burst); st != BERTH_OK) return st;
-    bucket->bucket.SetBurst(burst, Now(now_ns));
+    bk->bucket.SetBurst(burst, Now(now_ns));
     return BERTH_OK;
   });
 }
@@ -1314,8 +1361,8 @@ berth_status berth_bucket_get_stats(berth_bucket_stats* out_stats, const berth_b
   static const char* fn = "berth_bucket_get_stats";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_stats != nullptr, fn, "out_stats is NULL");
-    BERTH_REQUIRE(bucket != nullptr, fn, "bucket is NULL");
-    const berth::BucketStats s = bucket->bucket.Stats(Now(now_ns));
+    BERTH_HANDLE(bk, bucket, fn);
+    const berth::BucketStats s = bk->bucket.Stats(Now(now_ns));
     *out_stats = berth_bucket_stats{s.rate, s.burst, s.tokens};
     return BERTH_OK;
   });
@@ -1327,18 +1374,13 @@ berth_status berth_buffer_data(const uint8_t** out_data, size_t* out_len,
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_data != nullptr, fn, "out_data is NULL");
     BERTH_REQUIRE(out_len != nullptr, fn, "out_len is NULL");
-    BERTH_REQUIRE(buffer != nullptr, fn, "buffer is NULL");
-    *out_data = buffer->data();
-    *out_len = buffer->size();
+    BERTH_HANDLE(bf, buffer, fn);
+    *out_data = bf->data();
+    *out_len = bf->size();
     return BERTH_OK;
   });
 }
 
-berth_status berth_buffer_free(berth_buffer* buffer) {
-  return Guard("berth_buffer_free", [&]() -> berth_status {
-    berth::MiUnique<berth_buffer> owned(buffer);
-    return BERTH_OK;
-  });
-}
+berth_status berth_buffer_free(berth_buffer* buffer) { return Destroy("berth_buffer_free", "buffer", buffer); }
 
 }  // extern "C"

@@ -22,6 +22,18 @@
  *    grows. Each function states the ABI version that introduced it.
  *  - Memory returned by Berth (berth_buffer) is freed by Berth
  *    (berth_buffer_free), never by the caller's free().
+ *  - Handles are checked on every call (since 0.4). A NULL handle where one
+ *    is required is BERTH_ERR_INVALID_ARGUMENT; a handle that was freed, is
+ *    of another type (a berth_cache* cast to berth_limiter*) or was never
+ *    made by Berth is BERTH_ERR_BAD_HANDLE, and nothing happens. Every _free
+ *    accepts NULL (a no-op) and answers a second free of the same handle
+ *    with BERTH_ERR_BAD_HANDLE. A handle value is a key, not the address of
+ *    its object: never dereference it. Freeing a handle while another thread
+ *    is still inside a call on it is a caller error that Berth cannot detect.
+ *    The check is exact except that a stale handle could match again after
+ *    its slot has been reused 2^15 times (more than 30 million frees later).
+ *  - docs/errors.md lists every way to call each function wrongly and the
+ *    status each gets; a test walks that table.
  *
  * Threading: unless a function says otherwise, it is safe to call
  * concurrently from any number of threads on the same engine. There is no
@@ -42,7 +54,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define BERTH_ABI_VERSION_MAJOR 0
-#define BERTH_ABI_VERSION_MINOR 3
+#define BERTH_ABI_VERSION_MINOR 4
 #define BERTH_ABI_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define BERTH_ABI_VERSION                                        \
@@ -91,7 +103,11 @@ enum {
   /* A shared-memory region exists under the name but is not a Berth shared
    * limiter of this layout (foreign, corrupt, or another version). Nothing
    * was changed in it. Since 0.3. */
-  BERTH_ERR_BAD_REGION = 11
+  BERTH_ERR_BAD_REGION = 11,
+  /* A non-NULL handle that is not a live handle of the parameter's type: it
+   * was freed already, it is another type of handle, or Berth never made it.
+   * Nothing was changed. Since 0.4. */
+  BERTH_ERR_BAD_HANDLE = 12
 };
 
 /* ------------------------------------------------------------------------ */
@@ -219,8 +235,8 @@ BERTH_API const char* berth_last_error(size_t* out_len);
 BERTH_API berth_status berth_engine_new(berth_engine** out_engine);
 
 /* Releases an engine and everything it owns. NULL is a no-op (BERTH_OK).
- * Threading: no other call may be in flight on this engine, and none may
- * follow; buffers already returned stay valid (they do not borrow from the
+ * Threading: no other call may be in flight on this engine; later calls
+ * with it get BERTH_ERR_BAD_HANDLE. Buffers already returned stay valid (they do not borrow from the
  * engine). Since 0.1. */
 BERTH_API berth_status berth_engine_free(berth_engine* engine);
 
@@ -415,8 +431,8 @@ typedef struct berth_label {
 BERTH_API berth_status berth_selector_parse(berth_selector** out_selector,
                                             const char* text, size_t text_len);
 
-/* Frees a selector. NULL is a no-op. No call may use it concurrently or
- * afterwards. Since 0.2. */
+/* Frees a selector. NULL is a no-op. No call may use it concurrently; later
+ * calls with it get BERTH_ERR_BAD_HANDLE. Since 0.2. */
 BERTH_API berth_status berth_selector_free(berth_selector* selector);
 
 /* Stores in *out_buffer the canonical form Kubernetes prints (requirements
@@ -496,7 +512,8 @@ BERTH_API berth_status berth_cache_new(berth_cache** out_cache,
                                        const berth_cache_options* options);
 
 /* Frees a cache and everything in it. NULL is a no-op. No call may be in
- * flight on it, and none may follow. Buffers already returned stay valid.
+ * flight on it; later calls with it get BERTH_ERR_BAD_HANDLE. Buffers
+ * already returned stay valid.
  * Since 0.2. */
 BERTH_API berth_status berth_cache_free(berth_cache* cache);
 
@@ -642,7 +659,8 @@ BERTH_API berth_status berth_limiter_new(berth_limiter** out_limiter, int64_t ca
 /* Frees a limiter. NULL is a no-op. No call may be in flight on it (in
  * particular no thread blocked in berth_limiter_acquire); unclaimed tickets
  * are dropped, and tokens already posted to notifiers stay there to be
- * drained (and dropped). Since 0.3. */
+ * drained (and dropped). Later calls with it get BERTH_ERR_BAD_HANDLE.
+ * Since 0.3. */
 BERTH_API berth_status berth_limiter_free(berth_limiter* limiter);
 
 /* Takes n permits if they are free and nobody waits; never waits.
@@ -759,7 +777,8 @@ BERTH_API berth_status berth_shared_limiter_open(berth_shared_limiter** out_limi
 
 /* Closes a handle (unmaps). Permits this process holds stay held until it
  * releases them through another handle or exits. NULL is a no-op. No call
- * may be in flight on the handle. Since 0.3. */
+ * may be in flight on the handle; later calls with it get
+ * BERTH_ERR_BAD_HANDLE. Since 0.3. */
 BERTH_API berth_status berth_shared_limiter_close(berth_shared_limiter* limiter);
 
 /* Removes the name; processes that have it open keep using the region.
@@ -846,7 +865,8 @@ BERTH_API int64_t berth_clock_now_ns(void);
  * >= 1. Fails: BERTH_ERR_INVALID_ARGUMENT. Since 0.3. */
 BERTH_API berth_status berth_bucket_new(berth_bucket** out_bucket, double rate, int64_t burst);
 
-/* Frees a bucket. NULL is a no-op. Since 0.3. */
+/* Frees a bucket. NULL is a no-op; later calls with it get
+ * BERTH_ERR_BAD_HANDLE. Since 0.3. */
 BERTH_API berth_status berth_bucket_free(berth_bucket* bucket);
 
 /* *out_allowed = 1 if n tokens were taken now, else 0 (nothing taken).
@@ -890,7 +910,8 @@ BERTH_API berth_status berth_buffer_data(const uint8_t** out_data,
                                          const berth_buffer* buffer);
 
 /* Frees a buffer. NULL is a no-op (BERTH_OK). Threading: no other call may
- * use the buffer concurrently or afterwards. Since 0.1. */
+ * use the buffer concurrently; later calls with it get BERTH_ERR_BAD_HANDLE.
+ * The bytes berth_buffer_data gave are gone. Since 0.1. */
 BERTH_API berth_status berth_buffer_free(berth_buffer* buffer);
 
 #ifdef __cplusplus

@@ -2,7 +2,6 @@
 // statuses, messages, and bad input that changes nothing.
 #include <gtest/gtest.h>
 
-#include <functional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -184,118 +183,6 @@ TEST(CApiCache, ListBySelectorAndNamespaceIsSortedAndCarriesTheVersion) {
   berth_buffer* buf = nullptr;
   ASSERT_EQ(berth_cache_list(&buf, c.c, nullptr, 0, nullptr), BERTH_OK);
   EXPECT_EQ(Names(TakeBytes(buf)).second, 20u);
-}
-
-// ---- bad input ----------------------------------------------------------------------
-
-struct BadCall {
-  const char* what;
-  berth_status want;
-  const char* message_part;
-  std::function<berth_status(berth_cache*)> call;
-};
-
-TEST(CApiCache, BadInputGetsStatusAndMessageAndChangesNothing) {
-  Sel good("app=web");
-  auto list_ok = ListBuffer({{"ns", "a", 1, {}, ""}}, 1);
-  auto list_bad_label = ListBuffer({{"ns", "ok", 1, {}, ""}, {"ns", "b", 1, {{"bad key", "v"}}, ""}}, 1);
-  auto list_wrong_id = ListBuffer({{"ns", "a", 1, {}, ""}}, 1, "XXXX");
-  auto events_bad_rv = Events({{berth::fb::EventType::Added, {"ns", "a", 0, {}, ""}}});
-  auto events_bad_type = [] {
-    flatbuffers::FlatBufferBuilder fbb;
-    std::vector<flatbuffers::Offset<berth::fb::Event>> offs;
-    offs.push_back(berth::fb::CreateEvent(fbb, static_cast<berth::fb::EventType>(7),
-                                          berth::fb::CreateObjectDirect(fbb, "ns", "a", 1)));
-    fbb.Finish(berth::fb::CreateEventBatchDirect(fbb, &offs), BERTH_FB_EVENT_BATCH_ID);
-    return std::vector<uint8_t>(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
-  }();
-  auto events_no_object = [] {
-    flatbuffers::FlatBufferBuilder fbb;
-    std::vector<flatbuffers::Offset<berth::fb::Event>> offs;
-    offs.push_back(berth::fb::CreateEvent(fbb, berth::fb::EventType::Deleted, 0));
-    fbb.Finish(berth::fb::CreateEventBatchDirect(fbb, &offs), BERTH_FB_EVENT_BATCH_ID);
-    return std::vector<uint8_t>(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
-  }();
-  std::vector<uint8_t> truncated(list_ok.begin(), list_ok.begin() + static_cast<long>(list_ok.size() / 2));
-  const std::string long_label(64, 'v');
-  const berth_label bad_value[] = {{"app", 3, long_label.data(), long_label.size()}};
-  const berth_label null_key[] = {{nullptr, 3, "v", 1}};
-  std::vector<berth_label> too_many(BERTH_MAX_LABELS + 1, berth_label{"k", 1, "v", 1});
-  berth_buffer* buf = nullptr;
-  berth_selector* sel = nullptr;
-  int flag = 0;
-
-  const std::vector<BadCall> table = {
-      {"upsert: NULL cache", BERTH_ERR_INVALID_ARGUMENT, "cache is NULL",
-       [&](berth_cache*) { return berth_cache_upsert(nullptr, nullptr, "ns", 2, "a", 1, 5, nullptr, 0, nullptr, 0); }},
-      {"upsert: rv 0", BERTH_ERR_INVALID_ARGUMENT, "resource_version must be > 0",
-       [&](berth_cache* c) { return berth_cache_upsert(nullptr, c, "ns", 2, "a", 1, 0, nullptr, 0, nullptr, 0); }},
-      {"upsert: empty name", BERTH_ERR_INVALID_NAME, "key name is empty",
-       [&](berth_cache* c) { return berth_cache_upsert(nullptr, c, "ns", 2, "", 0, 5, nullptr, 0, nullptr, 0); }},
-      {"upsert: label value too long", BERTH_ERR_INVALID_NAME, "no more than 63",
-       [&](berth_cache* c) { return berth_cache_upsert(nullptr, c, "ns", 2, "a", 1, 5, bad_value, 1, nullptr, 0); }},
-      {"upsert: NULL label key", BERTH_ERR_INVALID_ARGUMENT, "key/value is NULL",
-       [&](berth_cache* c) { return berth_cache_upsert(nullptr, c, "ns", 2, "a", 1, 5, null_key, 1, nullptr, 0); }},
-      {"upsert: NULL labels with count", BERTH_ERR_INVALID_ARGUMENT, "labels is NULL",
-       [&](berth_cache* c) { return berth_cache_upsert(nullptr, c, "ns", 2, "a", 1, 5, nullptr, 2, nullptr, 0); }},
-      {"upsert: too many labels", BERTH_ERR_INVALID_ARGUMENT, "the limit is 256",
-       [&](berth_cache* c) { return berth_cache_upsert(nullptr, c, "ns", 2, "a", 1, 5, too_many.data(), too_many.size(), nullptr, 0); }},
-      {"upsert: NULL payload with length", BERTH_ERR_INVALID_ARGUMENT, "payload is NULL",
-       [&](berth_cache* c) { return berth_cache_upsert(nullptr, c, "ns", 2, "a", 1, 5, nullptr, 0, nullptr, 9); }},
-      {"delete: bad name", BERTH_ERR_INVALID_NAME, "UTF-8",
-       [&](berth_cache* c) { return berth_cache_delete(nullptr, c, "ns", 2, "\xff", 1, 5); }},
-      {"apply: wrong buffer", BERTH_ERR_BAD_BUFFER, "not a FlatBuffers EventBatch",
-       [&](berth_cache* c) { return berth_cache_apply(nullptr, c, list_ok.data(), list_ok.size()); }},
-      {"apply: rv 0 in event 0", BERTH_ERR_INVALID_ARGUMENT, "event 0: resource_version must be > 0",
-       [&](berth_cache* c) { return berth_cache_apply(nullptr, c, events_bad_rv.data(), events_bad_rv.size()); }},
-      {"apply: unknown event type", BERTH_ERR_INVALID_ARGUMENT, "unknown event type 7",
-       [&](berth_cache* c) { return berth_cache_apply(nullptr, c, events_bad_type.data(), events_bad_type.size()); }},
-      {"apply: event without object", BERTH_ERR_INVALID_ARGUMENT, "event 0: object is missing",
-       [&](berth_cache* c) { return berth_cache_apply(nullptr, c, events_no_object.data(), events_no_object.size()); }},
-      {"replace: bad label in object 1", BERTH_ERR_INVALID_NAME, "object 1: invalid label key 'bad key'",
-       [&](berth_cache* c) { return berth_cache_replace(c, list_bad_label.data(), list_bad_label.size()); }},
-      {"replace: wrong identifier", BERTH_ERR_BAD_BUFFER, "identifier BOBL missing",
-       [&](berth_cache* c) { return berth_cache_replace(c, list_wrong_id.data(), list_wrong_id.size()); }},
-      {"replace: truncated", BERTH_ERR_BAD_BUFFER, "",
-       [&](berth_cache* c) { return berth_cache_replace(c, truncated.data(), truncated.size()); }},
-      {"list: NULL out", BERTH_ERR_INVALID_ARGUMENT, "out_buffer is NULL",
-       [&](berth_cache* c) { return berth_cache_list(nullptr, c, nullptr, 0, good.s); }},
-      {"list: namespace too long", BERTH_ERR_INVALID_NAME, "limit is 63",
-       [&](berth_cache* c) { return berth_cache_list(&buf, c, long_label.data(), long_label.size(), good.s); }},
-      {"get: NULL cache", BERTH_ERR_INVALID_ARGUMENT, "cache is NULL",
-       [&](berth_cache*) { return berth_cache_get(&buf, nullptr, "ns", 2, "a", 1); }},
-      {"get_stats: NULL out", BERTH_ERR_INVALID_ARGUMENT, "out_stats is NULL",
-       [&](berth_cache* c) { return berth_cache_get_stats(nullptr, c); }},
-      {"cache_new: NULL out", BERTH_ERR_INVALID_ARGUMENT, "out_cache is NULL",
-       [&](berth_cache*) { return berth_cache_new(nullptr, nullptr); }},
-      {"selector_parse: NULL text with length", BERTH_ERR_INVALID_ARGUMENT, "text is NULL",
-       [&](berth_cache*) { return berth_selector_parse(&sel, nullptr, 3); }},
-      {"selector_parse: invalid key", BERTH_ERR_BAD_SELECTOR, "at byte 0: invalid label key",
-       [&](berth_cache*) { return berth_selector_parse(&sel, "-a=b", 4); }},
-      {"selector_matches: NULL selector", BERTH_ERR_INVALID_ARGUMENT, "selector is NULL",
-       [&](berth_cache*) { return berth_selector_matches(&flag, nullptr, nullptr, 0); }},
-      {"selector_string: NULL out", BERTH_ERR_INVALID_ARGUMENT, "out_buffer is NULL",
-       [&](berth_cache*) { return berth_selector_string(nullptr, good.s); }},
-  };
-
-  Cache c;
-  c.Sync({{"ns", "keep", 3, {{"app", "web"}}, "x"}}, 3);
-  auto fingerprint = [&] {
-    berth_buffer* b = nullptr;
-    EXPECT_EQ(berth_cache_list(&b, c.c, nullptr, 0, nullptr), BERTH_OK);
-    berth_cache_stats s{};
-    berth_cache_get_stats(&s, c.c);
-    return TakeBytes(b) + "/" + std::to_string(s.objects) + "/" + std::to_string(s.tombstones) + "/" +
-           std::to_string(s.applied);
-  };
-  const std::string before = fingerprint();
-  for (const BadCall& row : table) {
-    SCOPED_TRACE(row.what);
-    EXPECT_EQ(row.call(c.c), row.want);
-    const std::string msg = LastError();
-    EXPECT_NE(msg.find(row.message_part), std::string::npos) << msg;
-    EXPECT_EQ(fingerprint(), before);
-  }
 }
 
 }  // namespace

@@ -5,10 +5,10 @@
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <set>
 #include <string>
 #include <thread>
@@ -210,140 +210,67 @@ TEST(CApi, FreeingNullIsANoOp) {
 // ---- bad input: every row must fail with its status and a message, and must
 // leave the pool exactly as it was. ----------------------------------------
 
-struct BadCall {
-  const char* what;
-  berth_status want;
-  const char* message_part;
-  std::function<berth_status(berth_engine*)> call;
-};
+// ---- handle checks (the bad-input table covers each function; these cover
+// the handle table itself: reuse, races, values Berth never made) --------------
 
-TEST(CApi, BadInputGetsStatusAndMessageAndChangesNothing) {
-  const std::string long_pool(BERTH_MAX_POOL_LEN + 1, 'p');
-  const std::string long_ns(BERTH_MAX_NAMESPACE_LEN + 1, 'n');
-  const std::string long_name(BERTH_MAX_NAME_LEN + 1, 'x');
-  const std::string long_node(BERTH_MAX_NODE_LEN + 1, 'd');
-  const std::string nul("a\0b", 3);
-  const std::string bad_utf8("\xc3\x28");
-  auto good = Batch({{"ns", "ok", "n", true}});
-  auto bad_key_batch = Batch({{"ns", "ok2", "n", true}, {"ns", "", "n", true}});
-  auto wrong_id = Batch({{"ns", "ok", "n", true}}, "XXXX");
-  std::vector<uint8_t> truncated(good.begin(), good.begin() + static_cast<long>(good.size() / 2));
-  std::vector<uint8_t> garbage(64, 0xAB);
-  std::memcpy(garbage.data() + 4, BERTH_FB_POOL_KEY_BATCH_ID, 4);
-  berth_pool_key k;
-  berth_pool_stats st;
-  berth_buffer* buf;
-  const uint8_t* data;
-  size_t len;
+TEST(CApiHandles, StaleHandlesStayDeadWhenTheirSlotsAreReused) {
+  // Far more frees than the quarantine, so slots are reused; every handle
+  // ever freed must still be refused, and a reused slot never gives back a
+  // value an earlier handle had.
+  std::vector<berth_selector*> dead;
+  std::set<uintptr_t> values, slots;
+  size_t reused = 0;
+  for (int i = 0; i < 6000; ++i) {
+    berth_selector* s = nullptr;
+    ASSERT_EQ(berth_selector_parse(&s, "a=b", 3), BERTH_OK);
+    const auto v = reinterpret_cast<uintptr_t>(s);
+    EXPECT_TRUE(values.insert(v).second) << "a handle value came back";
+    reused += slots.insert(v & ((uintptr_t{1} << 48) - 1)).second ? 0 : 1;
+    ASSERT_EQ(berth_selector_free(s), BERTH_OK);
+    dead.push_back(s);
+  }
+  EXPECT_GT(reused, 0u) << "slots were never reused: the quarantine is not bounded";
+  berth_buffer* buf = nullptr;
+  for (berth_selector* s : dead) {
+    ASSERT_EQ(berth_selector_string(&buf, s), BERTH_ERR_BAD_HANDLE);
+    ASSERT_EQ(berth_selector_free(s), BERTH_ERR_BAD_HANDLE);
+  }
+}
 
-  const std::vector<BadCall> table = {
-      {"add: NULL engine", BERTH_ERR_INVALID_ARGUMENT, "engine is NULL",
-       [&](berth_engine*) { return berth_pool_add(nullptr, nullptr, "p", 1, "ns", 2, "a", 1, "", 0, 1); }},
-      {"add: NULL pool with length", BERTH_ERR_INVALID_ARGUMENT, "pool is NULL",
-       [&](berth_engine* e) { return berth_pool_add(nullptr, e, nullptr, 3, "ns", 2, "a", 1, "", 0, 1); }},
-      {"add: NULL name with length", BERTH_ERR_INVALID_ARGUMENT, "name is NULL",
-       [&](berth_engine* e) { return berth_pool_add(nullptr, e, "p", 1, "ns", 2, nullptr, 1, "", 0, 1); }},
-      {"add: NULL node with length", BERTH_ERR_INVALID_ARGUMENT, "node is NULL",
-       [&](berth_engine* e) { return berth_pool_add(nullptr, e, "p", 1, "ns", 2, "a", 1, nullptr, 4, 1); }},
-      {"add: ready out of range", BERTH_ERR_INVALID_ARGUMENT, "ready must be 0 or 1",
-       [&](berth_engine* e) { return berth_pool_add(nullptr, e, "p", 1, "ns", 2, "a", 1, "", 0, 2); }},
-      {"add: empty pool name", BERTH_ERR_INVALID_NAME, "pool name is empty",
-       [&](berth_engine* e) { return Add(e, "", "ns", "a", "", 1); }},
-      {"add: NULL empty name", BERTH_ERR_INVALID_NAME, "key name is empty",
-       [&](berth_engine* e) { return berth_pool_add(nullptr, e, "p", 1, "ns", 2, nullptr, 0, "", 0, 1); }},
-      {"add: pool too long", BERTH_ERR_INVALID_NAME, "limit is 512",
-       [&](berth_engine* e) { return Add(e, long_pool, "ns", "a", "", 1); }},
-      {"add: namespace too long", BERTH_ERR_INVALID_NAME, "limit is 63",
-       [&](berth_engine* e) { return Add(e, "p", long_ns, "a", "", 1); }},
-      {"add: name too long", BERTH_ERR_INVALID_NAME, "limit is 253",
-       [&](berth_engine* e) { return Add(e, "p", "ns", long_name, "", 1); }},
-      {"add: node too long", BERTH_ERR_INVALID_NAME, "node name",
-       [&](berth_engine* e) { return Add(e, "p", "ns", "a", long_node, 1); }},
-      {"add: NUL in name", BERTH_ERR_INVALID_NAME, "NUL",
-       [&](berth_engine* e) { return Add(e, "p", "ns", nul, "", 1); }},
-      {"add: invalid UTF-8 node", BERTH_ERR_INVALID_NAME, "UTF-8",
-       [&](berth_engine* e) { return Add(e, "p", "ns", "a", bad_utf8, 1); }},
-      {"add_batch: NULL engine", BERTH_ERR_INVALID_ARGUMENT, "engine is NULL",
-       [&](berth_engine*) { return berth_pool_add_batch(nullptr, nullptr, "p", 1, good.data(), good.size()); }},
-      {"add_batch: NULL buffer with length", BERTH_ERR_INVALID_ARGUMENT, "buf is NULL",
-       [&](berth_engine* e) { return berth_pool_add_batch(nullptr, e, "p", 1, nullptr, 10); }},
-      {"add_batch: empty buffer", BERTH_ERR_BAD_BUFFER, "identifier",
-       [&](berth_engine* e) { return berth_pool_add_batch(nullptr, e, "p", 1, nullptr, 0); }},
-      {"add_batch: wrong identifier", BERTH_ERR_BAD_BUFFER, "identifier",
-       [&](berth_engine* e) { return berth_pool_add_batch(nullptr, e, "p", 1, wrong_id.data(), wrong_id.size()); }},
-      {"add_batch: truncated", BERTH_ERR_BAD_BUFFER, "",
-       [&](berth_engine* e) { return berth_pool_add_batch(nullptr, e, "p", 1, truncated.data(), truncated.size()); }},
-      {"add_batch: garbage with identifier", BERTH_ERR_BAD_BUFFER, "verification",
-       [&](berth_engine* e) { return berth_pool_add_batch(nullptr, e, "p", 1, garbage.data(), garbage.size()); }},
-      {"add_batch: one bad key", BERTH_ERR_INVALID_NAME, "key 1: key name is empty",
-       [&](berth_engine* e) { return berth_pool_add_batch(nullptr, e, "p", 1, bad_key_batch.data(), bad_key_batch.size()); }},
-      {"add_batch: oversized length", BERTH_ERR_BAD_BUFFER, "BERTH_MAX_BUFFER_LEN",
-       [&](berth_engine* e) { return berth_pool_add_batch(nullptr, e, "p", 1, good.data(), size_t{BERTH_MAX_BUFFER_LEN} + 1); }},
-      {"update: name too long", BERTH_ERR_INVALID_NAME, "limit is 253",
-       [&](berth_engine* e) { return berth_pool_update(nullptr, e, "p", 1, "ns", 2, long_name.data(), long_name.size(), "", 0, 1); }},
-      {"update: NULL engine", BERTH_ERR_INVALID_ARGUMENT, "engine is NULL",
-       [&](berth_engine*) { return berth_pool_update(nullptr, nullptr, "p", 1, "ns", 2, "a", 1, "", 0, 1); }},
-      {"remove: NULL engine", BERTH_ERR_INVALID_ARGUMENT, "engine is NULL",
-       [&](berth_engine*) { return berth_pool_remove(nullptr, nullptr, "p", 1, "ns", 2, "a", 1); }},
-      {"remove: empty name", BERTH_ERR_INVALID_NAME, "key name is empty",
-       [&](berth_engine* e) { return berth_pool_remove(nullptr, e, "p", 1, "ns", 2, "", 0); }},
-      {"remove_pool: empty name", BERTH_ERR_INVALID_NAME, "pool name is empty",
-       [&](berth_engine* e) { return berth_pool_remove_pool(nullptr, e, "", 0); }},
-      {"pop_spread: NULL out", BERTH_ERR_INVALID_ARGUMENT, "out_key is NULL",
-       [&](berth_engine* e) { return berth_pool_pop_spread(nullptr, e, "p", 1); }},
-      {"pop_spread: NULL engine", BERTH_ERR_INVALID_ARGUMENT, "engine is NULL",
-       [&](berth_engine*) { return berth_pool_pop_spread(&k, nullptr, "p", 1); }},
-      {"pop_spread: unknown pool", BERTH_ERR_NOT_FOUND, "unknown pool 'nope'",
-       [&](berth_engine* e) { return berth_pool_pop_spread(&k, e, "nope", 4); }},
-      {"pop_fifo: unknown pool", BERTH_ERR_NOT_FOUND, "unknown pool",
-       [&](berth_engine* e) { return berth_pool_pop_fifo(&k, e, "nope", 4); }},
-      {"pop_fifo: invalid UTF-8 pool", BERTH_ERR_INVALID_NAME, "UTF-8",
-       [&](berth_engine* e) { return berth_pool_pop_fifo(&k, e, bad_utf8.data(), bad_utf8.size()); }},
-      {"put_back: unknown pool", BERTH_ERR_NOT_FOUND, "unknown pool",
-       [&](berth_engine* e) { return berth_pool_put_back(nullptr, e, "nope", 4, "ns", 2, "a", 1, 1); }},
-      {"put_back: name too long", BERTH_ERR_INVALID_NAME, "limit is 253",
-       [&](berth_engine* e) { return berth_pool_put_back(nullptr, e, "p", 1, "ns", 2, long_name.data(), long_name.size(), 1); }},
-      {"get_stats: NULL out", BERTH_ERR_INVALID_ARGUMENT, "out_stats is NULL",
-       [&](berth_engine* e) { return berth_pool_get_stats(nullptr, e, "p", 1); }},
-      {"get_stats: unknown pool", BERTH_ERR_NOT_FOUND, "unknown pool",
-       [&](berth_engine* e) { return berth_pool_get_stats(&st, e, "nope", 4); }},
-      {"snapshot: NULL out", BERTH_ERR_INVALID_ARGUMENT, "out_buffer is NULL",
-       [&](berth_engine* e) { return berth_pool_snapshot(nullptr, e, "p", 1); }},
-      {"snapshot: unknown pool", BERTH_ERR_NOT_FOUND, "unknown pool",
-       [&](berth_engine* e) { return berth_pool_snapshot(&buf, e, "nope", 4); }},
-      {"node_stats: unknown pool", BERTH_ERR_NOT_FOUND, "unknown pool",
-       [&](berth_engine* e) { return berth_pool_node_stats(&buf, e, "nope", 4); }},
-      {"buffer_data: NULL buffer", BERTH_ERR_INVALID_ARGUMENT, "buffer is NULL",
-       [&](berth_engine*) { return berth_buffer_data(&data, &len, nullptr); }},
-      {"buffer_data: NULL out", BERTH_ERR_INVALID_ARGUMENT, "out_data is NULL",
-       [&](berth_engine*) { return berth_buffer_data(nullptr, &len, nullptr); }},
-      {"engine_new: NULL out", BERTH_ERR_INVALID_ARGUMENT, "out_engine is NULL",
-       [&](berth_engine*) { return berth_engine_new(nullptr); }},
-  };
-
+TEST(CApiHandles, ValuesBerthNeverMadeAreRefused) {
   Engine eng;
-  ASSERT_EQ(Add(eng.e, "p", "ns", "keep", "n", 1), BERTH_OK);
-  auto fingerprint = [&] {
-    berth_buffer* b = nullptr;
-    EXPECT_EQ(berth_pool_snapshot(&b, eng.e, "p", 1), BERTH_OK);
-    const uint8_t* d;
-    size_t n;
-    berth_buffer_data(&d, &n, b);
-    std::string bytes(reinterpret_cast<const char*>(d), n);
-    berth_buffer_free(b);
-    berth_pool_stats s = Stats(eng.e, "p");
-    return bytes + "/" + std::to_string(s.keys) + "/" + std::to_string(s.put_back_records);
-  };
-  const std::string before = fingerprint();
-  for (const BadCall& row : table) {
-    SCOPED_TRACE(row.what);
-    EXPECT_EQ(row.call(eng.e), row.want);
-    const std::string msg = LastError();
-    EXPECT_FALSE(msg.empty());
-    EXPECT_NE(msg.find(row.message_part), std::string::npos) << msg;
-    EXPECT_EQ(fingerprint(), before);
-    berth_pool_stats s;
-    EXPECT_EQ(berth_pool_get_stats(&s, eng.e, "nope", 4), BERTH_ERR_NOT_FOUND);  // never created
+  int local = 0;
+  berth_pool_stats st;
+  const auto e = reinterpret_cast<uintptr_t>(eng.e);
+  // An address of the caller's, a value inside a live handle's slot, the
+  // slot's neighbour, a live handle with a wrong generation, and junk.
+  for (uintptr_t v : {reinterpret_cast<uintptr_t>(&local), e + 1, e + 8, e + 16,
+                      e ^ (uintptr_t{1} << 52), uintptr_t{0xdeadbeef}, ~uintptr_t{0}}) {
+    SCOPED_TRACE(v);
+    auto* bogus = reinterpret_cast<berth_engine*>(v);
+    EXPECT_EQ(berth_pool_get_stats(&st, bogus, "p", 1), BERTH_ERR_BAD_HANDLE);
+    EXPECT_NE(LastError().find("engine is not a live berth_engine"), std::string::npos);
+    EXPECT_EQ(berth_engine_free(bogus), BERTH_ERR_BAD_HANDLE);
+  }
+  EXPECT_EQ(Add(eng.e, "p", "ns", "a", "", 1), BERTH_OK);  // the real one still works
+}
+
+TEST(CApiHandles, RacingFreesOfOneHandleEndItExactlyOnce) {
+  for (int round = 0; round < 200; ++round) {
+    berth_limiter* l = nullptr;
+    ASSERT_EQ(berth_limiter_new(&l, 1), BERTH_OK);
+    std::atomic<int> ok{0}, bad{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&] {
+        const berth_status st = berth_limiter_free(l);
+        (st == BERTH_OK ? ok : bad).fetch_add(1);
+        EXPECT_TRUE(st == BERTH_OK || st == BERTH_ERR_BAD_HANDLE) << st;
+      });
+    }
+    for (auto& t : threads) t.join();
+    ASSERT_EQ(ok.load(), 1);
+    ASSERT_EQ(bad.load(), 3);
   }
 }
 

@@ -19,6 +19,7 @@ const (
 	statusBadSelector     int32 = 9  // since ABI 0.2
 	statusTimeout         int32 = 10 // since ABI 0.3
 	statusBadRegion       int32 = 11 // since ABI 0.3
+	statusBadHandle       int32 = 12 // since ABI 0.4
 )
 
 var statusNames = [...]string{
@@ -34,6 +35,7 @@ var statusNames = [...]string{
 	statusBadSelector:     "BERTH_ERR_BAD_SELECTOR",
 	statusTimeout:         "BERTH_ERR_TIMEOUT",
 	statusBadRegion:       "BERTH_ERR_BAD_REGION",
+	statusBadHandle:       "BERTH_ERR_BAD_HANDLE",
 }
 
 // StatusName returns the name of a berth_status value ("BERTH_ERR_NOT_FOUND",
@@ -98,10 +100,15 @@ var (
 	// ErrBadRegion: a shared-memory region exists under the name but is not
 	// a Berth shared limiter of this layout; nothing was changed in it.
 	ErrBadRegion error = &Error{Status: statusBadRegion}
+	// ErrBadHandle: the library was given a handle that is not live (freed,
+	// of another type, or never made by Berth). This package refuses calls
+	// on closed objects before they reach the library, with an error that
+	// matches both ErrClosed and ErrBadHandle.
+	ErrBadHandle error = &Error{Status: statusBadHandle}
 
 	// ErrClosed: the Engine, Cache, Selector, Limiter, SharedLimiter or
-	// Bucket was closed.
-	// It is not a berth_status.
+	// Bucket was closed. Errors wrapping it also match ErrBadHandle, what
+	// the library answers for a freed handle.
 	ErrClosed = errors.New("berth: use after Close")
 	// ErrABIMismatch: the loaded libberth has another ABI major version than
 	// the berth.h this package was compiled against.
@@ -117,3 +124,6 @@ func errClosed(op, what string) error { return &closedError{op: op, what: what} 
 
 func (e *closedError) Error() string { return "berth: " + e.op + ": " + e.what + " is closed" }
 func (e *closedError) Unwrap() error { return ErrClosed }
+
+// Is makes a closed object's error match ErrBadHandle too.
+func (e *closedError) Is(target error) bool { return target == ErrBadHandle }

@@ -38,6 +38,7 @@ func TestError_NewStatusesHaveNamesAndSentinels(t *testing.T) {
 		{9, "BERTH_ERR_BAD_SELECTOR", ErrBadSelector},
 		{10, "BERTH_ERR_TIMEOUT", ErrTimeout},
 		{11, "BERTH_ERR_BAD_REGION", ErrBadRegion},
+		{12, "BERTH_ERR_BAD_HANDLE", ErrBadHandle},
 	}
 	for _, c := range cases {
 		if got := StatusName(c.status); got != c.name {
@@ -249,5 +250,22 @@ func TestClosedEngine_EveryMethodReturnsErrClosed(t *testing.T) {
 				t.Errorf("%s after Close: error %q does not name the method", name, err)
 			}
 		}
+	}
+}
+
+func TestError_ClosedObjectsMatchErrClosedAndErrBadHandle(t *testing.T) {
+	e, err := NewEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Stats("p")
+	if !errors.Is(err, ErrClosed) || !errors.Is(err, ErrBadHandle) {
+		t.Fatalf("Stats after Close: %v; want ErrClosed and ErrBadHandle", err)
+	}
+	if errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("Stats after Close matches ErrInvalidArgument: %v", err)
 	}
 }

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 #include "core/common/status.h"
@@ -14,6 +15,11 @@ namespace berth {
 // True if `s` is well-formed UTF-8 (no overlongs, surrogates or code points
 // above U+10FFFF) and contains no NUL byte.
 bool IsValidText(std::string_view s);
+
+// `s` made safe to show in a message: valid UTF-8 passes through; control
+// bytes (NUL included) and bytes that are not part of well-formed UTF-8
+// become "\xNN". The result is valid UTF-8 without NUL.
+std::string Printable(std::string_view s);
 
 // Checks one name. `what` names it in the message ("pool name", "key name").
 // Returns kInvalidName if it is empty while `allow_empty` is false, longer

@@ -33,6 +33,7 @@ from __future__ import annotations
 from ._errors import (
     BadBufferError,
     BadRegionError,
+    BadHandleError,
     BadSelectorError,
     ClosedError,
     Error,
@@ -98,6 +99,7 @@ __all__ = [
     "POOL_PUT_BACK_WINDOW",
     "BadBufferError",
     "BadRegionError",
+    "BadHandleError",
     "BadSelectorError",
     "Bucket",
     "BucketStats",

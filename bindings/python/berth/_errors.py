@@ -19,6 +19,7 @@ __all__ = [
     "BadSelectorError",
     "TimeoutError",
     "BadRegionError",
+    "BadHandleError",
     "ClosedError",
 ]
 
@@ -38,6 +39,7 @@ class Status(enum.IntEnum):
     ERR_BAD_SELECTOR = 9
     ERR_TIMEOUT = 10
     ERR_BAD_REGION = 11
+    ERR_BAD_HANDLE = 12
 
     @property
     def c_name(self) -> str:
@@ -167,12 +169,21 @@ class BadRegionError(Error):
     default_status = Status.ERR_BAD_REGION
 
 
-class ClosedError(Error):
+class BadHandleError(Error):
+    """BERTH_ERR_BAD_HANDLE: the library was given a handle that is not live
+    (freed, of another type, or never made by Berth). Through this package
+    it shows as its subclass ClosedError: objects refuse calls after close()
+    before they reach the library."""
+
+    default_status = Status.ERR_BAD_HANDLE
+
+
+class ClosedError(BadHandleError):
     """The Engine, Cache, Selector, Limiter, SharedLimiter or Bucket was closed;
     raised by every method called after close(), and by waits on a Limiter or
     SharedLimiter that close() interrupted.
 
-    Raised by the binding, not the library; status is BERTH_ERR_INVALID_ARGUMENT
-    (a closed handle is an invalid handle)."""
+    Raised by the binding before the call reaches the library; status is
+    BERTH_ERR_BAD_HANDLE, what the library answers for a freed handle."""
 
-    default_status = Status.ERR_INVALID_ARGUMENT
+    default_status = Status.ERR_BAD_HANDLE

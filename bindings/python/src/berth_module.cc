@@ -68,7 +68,7 @@ namespace {
 // Objects looked up once at import. Deliberately leaked (held for the life of
 // the process) so nothing here is released during interpreter shutdown.
 // ---------------------------------------------------------------------------
-constexpr int kStatusCount = BERTH_ERR_BAD_REGION + 1;
+constexpr int kStatusCount = BERTH_ERR_BAD_HANDLE + 1;
 
 struct Globals {
   PyTypeObject* pool_key = nullptr;  // berth._types.PoolKey (a tuple subclass)
@@ -163,8 +163,8 @@ struct Failure {
 
 // `what`: "engine", "cache" or "selector".
 [[noreturn]] void raise_closed(const char* what) {
-  raise_error(g.closed_error, BERTH_ERR_INVALID_ARGUMENT, std::string("the ") + what + " is closed",
-              "BERTH_ERR_INVALID_ARGUMENT");
+  raise_error(g.closed_error, BERTH_ERR_BAD_HANDLE, std::string("the ") + what + " is closed",
+              "BERTH_ERR_BAD_HANDLE");
 }
 
 [[noreturn]] void raise_type(const std::string& what, const char* expected, PyObject* got) {
@@ -2777,6 +2777,7 @@ PYBIND11_MODULE(_berth, m) {
       {BERTH_ERR_BAD_SELECTOR, "BadSelectorError"},
       {BERTH_ERR_TIMEOUT, "TimeoutError"},
       {BERTH_ERR_BAD_REGION, "BadRegionError"},
+      {BERTH_ERR_BAD_HANDLE, "BadHandleError"},
   };
   for (const auto& [status, name] : by_status) {
     g.error_by_status[status] = py::object(errors.attr(name)).release().ptr();

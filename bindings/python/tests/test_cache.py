@@ -754,7 +754,7 @@ def test_every_method_after_close_raises_closed_error(method):
     c.close()
     with pytest.raises(berth.ClosedError, match="cache") as info:
         CACHE_CALLS[method](c)
-    assert info.value.status == berth.Status.ERR_INVALID_ARGUMENT
+    assert info.value.status == berth.Status.ERR_BAD_HANDLE
 
 
 def test_lists_stay_valid_after_the_cache_is_closed():

@@ -305,7 +305,10 @@ def test_every_method_after_close_raises_closed_error(method):
     e.close()
     with pytest.raises(berth.ClosedError) as info:
         CALLS[method](e, POOL)
-    assert info.value.status == berth.Status.ERR_INVALID_ARGUMENT
+    # What the library answers for a freed handle, and catchable as such.
+    assert info.value.status == berth.Status.ERR_BAD_HANDLE
+    assert isinstance(info.value, berth.BadHandleError)
+    assert info.value.status_name == "BERTH_ERR_BAD_HANDLE"
 
 
 def test_bad_arguments_after_close_still_raise_cleanly():
