@@ -1,8 +1,9 @@
 // A differential target: the input is decoded as a sequence of C ABI calls
-// on a warm pool, an object cache and a limiter (including bad names, NULL
-// handles and out-of-range numbers), and every result is checked against the
-// naive reference models the tests use. Invalid calls must fail with their
-// status and leave the model's state unchanged.
+// on a warm pool, an object cache and a limiter (including bad names, NULL,
+// freed, wrong-type and made-up handles, and out-of-range numbers), and every
+// result is checked against the naive reference models the tests use.
+// Invalid calls must fail with their status and leave the model's state
+// unchanged.
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -86,7 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bool synced = false;
   int steps = 0;
   while (in.more() && steps++ < 400) {
-    const uint8_t op = in.byte() % 13;
+    const uint8_t op = in.byte() % 14;
     bool ok_name = true, ok_node = true;
     switch (op) {
       case 0:
@@ -256,6 +257,35 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         Expect(berth_cache_upsert(nullptr, nullptr, "ns", 2, "a", 1, 1, nullptr, 0, nullptr, 0) ==
                BERTH_ERR_INVALID_ARGUMENT);
         Expect(berth_limiter_release(nullptr, 1) == BERTH_ERR_INVALID_ARGUMENT);
+        break;
+      }
+      case 13: {  // freed, wrong-type and made-up handles: refused, nothing changes
+        berth_selector* sel = nullptr;
+        Expect(berth_selector_parse(&sel, "a=b", 3) == BERTH_OK);
+        berth_buffer* buf = nullptr;
+        Expect(berth_selector_string(&buf, sel) == BERTH_OK);
+        Expect(berth_selector_free(sel) == BERTH_OK && berth_buffer_free(buf) == BERTH_OK);
+        int matches = 0;
+        const uint8_t* bytes = nullptr;
+        size_t len = 0;
+        Expect(berth_selector_matches(&matches, sel, nullptr, 0) == BERTH_ERR_BAD_HANDLE);
+        Expect(berth_buffer_data(&bytes, &len, buf) == BERTH_ERR_BAD_HANDLE);
+        Expect(berth_selector_free(sel) == BERTH_ERR_BAD_HANDLE);
+        Expect(berth_cache_list(&buf, cache, nullptr, 0, sel) == BERTH_ERR_BAD_HANDLE);
+        berth_pool_stats st{};
+        Expect(berth_pool_get_stats(&st, reinterpret_cast<berth_engine*>(cache), pool, 1) ==
+               BERTH_ERR_BAD_HANDLE);
+        Expect(berth_limiter_release(reinterpret_cast<berth_limiter*>(engine), 1) ==
+               BERTH_ERR_BAD_HANDLE);
+        // Eight bytes of the input as a handle value (unless they spell a live one).
+        uintptr_t v = 0;
+        for (int i = 0; i < 8; ++i) v = v << 8 | in.byte();
+        if (v != 0 && v != reinterpret_cast<uintptr_t>(engine) &&
+            v != reinterpret_cast<uintptr_t>(cache) && v != reinterpret_cast<uintptr_t>(limiter)) {
+          Expect(berth_pool_get_stats(&st, reinterpret_cast<berth_engine*>(v), pool, 1) ==
+                 BERTH_ERR_BAD_HANDLE);
+          Expect(berth_cache_free(reinterpret_cast<berth_cache*>(v)) == BERTH_ERR_BAD_HANDLE);
+        }
         break;
       }
     }
