@@ -880,8 +880,10 @@ BERTH_API berth_status berth_bucket_allow(int* out_allowed, berth_bucket* bucket
 BERTH_API berth_status berth_bucket_reserve(berth_reservation* out_reservation,
                                             berth_bucket* bucket, int64_t n, int64_t now_ns);
 
-/* Gives back what a reservation took, less the tokens reserved after it; a
- * no-op once its time to act has passed. Sets reservation->tokens to 0, so
+/* Gives back what a reservation took, less the tokens reserved after it,
+ * and never more than it took (unlike x/time/rate, which can give back more
+ * when a later reservation was cancelled first); a no-op once its time to
+ * act has passed. Sets reservation->tokens to 0, so
  * cancelling the same reservation again gives nothing back (a copy made
  * before the first cancel is not protected: cancel each reservation once).
  * Since 0.3. */

@@ -201,4 +201,39 @@ TEST(CApiSharedLimiter, OpenAcquireReleaseAcrossHandles) {
   EXPECT_STREQ(berth_status_name(BERTH_ERR_BAD_REGION), "BERTH_ERR_BAD_REGION");
 }
 
+// berth.h: a cancel gives back what a reservation took, less the tokens
+// reserved after it, and never more. With x/time/rate's arithmetic a 1-token
+// reservation gave back 3 here, and 17 tokens passed at one instant with a
+// burst of 16: the latest reservation time fell behind B's (reserve after a
+// partial give-back, then a cancel rolling it back). Found by the bucket
+// stress scenario.
+TEST(CApiBucket, CancelNeverGivesBackMoreThanItTook) {
+  constexpr int64_t t = 1'000'000'000;  // every call at the same instant
+  berth_bucket* b = nullptr;
+  ASSERT_EQ(berth_bucket_new(&b, 2000, 16), BERTH_OK);  // a token per 0.5 ms
+  auto tokens = [&] {
+    berth_bucket_stats s{};
+    EXPECT_EQ(berth_bucket_get_stats(&s, b, t), BERTH_OK);
+    return s.tokens;
+  };
+  int ok = -1;
+  ASSERT_EQ(berth_bucket_allow(&ok, b, 16, t), BERTH_OK);
+  ASSERT_EQ(ok, 1);  // the burst is spent
+  berth_reservation a{}, bb{}, c{};
+  ASSERT_EQ(berth_bucket_reserve(&a, b, 3, t), BERTH_OK);   // acts at t + 1.5 ms
+  ASSERT_EQ(berth_bucket_reserve(&bb, b, 1, t), BERTH_OK);  // acts at t + 2 ms
+  ASSERT_EQ(berth_bucket_cancel(b, &a, t), BERTH_OK);       // gives back 3 - 1 = 2
+  EXPECT_DOUBLE_EQ(tokens(), -2);
+  ASSERT_EQ(berth_bucket_reserve(&c, b, 1, t), BERTH_OK);   // acts at t + 1.5 ms, before B
+  EXPECT_EQ(c.time_to_act_ns, t + 1'500'000);
+  ASSERT_EQ(berth_bucket_cancel(b, &c, t), BERTH_OK);       // gives back its 1
+  EXPECT_DOUBLE_EQ(tokens(), -2);
+  const double before = tokens();
+  ASSERT_EQ(berth_bucket_cancel(b, &bb, t), BERTH_OK);      // B took 1 token
+  EXPECT_LE(tokens() - before, 1.0) << "cancelling a 1-token reservation gave back " << tokens() - before;
+  ASSERT_EQ(berth_bucket_allow(&ok, b, 1, t), BERTH_OK);
+  EXPECT_EQ(ok, 0) << "every reservation was cancelled, yet a 17th token passes at the instant the burst of 16 was spent";
+  EXPECT_EQ(berth_bucket_free(b), BERTH_OK);
+}
+
 }  // namespace

@@ -70,9 +70,15 @@ void TokenBucket::Cancel(const Reservation& r, int64_t now) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!r.ok || std::isinf(rate_) || r.tokens == 0 || r.time_to_act < now) return;
   // Tokens reserved after this reservation (between its time to act and the
-  // latest one) stay taken; the rest come back.
+  // latest one) stay taken; the rest come back, and never more than it took.
+  // x/time/rate has no such clamp, and its latest time can fall behind a
+  // pending reservation (cancelling the latest rolls it back; a reserve after
+  // a partial give-back sets an earlier one): then a cancel gave back more
+  // than its reservation took, and more than burst tokens passed at one
+  // instant (found by tests/stress_test.cc).
   const double restore =
-      static_cast<double>(r.tokens) - TokensFor(r.rate, last_event_ - r.time_to_act);
+      static_cast<double>(r.tokens) -
+      TokensFor(r.rate, std::max<int64_t>(0, last_event_ - r.time_to_act));
   if (restore <= 0) return;
   int64_t t;
   double tokens = TokensAt(now, &t) + restore;
