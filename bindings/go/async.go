@@ -6,7 +6,6 @@ import "C"
 import (
 	"context"
 	"strconv"
-	"sync"
 	"sync/atomic"
 )
 
@@ -34,11 +33,7 @@ type ticketCalls struct {
 // ticketHandle is the part of a limiter handle that asynchronous Acquires
 // use: the handle, its guard, and its waiters parked in the registry.
 type ticketHandle struct {
-	// mu guards h: calls hold it for reading, Close for writing, so the
-	// handle is never freed while a call is using it. A waiting Acquire
-	// does not hold it while it waits.
-	mu sync.RWMutex
-	h  C.uintptr_t // the library's handle; 0 once closed
+	guard // the library's handle; a waiting Acquire does not hold it while it waits
 	// parked counts Acquires waiting on a ticket. Calls that may grant
 	// drain the notifier themselves only while it is non-zero.
 	parked atomic.Int64
@@ -60,12 +55,11 @@ func (t *ticketHandle) acquire(ctx context.Context, n int64) error {
 		return err
 	}
 	tok := nextToken.Add(1)
-	t.mu.RLock()
-	if t.h == 0 {
-		t.mu.RUnlock()
-		return errClosed("Acquire", t.calls.what)
+	hnd, err := t.enter("Acquire")
+	if err != nil {
+		return err
 	}
-	now, ticket, err := t.calls.enqueue(t.h, n, nt.h, tok)
+	now, ticket, err := t.calls.enqueue(hnd, n, nt.h, tok)
 	if err != nil || now {
 		t.mu.RUnlock()
 		return err

@@ -208,10 +208,7 @@ type Stats struct {
 // Engine owns pools of keys. It is safe for concurrent use by any number of
 // goroutines; calls on different pools do not contend inside the library.
 type Engine struct {
-	// mu guards h: calls hold it for reading, Close for writing, so the
-	// handle is never freed while a call is using it.
-	mu      sync.RWMutex
-	h       C.uintptr_t // berth_engine*; 0 once closed
+	guard   // berth_engine*
 	cleanup runtime.Cleanup
 }
 
@@ -226,7 +223,7 @@ func NewEngine() (*Engine, error) {
 	if st := C.bg_engine_new(&h, &r); st != C.BERTH_OK {
 		return nil, resError(st, &r)
 	}
-	e := &Engine{h: h}
+	e := &Engine{guard: guard{h: h}}
 	// An engine dropped without Close is freed when it becomes unreachable.
 	e.cleanup = runtime.AddCleanup(e, func(h C.uintptr_t) { C.bg_engine_free(h) }, h)
 	return e, nil
@@ -299,20 +296,17 @@ func (e *Engine) Update(pool string, k Key) (updated bool, err error) {
 }
 
 func (e *Engine) addOrUpdate(pool string, k *Key, update C.int, op string) (bool, error) {
-	if e == nil {
-		return false, errClosed(op, "engine")
+	hnd, err := e.enter(op)
+	if err != nil {
+		return false, err
 	}
-	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.h == 0 {
-		return false, errClosed(op, "engine")
-	}
 	pp, pn := cstr(pool)
 	sp, sn := cstr(k.Namespace)
 	np, nn := cstr(k.Name)
 	dp, dn := cstr(k.Node)
 	var r C.bg_res
-	st := C.bg_pool_add(&r, e.h, update, pp, pn, sp, sn, np, nn, dp, dn, cbool(k.Ready))
+	st := C.bg_pool_add(&r, hnd, update, pp, pn, sp, sn, np, nn, dp, dn, cbool(k.Ready))
 	if st != C.BERTH_OK {
 		return false, resError(st, &r)
 	}
@@ -324,21 +318,18 @@ func (e *Engine) addOrUpdate(pool string, k *Key, update C.int, op string) (bool
 // or nothing: if any key is invalid, nothing is added and the error names
 // the index of the bad key. inserted is the number of keys that were new.
 func (e *Engine) AddBatch(pool string, keys []Key) (inserted int, err error) {
-	if e == nil {
-		return 0, errClosed("AddBatch", "engine")
-	}
 	bb := getBatchBuilder()
 	defer putBatchBuilder(bb)
 	buf := bb.build(keys)
 
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	if e.h == 0 {
-		return 0, errClosed("AddBatch", "engine")
+	hnd, err := e.enter("AddBatch")
+	if err != nil {
+		return 0, err
 	}
+	defer e.mu.RUnlock()
 	pp, pn := cstr(pool)
 	var r C.bg_res
-	st := C.bg_pool_add_batch(&r, e.h, pp, pn, (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)))
+	st := C.bg_pool_add_batch(&r, hnd, pp, pn, (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)))
 	if st != C.BERTH_OK {
 		return 0, resError(st, &r)
 	}
@@ -348,19 +339,16 @@ func (e *Engine) AddBatch(pool string, keys []Key) (inserted int, err error) {
 // Remove removes (namespace, name) from pool. An absent key or pool is not an
 // error: removed is false.
 func (e *Engine) Remove(pool, namespace, name string) (removed bool, err error) {
-	if e == nil {
-		return false, errClosed("Remove", "engine")
+	hnd, err := e.enter("Remove")
+	if err != nil {
+		return false, err
 	}
-	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.h == 0 {
-		return false, errClosed("Remove", "engine")
-	}
 	pp, pn := cstr(pool)
 	sp, sn := cstr(namespace)
 	np, nn := cstr(name)
 	var r C.bg_res
-	if st := C.bg_pool_remove(&r, e.h, pp, pn, sp, sn, np, nn); st != C.BERTH_OK {
+	if st := C.bg_pool_remove(&r, hnd, pp, pn, sp, sn, np, nn); st != C.BERTH_OK {
 		return false, resError(st, &r)
 	}
 	return r.flag != 0, nil
@@ -369,17 +357,14 @@ func (e *Engine) Remove(pool, namespace, name string) (removed bool, err error) 
 // RemovePool drops pool and everything it holds, including its PutBack
 // records. removed is false if the pool did not exist.
 func (e *Engine) RemovePool(pool string) (removed bool, err error) {
-	if e == nil {
-		return false, errClosed("RemovePool", "engine")
+	hnd, err := e.enter("RemovePool")
+	if err != nil {
+		return false, err
 	}
-	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.h == 0 {
-		return false, errClosed("RemovePool", "engine")
-	}
 	pp, pn := cstr(pool)
 	var r C.bg_res
-	if st := C.bg_pool_remove_pool(&r, e.h, pp, pn); st != C.BERTH_OK {
+	if st := C.bg_pool_remove_pool(&r, hnd, pp, pn); st != C.BERTH_OK {
 		return false, resError(st, &r)
 	}
 	return r.flag != 0, nil
@@ -407,18 +392,14 @@ func (e *Engine) PopSpread(pool string) (h HandedOut, ok bool, err error) {
 }
 
 func (e *Engine) pop(pool string, spread C.int, op string) (HandedOut, bool, error) {
-	if e == nil {
-		return HandedOut{}, false, errClosed(op, "engine")
-	}
 	var k C.berth_pool_key
 	var r C.bg_res
 	pp, pn := cstr(pool)
-	e.mu.RLock()
-	if e.h == 0 {
-		e.mu.RUnlock()
-		return HandedOut{}, false, errClosed(op, "engine")
+	hnd, err := e.enter(op)
+	if err != nil {
+		return HandedOut{}, false, err
 	}
-	st := C.bg_pool_pop(&k, &r, e.h, spread, pp, pn)
+	st := C.bg_pool_pop(&k, &r, hnd, spread, pp, pn)
 	e.mu.RUnlock()
 	switch st {
 	case C.BERTH_OK:
@@ -464,19 +445,16 @@ func handedOutFromC(k *C.berth_pool_key) HandedOut {
 // a goroutine descheduled between the hand-out and PutBack can see the
 // window pass, so callers must handle false.
 func (e *Engine) PutBack(pool string, h HandedOut) (restored bool, err error) {
-	if e == nil {
-		return false, errClosed("PutBack", "engine")
+	hnd, err := e.enter("PutBack")
+	if err != nil {
+		return false, err
 	}
-	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.h == 0 {
-		return false, errClosed("PutBack", "engine")
-	}
 	pp, pn := cstr(pool)
 	sp, sn := cstr(h.Namespace)
 	np, nn := cstr(h.Name)
 	var r C.bg_res
-	if st := C.bg_pool_put_back(&r, e.h, pp, pn, sp, sn, np, nn, C.uint64_t(h.Token)); st != C.BERTH_OK {
+	if st := C.bg_pool_put_back(&r, hnd, pp, pn, sp, sn, np, nn, C.uint64_t(h.Token)); st != C.BERTH_OK {
 		return false, resError(st, &r)
 	}
 	return r.flag != 0, nil
@@ -484,18 +462,15 @@ func (e *Engine) PutBack(pool string, h HandedOut) (restored bool, err error) {
 
 // Stats reads the counters of pool.
 func (e *Engine) Stats(pool string) (Stats, error) {
-	if e == nil {
-		return Stats{}, errClosed("Stats", "engine")
+	hnd, err := e.enter("Stats")
+	if err != nil {
+		return Stats{}, err
 	}
-	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.h == 0 {
-		return Stats{}, errClosed("Stats", "engine")
-	}
 	pp, pn := cstr(pool)
 	var s C.berth_pool_stats
 	var r C.bg_res
-	if st := C.bg_pool_stats(&s, &r, e.h, pp, pn); st != C.BERTH_OK {
+	if st := C.bg_pool_stats(&s, &r, hnd, pp, pn); st != C.BERTH_OK {
 		return Stats{}, resError(st, &r)
 	}
 	return Stats{
@@ -510,9 +485,6 @@ func (e *Engine) Stats(pool string) (Stats, error) {
 // poolBuffer runs berth_pool_snapshot (which 0) or berth_pool_node_stats
 // (which 1) and returns a Go copy of the buffer; the C buffer is freed.
 func (e *Engine) poolBuffer(pool string, which C.int, op, id string) ([]byte, error) {
-	if e == nil {
-		return nil, errClosed(op, "engine")
-	}
 	var (
 		b    *C.berth_buffer
 		data *C.uint8_t
@@ -520,12 +492,11 @@ func (e *Engine) poolBuffer(pool string, which C.int, op, id string) ([]byte, er
 		r    C.bg_res
 	)
 	pp, pn := cstr(pool)
-	e.mu.RLock()
-	if e.h == 0 {
-		e.mu.RUnlock()
-		return nil, errClosed(op, "engine")
+	hnd, err := e.enter(op)
+	if err != nil {
+		return nil, err
 	}
-	st := C.bg_pool_buffer(&b, &data, &n, &r, e.h, which, pp, pn)
+	st := C.bg_pool_buffer(&b, &data, &n, &r, hnd, which, pp, pn)
 	e.mu.RUnlock()
 	if st != C.BERTH_OK {
 		return nil, resError(st, &r)

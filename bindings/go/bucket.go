@@ -61,7 +61,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -104,10 +103,7 @@ type BucketStats struct {
 // method after Close returns an error wrapping ErrClosed, and so do Waits in
 // progress.
 type Bucket struct {
-	// mu guards h: calls hold it for reading, Close for writing, so the
-	// handle is never freed while a call is using it.
-	mu      sync.RWMutex
-	h       C.uintptr_t   // berth_bucket*; 0 once closed
+	guard                 // berth_bucket*
 	closed  chan struct{} // closed by Close: wakes Waits
 	cleanup runtime.Cleanup
 }
@@ -123,7 +119,7 @@ func NewBucket(rate float64, burst int64) (*Bucket, error) {
 	if st := C.bg_bucket_new(&h, &r, C.double(rate), C.int64_t(burst)); st != C.BERTH_OK {
 		return nil, resError(st, &r)
 	}
-	b := &Bucket{h: h, closed: make(chan struct{})}
+	b := &Bucket{guard: guard{h: h}, closed: make(chan struct{})}
 	// A bucket dropped without Close is freed when it becomes unreachable.
 	b.cleanup = runtime.AddCleanup(b, func(h C.uintptr_t) { C.bg_bucket_free(h) }, h)
 	return b, nil
@@ -171,16 +167,12 @@ func (b *Bucket) AllowAt(t Instant, n int64) (bool, error) {
 }
 
 func (b *Bucket) allow(t C.int64_t, n int64, op string) (bool, error) {
-	if b == nil {
-		return false, errClosed(op, "bucket")
-	}
 	var r C.bg_res
-	b.mu.RLock()
-	if b.h == 0 {
-		b.mu.RUnlock()
-		return false, errClosed(op, "bucket")
+	hnd, err := b.enter(op)
+	if err != nil {
+		return false, err
 	}
-	st := C.bg_bucket_allow(&r, b.h, C.int64_t(n), t)
+	st := C.bg_bucket_allow(&r, hnd, C.int64_t(n), t)
 	b.mu.RUnlock()
 	if st != C.BERTH_OK {
 		return false, resError(st, &r)
@@ -215,17 +207,13 @@ func (b *Bucket) ReserveAt(t Instant, n int64) (Reservation, error) {
 }
 
 func (b *Bucket) reserve(t C.int64_t, n int64, op string) (Reservation, error) {
-	if b == nil {
-		return Reservation{}, errClosed(op, "bucket")
-	}
 	res := &reservation{b: b}
 	var r C.bg_res
-	b.mu.RLock()
-	if b.h == 0 {
-		b.mu.RUnlock()
-		return Reservation{}, errClosed(op, "bucket")
+	hnd, err := b.enter(op)
+	if err != nil {
+		return Reservation{}, err
 	}
-	st := C.bg_bucket_reserve(&res.c, &r, b.h, C.int64_t(n), t)
+	st := C.bg_bucket_reserve(&res.c, &r, hnd, C.int64_t(n), t)
 	b.mu.RUnlock()
 	if st != C.BERTH_OK {
 		return Reservation{}, resError(st, &r)
@@ -362,16 +350,12 @@ func (b *Bucket) SetBurstAt(t Instant, burst int64) error {
 }
 
 func (b *Bucket) set(t C.int64_t, setBurst C.int, rate float64, burst int64, op string) error {
-	if b == nil {
-		return errClosed(op, "bucket")
-	}
 	var r C.bg_res
-	b.mu.RLock()
-	if b.h == 0 {
-		b.mu.RUnlock()
-		return errClosed(op, "bucket")
+	hnd, err := b.enter(op)
+	if err != nil {
+		return err
 	}
-	st := C.bg_bucket_set(&r, b.h, setBurst, C.double(rate), C.int64_t(burst), t)
+	st := C.bg_bucket_set(&r, hnd, setBurst, C.double(rate), C.int64_t(burst), t)
 	b.mu.RUnlock()
 	if st != C.BERTH_OK {
 		return resError(st, &r)
@@ -392,17 +376,13 @@ func (b *Bucket) StatsAt(t Instant) (BucketStats, error) {
 }
 
 func (b *Bucket) stats(t C.int64_t, op string) (BucketStats, error) {
-	if b == nil {
-		return BucketStats{}, errClosed(op, "bucket")
-	}
 	var s C.berth_bucket_stats
 	var r C.bg_res
-	b.mu.RLock()
-	if b.h == 0 {
-		b.mu.RUnlock()
-		return BucketStats{}, errClosed(op, "bucket")
+	hnd, err := b.enter(op)
+	if err != nil {
+		return BucketStats{}, err
 	}
-	st := C.bg_bucket_stats(&s, &r, b.h, t)
+	st := C.bg_bucket_stats(&s, &r, hnd, t)
 	b.mu.RUnlock()
 	if st != C.BERTH_OK {
 		return BucketStats{}, resError(st, &r)

@@ -81,7 +81,6 @@ import "C"
 import (
 	"runtime"
 	"strconv"
-	"sync"
 	"unsafe"
 
 	flatbuffers "github.com/google/flatbuffers/go"
@@ -176,10 +175,7 @@ type CacheStats struct {
 // in the library. Call Close when done; every method after Close returns an
 // error wrapping ErrClosed.
 type Cache struct {
-	// mu guards h: calls hold it for reading, Close for writing, so the
-	// handle is never freed while a call is using it.
-	mu      sync.RWMutex
-	h       C.uintptr_t // berth_cache*; 0 once closed
+	guard   // berth_cache*
 	cleanup runtime.Cleanup
 }
 
@@ -194,7 +190,7 @@ func NewCache(opts CacheOptions) (*Cache, error) {
 	if st := C.bg_cache_new(&h, &r, C.uint32_t(opts.TombstoneLimit)); st != C.BERTH_OK {
 		return nil, resError(st, &r)
 	}
-	c := &Cache{h: h}
+	c := &Cache{guard: guard{h: h}}
 	// A cache dropped without Close is freed when it becomes unreachable.
 	c.cleanup = runtime.AddCleanup(c, func(h C.uintptr_t) { C.bg_cache_free(h) }, h)
 	return c, nil
@@ -225,9 +221,6 @@ func (c *Cache) Close() error {
 // ResourceVersion 0, more than MaxLabels labels, a payload over
 // MaxPayloadLen) is an error and changes nothing.
 func (c *Cache) Upsert(obj Object) (applied bool, err error) {
-	if c == nil {
-		return false, errClosed("Upsert", "cache")
-	}
 	// Up to 16 labels and 1 KiB of label text are encoded on the stack.
 	var labBuf [16]C.bg_label
 	var blobBuf [1024]byte
@@ -240,12 +233,12 @@ func (c *Cache) Upsert(obj Object) (applied bool, err error) {
 		pp = (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(obj.Payload)))
 	}
 	var r C.bg_res
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.h == 0 {
-		return false, errClosed("Upsert", "cache")
+	hnd, err := c.enter("Upsert")
+	if err != nil {
+		return false, err
 	}
-	st := C.bg_cache_upsert(&r, c.h, sp, sn, np, nn, C.uint64_t(obj.ResourceVersion),
+	defer c.mu.RUnlock()
+	st := C.bg_cache_upsert(&r, hnd, sp, sn, np, nn, C.uint64_t(obj.ResourceVersion),
 		bp, lp, C.size_t(len(labs)), pp, C.size_t(len(obj.Payload)))
 	if st != C.BERTH_OK {
 		return false, resError(st, &r)
@@ -259,18 +252,15 @@ func (c *Cache) Upsert(obj Object) (applied bool, err error) {
 // resourceVersion or a tombstone at least as new. Deleting an absent object
 // still records the tombstone (applied reports whether it did).
 func (c *Cache) Delete(namespace, name string, rv uint64) (applied bool, err error) {
-	if c == nil {
-		return false, errClosed("Delete", "cache")
-	}
 	sp, sn := cstr(namespace)
 	np, nn := cstr(name)
 	var r C.bg_res
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.h == 0 {
-		return false, errClosed("Delete", "cache")
+	hnd, err := c.enter("Delete")
+	if err != nil {
+		return false, err
 	}
-	if st := C.bg_cache_delete(&r, c.h, sp, sn, np, nn, C.uint64_t(rv)); st != C.BERTH_OK {
+	defer c.mu.RUnlock()
+	if st := C.bg_cache_delete(&r, hnd, sp, sn, np, nn, C.uint64_t(rv)); st != C.BERTH_OK {
 		return false, resError(st, &r)
 	}
 	return r.flag != 0, nil
@@ -309,12 +299,12 @@ func (c *Cache) Replace(objects []Object, listRV uint64) error {
 
 func (c *Cache) applyBuffer(buf []byte, replace C.int, op string) (C.size_t, error) {
 	var r C.bg_res
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.h == 0 {
-		return 0, errClosed(op, "cache")
+	hnd, err := c.enter(op)
+	if err != nil {
+		return 0, err
 	}
-	st := C.bg_cache_apply(&r, c.h, replace, (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)))
+	defer c.mu.RUnlock()
+	st := C.bg_cache_apply(&r, hnd, replace, (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)))
 	if st != C.BERTH_OK {
 		return 0, resError(st, &r)
 	}
@@ -360,9 +350,6 @@ func (c *Cache) Get(namespace, name string) (v ObjectView, ok bool, err error) {
 }
 
 func (c *Cache) buffer(get C.int, namespace, name string, sel *Selector, op string) ([]byte, C.berth_status, error) {
-	if c == nil {
-		return nil, 0, errClosed(op, "cache")
-	}
 	var (
 		b    *C.berth_buffer
 		data *C.uint8_t
@@ -371,10 +358,9 @@ func (c *Cache) buffer(get C.int, namespace, name string, sel *Selector, op stri
 	)
 	sp, sn := cstr(namespace)
 	np, nn := cstr(name)
-	c.mu.RLock()
-	if c.h == 0 {
-		c.mu.RUnlock()
-		return nil, 0, errClosed(op, "cache")
+	hnd, err := c.enter(op)
+	if err != nil {
+		return nil, 0, err
 	}
 	var sh C.uintptr_t
 	if sel != nil {
@@ -388,7 +374,7 @@ func (c *Cache) buffer(get C.int, namespace, name string, sel *Selector, op stri
 		}
 		sh = sel.h
 	}
-	st := C.bg_cache_buffer(&b, &data, &n, &r, c.h, get, sp, sn, np, nn, sh)
+	st := C.bg_cache_buffer(&b, &data, &n, &r, hnd, get, sp, sn, np, nn, sh)
 	if sel != nil {
 		sel.mu.RUnlock()
 	}
@@ -407,17 +393,14 @@ func (c *Cache) buffer(get C.int, namespace, name string, sel *Selector, op stri
 
 // Stats reads the counters of the cache. It works before the first Replace.
 func (c *Cache) Stats() (CacheStats, error) {
-	if c == nil {
-		return CacheStats{}, errClosed("Stats", "cache")
-	}
 	var s C.berth_cache_stats
 	var r C.bg_res
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.h == 0 {
-		return CacheStats{}, errClosed("Stats", "cache")
+	hnd, err := c.enter("Stats")
+	if err != nil {
+		return CacheStats{}, err
 	}
-	if st := C.bg_cache_stats(&s, &r, c.h); st != C.BERTH_OK {
+	defer c.mu.RUnlock()
+	if st := C.bg_cache_stats(&s, &r, hnd); st != C.BERTH_OK {
 		return CacheStats{}, resError(st, &r)
 	}
 	return CacheStats{

@@ -194,16 +194,12 @@ func (l *Limiter) Close() error {
 // waits. ok reports whether it took them; if not, reason says why. n < 1 or
 // n > the capacity is ErrInvalidArgument.
 func (l *Limiter) TryAcquire(n int64) (ok bool, reason Refusal, err error) {
-	if l == nil {
-		return false, 0, errClosed("TryAcquire", "limiter")
-	}
 	var r C.bg_res
-	l.mu.RLock()
-	if l.h == 0 {
-		l.mu.RUnlock()
-		return false, 0, errClosed("TryAcquire", "limiter")
+	hnd, err := l.enter("TryAcquire")
+	if err != nil {
+		return false, 0, err
 	}
-	st := C.bg_limiter_try_acquire(&r, l.h, C.int64_t(n))
+	st := C.bg_limiter_try_acquire(&r, hnd, C.int64_t(n))
 	l.mu.RUnlock()
 	if st != C.BERTH_OK {
 		return false, 0, resError(st, &r)
@@ -230,16 +226,12 @@ func (l *Limiter) Acquire(ctx context.Context, n int64) error {
 // Release returns n permits and grants waiters that now fit, in order.
 // Releasing more than are in use is ErrInvalidArgument and changes nothing.
 func (l *Limiter) Release(n int64) error {
-	if l == nil {
-		return errClosed("Release", "limiter")
-	}
 	var r C.bg_res
-	l.mu.RLock()
-	if l.h == 0 {
-		l.mu.RUnlock()
-		return errClosed("Release", "limiter")
+	hnd, err := l.enter("Release")
+	if err != nil {
+		return err
 	}
-	st := C.bg_limiter_release(&r, l.h, C.int64_t(n))
+	st := C.bg_limiter_release(&r, hnd, C.int64_t(n))
 	l.mu.RUnlock()
 	if st != C.BERTH_OK {
 		return resError(st, &r)
@@ -251,16 +243,12 @@ func (l *Limiter) Release(n int64) error {
 // SetCapacity changes the capacity (>= 1). Raising it grants waiters that
 // now fit; lowering it revokes nothing.
 func (l *Limiter) SetCapacity(capacity int64) error {
-	if l == nil {
-		return errClosed("SetCapacity", "limiter")
-	}
 	var r C.bg_res
-	l.mu.RLock()
-	if l.h == 0 {
-		l.mu.RUnlock()
-		return errClosed("SetCapacity", "limiter")
+	hnd, err := l.enter("SetCapacity")
+	if err != nil {
+		return err
 	}
-	st := C.bg_limiter_set_capacity(&r, l.h, C.int64_t(capacity))
+	st := C.bg_limiter_set_capacity(&r, hnd, C.int64_t(capacity))
 	l.mu.RUnlock()
 	if st != C.BERTH_OK {
 		return resError(st, &r)
@@ -271,17 +259,13 @@ func (l *Limiter) SetCapacity(capacity int64) error {
 
 // Stats reads the counters of the limiter.
 func (l *Limiter) Stats() (LimiterStats, error) {
-	if l == nil {
-		return LimiterStats{}, errClosed("Stats", "limiter")
-	}
 	var s C.berth_limiter_stats
 	var r C.bg_res
-	l.mu.RLock()
-	if l.h == 0 {
-		l.mu.RUnlock()
-		return LimiterStats{}, errClosed("Stats", "limiter")
+	hnd, err := l.enter("Stats")
+	if err != nil {
+		return LimiterStats{}, err
 	}
-	st := C.bg_limiter_stats(&s, &r, l.h)
+	st := C.bg_limiter_stats(&s, &r, hnd)
 	l.mu.RUnlock()
 	if st != C.BERTH_OK {
 		return LimiterStats{}, resError(st, &r)

@@ -46,7 +46,6 @@ import "C"
 
 import (
 	"runtime"
-	"sync"
 	"unsafe"
 )
 
@@ -64,11 +63,8 @@ import (
 // A nil *Selector is the selector that matches everything: its String is ""
 // and Cache.List with a nil selector lists every object.
 type Selector struct {
-	// mu guards h: calls hold it for reading, Close for writing, so the
-	// handle is never freed while a call (Matches, Cache.List) is using it.
-	mu      sync.RWMutex
-	h       C.uintptr_t // berth_selector*; 0 once closed
-	text    string      // canonical form
+	guard          // berth_selector*; Matches and Cache.List hold it
+	text    string // canonical form
 	cleanup runtime.Cleanup
 }
 
@@ -93,7 +89,7 @@ func ParseSelector(text string) (*Selector, error) {
 		return nil, resError(st, &r)
 	}
 	canon := takeBuffer(b, data, n)
-	s := &Selector{h: h, text: unsafe.String(unsafe.SliceData(canon), len(canon))}
+	s := &Selector{guard: guard{h: h}, text: unsafe.String(unsafe.SliceData(canon), len(canon))}
 	s.cleanup = runtime.AddCleanup(s, func(h C.uintptr_t) { C.bg_selector_free(h) }, h)
 	return s, nil
 }
@@ -131,12 +127,12 @@ func (s *Selector) Matches(labels map[string]string) (bool, error) {
 	labs, blob := encodeLabels(labels, labBuf[:0], blobBuf[:0])
 	bp, lp := labelPtrs(labs, blob)
 	var r C.bg_res
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.h == 0 {
-		return false, errClosed("Matches", "selector")
+	hnd, err := s.enter("Matches")
+	if err != nil {
+		return false, err
 	}
-	if st := C.bg_selector_matches(&r, s.h, bp, lp, C.size_t(len(labs))); st != C.BERTH_OK {
+	defer s.mu.RUnlock()
+	if st := C.bg_selector_matches(&r, hnd, bp, lp, C.size_t(len(labs))); st != C.BERTH_OK {
 		return false, resError(st, &r)
 	}
 	return r.flag != 0, nil

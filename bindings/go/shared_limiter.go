@@ -226,16 +226,12 @@ func (l *SharedLimiter) Close() error {
 // waits in the region; it never waits. ok reports whether it took them; if
 // not, reason says why. n < 1 or n > the capacity is ErrInvalidArgument.
 func (l *SharedLimiter) TryAcquire(n int64) (ok bool, reason Refusal, err error) {
-	if l == nil {
-		return false, 0, errClosed("TryAcquire", "shared limiter")
-	}
 	var r C.bg_res
-	l.mu.RLock()
-	if l.h == 0 {
-		l.mu.RUnlock()
-		return false, 0, errClosed("TryAcquire", "shared limiter")
+	hnd, err := l.enter("TryAcquire")
+	if err != nil {
+		return false, 0, err
 	}
-	st := C.bg_shared_limiter_try_acquire(&r, l.h, C.int64_t(n))
+	st := C.bg_shared_limiter_try_acquire(&r, hnd, C.int64_t(n))
 	l.mu.RUnlock()
 	if st != C.BERTH_OK {
 		return false, 0, resError(st, &r)
@@ -263,16 +259,12 @@ func (l *SharedLimiter) Acquire(ctx context.Context, n int64) error {
 // and lets waiters that now fit through, in order. Releasing more than the
 // process holds is ErrInvalidArgument and changes nothing.
 func (l *SharedLimiter) Release(n int64) error {
-	if l == nil {
-		return errClosed("Release", "shared limiter")
-	}
 	var r C.bg_res
-	l.mu.RLock()
-	if l.h == 0 {
-		l.mu.RUnlock()
-		return errClosed("Release", "shared limiter")
+	hnd, err := l.enter("Release")
+	if err != nil {
+		return err
 	}
-	st := C.bg_shared_limiter_release(&r, l.h, C.int64_t(n))
+	st := C.bg_shared_limiter_release(&r, hnd, C.int64_t(n))
 	l.mu.RUnlock()
 	if st != C.BERTH_OK {
 		return resError(st, &r)
@@ -283,16 +275,12 @@ func (l *SharedLimiter) Release(n int64) error {
 // SetCapacity changes the capacity (>= 1) for every process. Raising it lets
 // waiters that now fit through; lowering it revokes nothing.
 func (l *SharedLimiter) SetCapacity(capacity int64) error {
-	if l == nil {
-		return errClosed("SetCapacity", "shared limiter")
-	}
 	var r C.bg_res
-	l.mu.RLock()
-	if l.h == 0 {
-		l.mu.RUnlock()
-		return errClosed("SetCapacity", "shared limiter")
+	hnd, err := l.enter("SetCapacity")
+	if err != nil {
+		return err
 	}
-	st := C.bg_shared_limiter_set_capacity(&r, l.h, C.int64_t(capacity))
+	st := C.bg_shared_limiter_set_capacity(&r, hnd, C.int64_t(capacity))
 	l.mu.RUnlock()
 	if st != C.BERTH_OK {
 		return resError(st, &r)
@@ -303,17 +291,13 @@ func (l *SharedLimiter) SetCapacity(capacity int64) error {
 // Stats reads the counters of the limiter, after reclaiming the permits of
 // dead holders.
 func (l *SharedLimiter) Stats() (SharedLimiterStats, error) {
-	if l == nil {
-		return SharedLimiterStats{}, errClosed("Stats", "shared limiter")
-	}
 	var s C.berth_shared_limiter_stats
 	var r C.bg_res
-	l.mu.RLock()
-	if l.h == 0 {
-		l.mu.RUnlock()
-		return SharedLimiterStats{}, errClosed("Stats", "shared limiter")
+	hnd, err := l.enter("Stats")
+	if err != nil {
+		return SharedLimiterStats{}, err
 	}
-	st := C.bg_shared_limiter_stats(&s, &r, l.h)
+	st := C.bg_shared_limiter_stats(&s, &r, hnd)
 	l.mu.RUnlock()
 	if st != C.BERTH_OK {
 		return SharedLimiterStats{}, resError(st, &r)
