@@ -8,6 +8,10 @@ APT_PACKAGES=(libflatbuffers-dev flatbuffers-compiler libconcurrentqueue-dev lib
               libgtest-dev cmake ninja-build clang libclang-rt-14-dev)
 PIP_PACKAGES=(pybind11 scikit-build-core pytest anyio)
 
+# The scripts install into this interpreter on purpose (CI runs as root on a
+# throwaway machine): pip's running-as-root warning is noise in every log.
+export PIP_ROOT_USER_ACTION=ignore
+
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 as_root() {

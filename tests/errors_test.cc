@@ -272,6 +272,21 @@ class Table {
   World& w_;
 };
 
+// The calls the in-process and the shared limiter both take (H: the handle
+// type), so both get the same rows.
+template <class H>
+struct LimiterCalls {
+  const char* prefix;
+  HandleParam param;
+  berth_status (*try_acquire)(int*, H*, int64_t);
+  berth_status (*acquire)(H*, int64_t, int64_t);
+  berth_status (*acquire_async)(int*, uint64_t*, H*, int64_t, berth_notifier*, uint64_t);
+  berth_status (*claim)(int*, H*, uint64_t);
+  berth_status (*cancel)(int*, H*, uint64_t);
+  berth_status (*release)(H*, int64_t);
+  berth_status (*set_capacity)(H*, int64_t);
+};
+
 // Every row of the table, in header order.
 Table Build(World& w) {
   Table t(w);
@@ -535,64 +550,47 @@ Table Build(World& w) {
   t.Fn("berth_limiter_free", {limiter}, [](const Handles& h) { return berth_limiter_free(h.limiter()); }, {});
 
   // The calls both limiters take, with the same rows.
-  struct LimiterCalls {
-    const char* prefix;
-    HandleParam param;
-    berth_status (*try_acquire)(int*, void*, int64_t);
-    berth_status (*acquire)(void*, int64_t, int64_t);
-    berth_status (*acquire_async)(int*, uint64_t*, void*, int64_t, berth_notifier*, uint64_t);
-    berth_status (*claim)(int*, void*, uint64_t);
-    berth_status (*cancel)(int*, void*, uint64_t);
-    berth_status (*release)(void*, int64_t);
-    berth_status (*set_capacity)(void*, int64_t);
-  };
-  auto limiter_rows = [&](const LimiterCalls& c) {
+  auto limiter_rows = [&]<class H>(const LimiterCalls<H>& c) {
     const std::string p = c.prefix;
     const Slot s = c.param.slot;
     t.Fn(p + "try_acquire", {c.param}, [c, s](const Handles& h) {
-           const berth_status st = c.try_acquire(&flag, h.h[s], 1);
-           if (st == BERTH_OK && flag == BERTH_LIMIT_GRANTED) c.release(h.h[s], 1);
+           const berth_status st = c.try_acquire(&flag, static_cast<H*>(h.h[s]), 1);
+           if (st == BERTH_OK && flag == BERTH_LIMIT_GRANTED) c.release(static_cast<H*>(h.h[s]), 1);
            return st; },
-         {{"NULL out_refusal", [c, s](const Handles& h) { return c.try_acquire(nullptr, h.h[s], 1); }},
-          {"n 0", [c, s](const Handles& h) { return c.try_acquire(&flag, h.h[s], 0); }},
-          {"n over the capacity", [c, s](const Handles& h) { return c.try_acquire(&flag, h.h[s], 3); }}});
+         {{"NULL out_refusal", [c, s](const Handles& h) { return c.try_acquire(nullptr, static_cast<H*>(h.h[s]), 1); }},
+          {"n 0", [c, s](const Handles& h) { return c.try_acquire(&flag, static_cast<H*>(h.h[s]), 0); }},
+          {"n over the capacity", [c, s](const Handles& h) { return c.try_acquire(&flag, static_cast<H*>(h.h[s]), 3); }}});
     t.Fn(p + "acquire", {c.param}, [c, s](const Handles& h) {
-           const berth_status st = c.acquire(h.h[s], 1, 0);
-           if (st == BERTH_OK) c.release(h.h[s], 1);
+           const berth_status st = c.acquire(static_cast<H*>(h.h[s]), 1, 0);
+           if (st == BERTH_OK) c.release(static_cast<H*>(h.h[s]), 1);
            return st; },
-         {{"n 0", [c, s](const Handles& h) { return c.acquire(h.h[s], 0, 0); }},
-          {"n -5", [c, s](const Handles& h) { return c.acquire(h.h[s], -5, 0); }},
-          {"n over the capacity", [c, s](const Handles& h) { return c.acquire(h.h[s], 3, 0); }}});
+         {{"n 0", [c, s](const Handles& h) { return c.acquire(static_cast<H*>(h.h[s]), 0, 0); }},
+          {"n -5", [c, s](const Handles& h) { return c.acquire(static_cast<H*>(h.h[s]), -5, 0); }},
+          {"n over the capacity", [c, s](const Handles& h) { return c.acquire(static_cast<H*>(h.h[s]), 3, 0); }}});
     t.Fn(p + "acquire_async", {c.param, notifier}, [c, s](const Handles& h) {
-           const berth_status st = c.acquire_async(&flag, &ticket, h.h[s], 1, h.notifier(), 7);
-           if (st == BERTH_OK) c.cancel(&flag, h.h[s], ticket);
-           if (flag == BERTH_CANCEL_WAS_GRANTED) c.release(h.h[s], 1);
+           const berth_status st = c.acquire_async(&flag, &ticket, static_cast<H*>(h.h[s]), 1, h.notifier(), 7);
+           if (st == BERTH_OK) c.cancel(&flag, static_cast<H*>(h.h[s]), ticket);
+           if (flag == BERTH_CANCEL_WAS_GRANTED) c.release(static_cast<H*>(h.h[s]), 1);
            return st; },
-         {{"NULL out_granted_now", [c, s](const Handles& h) { return c.acquire_async(nullptr, &ticket, h.h[s], 1, h.notifier(), 7); }},
-          {"NULL out_ticket", [c, s](const Handles& h) { return c.acquire_async(&flag, nullptr, h.h[s], 1, h.notifier(), 7); }},
-          {"n 0", [c, s](const Handles& h) { return c.acquire_async(&flag, &ticket, h.h[s], 0, h.notifier(), 7); }},
-          {"n over the capacity", [c, s](const Handles& h) { return c.acquire_async(&flag, &ticket, h.h[s], 3, h.notifier(), 7); }}});
-    t.Fn(p + "claim", {c.param}, [c, s](const Handles& h) { return c.claim(&flag, h.h[s], 12345); },
-         {{"NULL out_claimed", [c, s](const Handles& h) { return c.claim(nullptr, h.h[s], 1); }}});
-    t.Fn(p + "cancel", {c.param}, [c, s](const Handles& h) { return c.cancel(&flag, h.h[s], 12345); }, {});
+         {{"NULL out_granted_now", [c, s](const Handles& h) { return c.acquire_async(nullptr, &ticket, static_cast<H*>(h.h[s]), 1, h.notifier(), 7); }},
+          {"NULL out_ticket", [c, s](const Handles& h) { return c.acquire_async(&flag, nullptr, static_cast<H*>(h.h[s]), 1, h.notifier(), 7); }},
+          {"n 0", [c, s](const Handles& h) { return c.acquire_async(&flag, &ticket, static_cast<H*>(h.h[s]), 0, h.notifier(), 7); }},
+          {"n over the capacity", [c, s](const Handles& h) { return c.acquire_async(&flag, &ticket, static_cast<H*>(h.h[s]), 3, h.notifier(), 7); }}});
+    t.Fn(p + "claim", {c.param}, [c, s](const Handles& h) { return c.claim(&flag, static_cast<H*>(h.h[s]), 12345); },
+         {{"NULL out_claimed", [c, s](const Handles& h) { return c.claim(nullptr, static_cast<H*>(h.h[s]), 1); }}});
+    t.Fn(p + "cancel", {c.param}, [c, s](const Handles& h) { return c.cancel(&flag, static_cast<H*>(h.h[s]), 12345); }, {});
     t.Fn(p + "release", {c.param}, [c, s](const Handles& h) {
-           c.acquire(h.h[s], 1, 0);
-           return c.release(h.h[s], 1); },
-         {{"n 0", [c, s](const Handles& h) { return c.release(h.h[s], 0); }},
-          {"more than this process holds", [c, s](const Handles& h) { return c.release(h.h[s], 2); }}});
-    t.Fn(p + "set_capacity", {c.param}, [c, s](const Handles& h) { return c.set_capacity(h.h[s], 2); },
-         {{"capacity 0", [c, s](const Handles& h) { return c.set_capacity(h.h[s], 0); }},
-          {"capacity -1", [c, s](const Handles& h) { return c.set_capacity(h.h[s], -1); }}});
+           c.acquire(static_cast<H*>(h.h[s]), 1, 0);
+           return c.release(static_cast<H*>(h.h[s]), 1); },
+         {{"n 0", [c, s](const Handles& h) { return c.release(static_cast<H*>(h.h[s]), 0); }},
+          {"more than this process holds", [c, s](const Handles& h) { return c.release(static_cast<H*>(h.h[s]), 2); }}});
+    t.Fn(p + "set_capacity", {c.param}, [c, s](const Handles& h) { return c.set_capacity(static_cast<H*>(h.h[s]), 2); },
+         {{"capacity 0", [c, s](const Handles& h) { return c.set_capacity(static_cast<H*>(h.h[s]), 0); }},
+          {"capacity -1", [c, s](const Handles& h) { return c.set_capacity(static_cast<H*>(h.h[s]), -1); }}});
   };
-  limiter_rows({"berth_limiter_", limiter,
-                [](int* o, void* l, int64_t n) { return berth_limiter_try_acquire(o, static_cast<berth_limiter*>(l), n); },
-                [](void* l, int64_t n, int64_t t) { return berth_limiter_acquire(static_cast<berth_limiter*>(l), n, t); },
-                [](int* g, uint64_t* tk, void* l, int64_t n, berth_notifier* nt, uint64_t tok) {
-                  return berth_limiter_acquire_async(g, tk, static_cast<berth_limiter*>(l), n, nt, tok); },
-                [](int* o, void* l, uint64_t tk) { return berth_limiter_claim(o, static_cast<berth_limiter*>(l), tk); },
-                [](int* o, void* l, uint64_t tk) { return berth_limiter_cancel(o, static_cast<berth_limiter*>(l), tk); },
-                [](void* l, int64_t n) { return berth_limiter_release(static_cast<berth_limiter*>(l), n); },
-                [](void* l, int64_t c) { return berth_limiter_set_capacity(static_cast<berth_limiter*>(l), c); }});
+  limiter_rows(LimiterCalls<berth_limiter>{"berth_limiter_", limiter, berth_limiter_try_acquire, berth_limiter_acquire,
+                                       berth_limiter_acquire_async, berth_limiter_claim, berth_limiter_cancel,
+                                       berth_limiter_release, berth_limiter_set_capacity});
   t.Fn("berth_limiter_get_stats", {limiter}, [](const Handles& h) { return berth_limiter_get_stats(&limiter_stats, h.limiter()); },
        {{"NULL out_stats", [](const Handles& h) { return berth_limiter_get_stats(nullptr, h.limiter()); }}});
 
@@ -639,15 +637,9 @@ Table Build(World& w) {
        {{"NULL name with a length", [](const Handles&) { return berth_shared_limiter_unlink(nullptr, 3); }},
         {"empty name", [](const Handles&) { return berth_shared_limiter_unlink("", 0); }},
         {"absent name", [](const Handles&) { return berth_shared_limiter_unlink("berth-errors-test-absent", 24); }}});
-  limiter_rows({"berth_shared_limiter_", shared,
-                [](int* o, void* l, int64_t n) { return berth_shared_limiter_try_acquire(o, static_cast<berth_shared_limiter*>(l), n); },
-                [](void* l, int64_t n, int64_t t) { return berth_shared_limiter_acquire(static_cast<berth_shared_limiter*>(l), n, t); },
-                [](int* g, uint64_t* tk, void* l, int64_t n, berth_notifier* nt, uint64_t tok) {
-                  return berth_shared_limiter_acquire_async(g, tk, static_cast<berth_shared_limiter*>(l), n, nt, tok); },
-                [](int* o, void* l, uint64_t tk) { return berth_shared_limiter_claim(o, static_cast<berth_shared_limiter*>(l), tk); },
-                [](int* o, void* l, uint64_t tk) { return berth_shared_limiter_cancel(o, static_cast<berth_shared_limiter*>(l), tk); },
-                [](void* l, int64_t n) { return berth_shared_limiter_release(static_cast<berth_shared_limiter*>(l), n); },
-                [](void* l, int64_t c) { return berth_shared_limiter_set_capacity(static_cast<berth_shared_limiter*>(l), c); }});
+  limiter_rows(LimiterCalls<berth_shared_limiter>{"berth_shared_limiter_", shared, berth_shared_limiter_try_acquire, berth_shared_limiter_acquire,
+                                       berth_shared_limiter_acquire_async, berth_shared_limiter_claim, berth_shared_limiter_cancel,
+                                       berth_shared_limiter_release, berth_shared_limiter_set_capacity});
   t.Fn("berth_shared_limiter_get_stats", {shared}, [](const Handles& h) { return berth_shared_limiter_get_stats(&shared_stats, h.shared()); },
        {{"NULL out_stats", [](const Handles& h) { return berth_shared_limiter_get_stats(nullptr, h.shared()); }}});
 
