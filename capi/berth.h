@@ -759,9 +759,12 @@ typedef struct berth_shared_limiter_stats {
   int64_t in_use;
   int64_t waiting;
   int64_t holders;     /* processes holding permits */
-  uint64_t granted;
-  uint64_t rejected;
-  uint64_t timed_out;
+  uint64_t granted;    /* grants made, including grants to asynchronous
+                          waits cancelled as they landed (whose permits
+                          went straight back) */
+  uint64_t rejected;   /* try_acquire refusals, including the first try of
+                          an acquire_async that then queued */
+  uint64_t timed_out;  /* blocking waits that reached their deadline */
   uint64_t reclaimed;  /* permits taken back from dead processes */
 } berth_shared_limiter_stats;
 
