@@ -5,16 +5,23 @@ import "C"
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 )
 
-// ticketCalls are the C calls of one kind of limiter (in-process or shared)
-// that an asynchronous Acquire makes. Each wraps one bg_* helper with its
-// bg_res on its own stack, so going through a function value costs no
-// allocation.
+// ticketCalls are the C calls of one kind of limiter (in-process or shared):
+// those an asynchronous Acquire makes, and the ones both limiters' methods
+// share. Each wraps one bg_* helper with its bg_res on its own stack, so
+// going through a function value costs no allocation.
 type ticketCalls struct {
 	what string // the kind of handle, for errClosed: "limiter", "shared limiter"
+	// tryAcquire, release and setCapacity are the calls of those names;
+	// free releases the handle.
+	tryAcquire  func(h C.uintptr_t, n int64) (Refusal, error)
+	release     func(h C.uintptr_t, n int64) error
+	setCapacity func(h C.uintptr_t, capacity int64) error
+	free        func(h C.uintptr_t)
 	// enqueue asks for n permits: granted now, or a ticket whose grant
 	// posts tok to the notifier nt.
 	enqueue func(h C.uintptr_t, n int64, nt C.uintptr_t, tok uint64) (grantedNow bool, ticket uint64, err error)
@@ -36,8 +43,67 @@ type ticketHandle struct {
 	guard // the library's handle; a waiting Acquire does not hold it while it waits
 	// parked counts Acquires waiting on a ticket. Calls that may grant
 	// drain the notifier themselves only while it is non-zero.
-	parked atomic.Int64
-	calls  *ticketCalls
+	parked  atomic.Int64
+	calls   *ticketCalls
+	cleanup runtime.Cleanup // frees the handle of a limiter dropped without Close
+}
+
+// The bodies of the methods both limiters have (see Limiter and
+// SharedLimiter for what they do); the exported methods check for a nil
+// receiver and call these.
+
+func (t *ticketHandle) close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.h == 0 {
+		return nil
+	}
+	t.cleanup.Stop()
+	t.cancelParked()
+	t.calls.free(t.h)
+	t.h = 0
+	return nil
+}
+
+func (t *ticketHandle) tryAcquire(n int64) (bool, Refusal, error) {
+	hnd, err := t.enter("TryAcquire")
+	if err != nil {
+		return false, 0, err
+	}
+	reason, err := t.calls.tryAcquire(hnd, n)
+	t.mu.RUnlock()
+	if err != nil {
+		return false, 0, err
+	}
+	return reason == NotRefused, reason, nil
+}
+
+func (t *ticketHandle) release(n int64) error {
+	hnd, err := t.enter("Release")
+	if err != nil {
+		return err
+	}
+	err = t.calls.release(hnd, n)
+	t.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	t.kickIfParked()
+	return nil
+}
+
+func (t *ticketHandle) setCapacity(capacity int64) error {
+	hnd, err := t.enter("SetCapacity")
+	if err != nil {
+		return err
+	}
+	err = t.calls.setCapacity(hnd, capacity)
+	t.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	t.kickIfParked()
+	return nil
 }
 
 // acquire is Acquire(ctx, n) of either limiter (see Limiter.Acquire).

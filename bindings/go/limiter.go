@@ -124,12 +124,33 @@ type LimiterStats struct {
 // waiting at Close return it too (holding nothing).
 type Limiter struct {
 	ticketHandle // the handle (berth_limiter*), its guard and its parked waiters
-	cleanup      runtime.Cleanup
 }
 
 // limiterCalls are the calls of asynchronous Acquires on a Limiter.
 var limiterCalls = ticketCalls{
 	what: "limiter",
+	tryAcquire: func(h C.uintptr_t, n int64) (Refusal, error) {
+		var r C.bg_res
+		if st := C.bg_limiter_try_acquire(&r, h, C.int64_t(n)); st != C.BERTH_OK {
+			return 0, resError(st, &r)
+		}
+		return Refusal(r.flag), nil
+	},
+	release: func(h C.uintptr_t, n int64) error {
+		var r C.bg_res
+		if st := C.bg_limiter_release(&r, h, C.int64_t(n)); st != C.BERTH_OK {
+			return resError(st, &r)
+		}
+		return nil
+	},
+	setCapacity: func(h C.uintptr_t, capacity int64) error {
+		var r C.bg_res
+		if st := C.bg_limiter_set_capacity(&r, h, C.int64_t(capacity)); st != C.BERTH_OK {
+			return resError(st, &r)
+		}
+		return nil
+	},
+	free: func(h C.uintptr_t) { C.bg_limiter_free(h) },
 	enqueue: func(h C.uintptr_t, n int64, nt C.uintptr_t, tok uint64) (bool, uint64, error) {
 		var r C.bg_res
 		var ticket C.uint64_t
@@ -167,7 +188,7 @@ func NewLimiter(capacity int64) (*Limiter, error) {
 	l.h, l.calls = h, &limiterCalls
 	// A limiter dropped without Close is freed when it becomes unreachable
 	// (no Acquire can be waiting on it then: a waiter references it).
-	l.cleanup = runtime.AddCleanup(l, func(h C.uintptr_t) { C.bg_limiter_free(h) }, h)
+	l.cleanup = runtime.AddCleanup(l, limiterCalls.free, h)
 	return l, nil
 }
 
@@ -178,34 +199,17 @@ func (l *Limiter) Close() error {
 	if l == nil {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.h == 0 {
-		return nil
-	}
-	l.cleanup.Stop()
-	l.cancelParked()
-	C.bg_limiter_free(l.h)
-	l.h = 0
-	return nil
+	return l.close()
 }
 
 // TryAcquire takes n permits if they are free and nobody waits; it never
 // waits. ok reports whether it took them; if not, reason says why. n < 1 or
 // n > the capacity is ErrInvalidArgument.
 func (l *Limiter) TryAcquire(n int64) (ok bool, reason Refusal, err error) {
-	var r C.bg_res
-	hnd, err := l.enter("TryAcquire")
-	if err != nil {
-		return false, 0, err
+	if l == nil {
+		return false, 0, errClosed("TryAcquire", limiterCalls.what)
 	}
-	st := C.bg_limiter_try_acquire(&r, hnd, C.int64_t(n))
-	l.mu.RUnlock()
-	if st != C.BERTH_OK {
-		return false, 0, resError(st, &r)
-	}
-	reason = Refusal(r.flag)
-	return reason == NotRefused, reason, nil
+	return l.tryAcquire(n)
 }
 
 // Acquire takes n permits, waiting in FIFO order until they are granted or
@@ -226,35 +230,19 @@ func (l *Limiter) Acquire(ctx context.Context, n int64) error {
 // Release returns n permits and grants waiters that now fit, in order.
 // Releasing more than are in use is ErrInvalidArgument and changes nothing.
 func (l *Limiter) Release(n int64) error {
-	var r C.bg_res
-	hnd, err := l.enter("Release")
-	if err != nil {
-		return err
+	if l == nil {
+		return errClosed("Release", limiterCalls.what)
 	}
-	st := C.bg_limiter_release(&r, hnd, C.int64_t(n))
-	l.mu.RUnlock()
-	if st != C.BERTH_OK {
-		return resError(st, &r)
-	}
-	l.kickIfParked()
-	return nil
+	return l.release(n)
 }
 
 // SetCapacity changes the capacity (>= 1). Raising it grants waiters that
 // now fit; lowering it revokes nothing.
 func (l *Limiter) SetCapacity(capacity int64) error {
-	var r C.bg_res
-	hnd, err := l.enter("SetCapacity")
-	if err != nil {
-		return err
+	if l == nil {
+		return errClosed("SetCapacity", limiterCalls.what)
 	}
-	st := C.bg_limiter_set_capacity(&r, hnd, C.int64_t(capacity))
-	l.mu.RUnlock()
-	if st != C.BERTH_OK {
-		return resError(st, &r)
-	}
-	l.kickIfParked()
-	return nil
+	return l.setCapacity(capacity)
 }
 
 // Stats reads the counters of the limiter.

@@ -130,13 +130,34 @@ type SharedLimiterStats struct {
 // waiting at Close return it too (holding nothing).
 type SharedLimiter struct {
 	ticketHandle // the handle (berth_shared_limiter*), its guard and its parked waiters
-	cleanup      runtime.Cleanup
 }
 
 // sharedLimiterCalls are the calls of asynchronous Acquires on a
 // SharedLimiter.
 var sharedLimiterCalls = ticketCalls{
 	what: "shared limiter",
+	tryAcquire: func(h C.uintptr_t, n int64) (Refusal, error) {
+		var r C.bg_res
+		if st := C.bg_shared_limiter_try_acquire(&r, h, C.int64_t(n)); st != C.BERTH_OK {
+			return 0, resError(st, &r)
+		}
+		return Refusal(r.flag), nil
+	},
+	release: func(h C.uintptr_t, n int64) error {
+		var r C.bg_res
+		if st := C.bg_shared_limiter_release(&r, h, C.int64_t(n)); st != C.BERTH_OK {
+			return resError(st, &r)
+		}
+		return nil
+	},
+	setCapacity: func(h C.uintptr_t, capacity int64) error {
+		var r C.bg_res
+		if st := C.bg_shared_limiter_set_capacity(&r, h, C.int64_t(capacity)); st != C.BERTH_OK {
+			return resError(st, &r)
+		}
+		return nil
+	},
+	free: func(h C.uintptr_t) { C.bg_shared_limiter_close(h) },
 	enqueue: func(h C.uintptr_t, n int64, nt C.uintptr_t, tok uint64) (bool, uint64, error) {
 		var r C.bg_res
 		var ticket C.uint64_t
@@ -183,7 +204,7 @@ func OpenSharedLimiter(name string, capacity int64, create bool) (*SharedLimiter
 	l.h, l.calls = h, &sharedLimiterCalls
 	// A handle dropped without Close is closed when it becomes unreachable
 	// (no Acquire can be waiting on it then: a waiter references it).
-	l.cleanup = runtime.AddCleanup(l, func(h C.uintptr_t) { C.bg_shared_limiter_close(h) }, h)
+	l.cleanup = runtime.AddCleanup(l, sharedLimiterCalls.free, h)
 	return l, nil
 }
 
@@ -210,34 +231,17 @@ func (l *SharedLimiter) Close() error {
 	if l == nil {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.h == 0 {
-		return nil
-	}
-	l.cleanup.Stop()
-	l.cancelParked()
-	C.bg_shared_limiter_close(l.h)
-	l.h = 0
-	return nil
+	return l.close()
 }
 
 // TryAcquire takes n permits for the process if they are free and nobody
 // waits in the region; it never waits. ok reports whether it took them; if
 // not, reason says why. n < 1 or n > the capacity is ErrInvalidArgument.
 func (l *SharedLimiter) TryAcquire(n int64) (ok bool, reason Refusal, err error) {
-	var r C.bg_res
-	hnd, err := l.enter("TryAcquire")
-	if err != nil {
-		return false, 0, err
+	if l == nil {
+		return false, 0, errClosed("TryAcquire", sharedLimiterCalls.what)
 	}
-	st := C.bg_shared_limiter_try_acquire(&r, hnd, C.int64_t(n))
-	l.mu.RUnlock()
-	if st != C.BERTH_OK {
-		return false, 0, resError(st, &r)
-	}
-	reason = Refusal(r.flag)
-	return reason == NotRefused, reason, nil
+	return l.tryAcquire(n)
 }
 
 // Acquire takes n permits for the process, waiting in FIFO order until they
@@ -259,33 +263,19 @@ func (l *SharedLimiter) Acquire(ctx context.Context, n int64) error {
 // and lets waiters that now fit through, in order. Releasing more than the
 // process holds is ErrInvalidArgument and changes nothing.
 func (l *SharedLimiter) Release(n int64) error {
-	var r C.bg_res
-	hnd, err := l.enter("Release")
-	if err != nil {
-		return err
+	if l == nil {
+		return errClosed("Release", sharedLimiterCalls.what)
 	}
-	st := C.bg_shared_limiter_release(&r, hnd, C.int64_t(n))
-	l.mu.RUnlock()
-	if st != C.BERTH_OK {
-		return resError(st, &r)
-	}
-	return nil
+	return l.release(n)
 }
 
 // SetCapacity changes the capacity (>= 1) for every process. Raising it lets
 // waiters that now fit through; lowering it revokes nothing.
 func (l *SharedLimiter) SetCapacity(capacity int64) error {
-	var r C.bg_res
-	hnd, err := l.enter("SetCapacity")
-	if err != nil {
-		return err
+	if l == nil {
+		return errClosed("SetCapacity", sharedLimiterCalls.what)
 	}
-	st := C.bg_shared_limiter_set_capacity(&r, hnd, C.int64_t(capacity))
-	l.mu.RUnlock()
-	if st != C.BERTH_OK {
-		return resError(st, &r)
-	}
-	return nil
+	return l.setCapacity(capacity)
 }
 
 // Stats reads the counters of the limiter, after reclaiming the permits of
