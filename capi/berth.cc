@@ -1260,7 +1260,8 @@ berth_status berth_shared_limiter_get_stats(berth_shared_limiter_stats* out_stat
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_stats != nullptr, fn, "out_stats is NULL");
     BERTH_HANDLE(lo, limiter, fn);
-    const berth::SharedLimiterStats s = lo->limiter->Stats();
+    berth::SharedLimiterStats s;
+    BERTH_CHECK(lo->limiter->Stats(&s), fn);
     *out_stats = berth_shared_limiter_stats{s.capacity, s.in_use,   s.waiting,   s.holders,
                                             s.granted,  s.rejected, s.timed_out, s.reclaimed};
     return BERTH_OK;

@@ -54,7 +54,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define BERTH_ABI_VERSION_MAJOR 0
-#define BERTH_ABI_VERSION_MINOR 4
+#define BERTH_ABI_VERSION_MINOR 5
 #define BERTH_ABI_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define BERTH_ABI_VERSION                                        \
@@ -740,18 +740,45 @@ BERTH_API berth_status berth_notifier_drain(size_t* out_count, berth_notifier* n
 /* A concurrency limiter in the POSIX shared-memory region "/berth.<name>",  */
 /* so one capacity holds across every worker process that opens it. Permits  */
 /* belong to processes, not handles: a process releases what it acquired,   */
-/* through any of its handles. If a process dies holding permits (crash,     */
-/* SIGKILL), they come back: holders are recorded by pid and start time, and */
-/* a holder that is gone, a zombie, or a different process under a reused   */
-/* pid is reclaimed when another process looks (any acquire that does not    */
-/* fit, every stats call, and every 50 ms while someone waits). The region's */
-/* mutex is robust, so a process dying inside a call blocks nobody. Waiters  */
-/* are FIFO across processes. A region that is not a Berth shared limiter of */
-/* this layout is refused with BERTH_ERR_BAD_REGION and left untouched.      */
+/* through any of its handles; closing its last handle on the region gives  */
+/* back what it still holds.                                                 */
 /*                                                                           */
-/* Names: 1 to 200 bytes of [A-Za-z0-9._-]. Limits: 128 holding processes    */
-/* and 256 waiting threads at once.                                          */
-/* Threading: every call is thread-safe and process-safe.                    */
+/* Liveness (since 0.5): each process with the region open holds a POSIX     */
+/* record lock on its own slot's byte of the region file. The kernel drops   */
+/* that lock when the process dies, however it dies, so a dead process's     */
+/* permits and waits come back when another process looks (any acquire that  */
+/* does not fit, every stats call, and every 50 ms while someone waits).     */
+/* No pid is compared: this holds across pid namespaces (containers of one   */
+/* pod sharing /dev/shm), after pid reuse (pid 1 in every restarted          */
+/* container) and without /proc. One trap of record locks: a process that    */
+/* closes any fd of the region file drops its locks, so do not open         */
+/* /dev/shm/berth.<name> yourself in a process that uses the limiter.        */
+/* The region's lock is robust: a process dying inside a call blocks nobody, */
+/* and no call waits for it longer than 2 s while its owner is alive (then   */
+/* BERTH_ERR_BAD_REGION: the owner is stopped, or the region was written by  */
+/* something else). Waiters are FIFO across processes.                       */
+/*                                                                           */
+/* Trust (since 0.5): a region that belongs to another user, or that group   */
+/* or others may write, is refused with BERTH_ERR_BAD_REGION (there is no    */
+/* group-shared mode yet: processes sharing a limiter run as one uid). So is */
+/* one whose header does not match this layout, and one whose checked        */
+/* counters (capacity, in-use, slots, waiters carry check words, verified on */
+/* every call for what decides a grant and on every stats call for the rest) */
+/* were overwritten: a damaged region is refused by every process from then  */
+/* on, never read as a different capacity. A process of the same user can   */
+/* still truncate or rewrite the region (a shared mapping cannot prevent     */
+/* it); the checks make that a refusal, and truncation kills the mapping     */
+/* process with SIGBUS, as for any shared mapping.                           */
+/*                                                                           */
+/* fork: a handle inherited by a forked child works in the child, as a new   */
+/* process: it holds no permits and no asynchronous tickets (the parent's    */
+/* stay the parent's; claim/cancel of them in the child answer 0 /           */
+/* BERTH_CANCEL_UNKNOWN), and takes a slot of its own on first use.          */
+/*                                                                           */
+/* Names: 1 to 200 bytes of [A-Za-z0-9._-]. Limits: 256 processes with the  */
+/* region open and 256 waiting threads at once.                              */
+/* Threading: every call is thread-safe and process-safe. Every call below   */
+/* except _unlink can fail with BERTH_ERR_BAD_REGION as described above.     */
 /* ------------------------------------------------------------------------ */
 
 typedef struct berth_shared_limiter_stats {
@@ -778,10 +805,10 @@ BERTH_API berth_status berth_shared_limiter_open(berth_shared_limiter** out_limi
                                                  const char* name, size_t name_len,
                                                  int64_t capacity, int create);
 
-/* Closes a handle (unmaps). Permits this process holds stay held until it
- * releases them through another handle or exits. NULL is a no-op. No call
- * may be in flight on the handle; later calls with it get
- * BERTH_ERR_BAD_HANDLE. Since 0.3. */
+/* Closes a handle (unmaps). Permits this process holds stay held while it
+ * has another handle on the region open; closing its last one gives them
+ * back (since 0.5). NULL is a no-op. No call may be in flight on the handle;
+ * later calls with it get BERTH_ERR_BAD_HANDLE. Since 0.3. */
 BERTH_API berth_status berth_shared_limiter_close(berth_shared_limiter* limiter);
 
 /* Removes the name; processes that have it open keep using the region.
@@ -804,9 +831,8 @@ BERTH_API berth_status berth_shared_limiter_acquire(berth_shared_limiter* limite
  * posts each grant's token to its notifier. Claim or cancel as for the
  * in-process limiter; cancelling the ticket being waited for interrupts
  * that wait, and anything granted to a cancelled ticket goes back. Closing
- * the handle stops the thread and returns unclaimed grants. A handle must
- * not be used for async waits in a process forked after it was opened
- * (open one per process). Since 0.3. */
+ * the handle stops the thread and returns unclaimed grants. In a forked
+ * child the handle starts with no tickets and its own thread. Since 0.3. */
 BERTH_API berth_status berth_shared_limiter_acquire_async(int* out_granted_now,
                                                           uint64_t* out_ticket,
                                                           berth_shared_limiter* limiter,

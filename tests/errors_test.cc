@@ -631,6 +631,15 @@ Table Build(World& w) {
            close(fd);
            const berth_status st = wrote ? open("berth-errors-test-foreign", 1, 1)(Handles{}) : BERTH_ERR_INTERNAL;
            shm_unlink("/berth.berth-errors-test-foreign");
+           return st; }},
+        {"a region others may write (mode 0666)", [open](const Handles&) -> berth_status {
+           // Made by Berth, then opened up: whoever could write it is not trusted.
+           berth_status st = open("berth-errors-test-mode", 1, 1)(Handles{});
+           const int fd = shm_open("/berth.berth-errors-test-mode", O_RDWR, 0);
+           if (st != BERTH_OK || fd < 0 || fchmod(fd, 0666) != 0) st = BERTH_ERR_INTERNAL;
+           if (fd >= 0) close(fd);
+           if (st == BERTH_OK) st = open("berth-errors-test-mode", 1, 0)(Handles{});
+           shm_unlink("/berth.berth-errors-test-mode");
            return st; }}});
   t.Fn("berth_shared_limiter_close", {shared}, [](const Handles& h) { return berth_shared_limiter_close(h.shared()); }, {});
   t.Fn("berth_shared_limiter_unlink", {}, nullptr,

@@ -2,43 +2,49 @@
 
 #include <fcntl.h>
 #include <linux/futex.h>
-#include <signal.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <climits>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <new>
 #include <mutex>
+#include <new>
 #include <thread>
+#include <vector>
 
 namespace berth {
 
 namespace {
 
 constexpr uint64_t kMagic = 0x4C485348'54524542ull;  // "BERTHSHL"
-constexpr uint32_t kLayoutVersion = 2;
+constexpr uint32_t kLayoutVersion = 3;
 constexpr auto kReclaimEvery = std::chrono::milliseconds(50);
 
-struct Holder {
-  int32_t pid;  // 0: free
-  uint32_t reserved;
-  uint64_t start_time;  // /proc/<pid>/stat field 22: tells a reused pid apart
-  int64_t permits;
-};
-
-struct Waiter {
-  uint64_t ticket;  // 0: free; smaller is earlier
-  int32_t pid;
-  uint32_t reserved;
-  uint64_t start_time;
-  int64_t n;
-};
+// A keyed mix of words (splitmix64's finaliser over a running sum): the check
+// words of the region. Not a defence against an adversary of the same user
+// (who can write anything); it makes bytes written by something else, or a
+// region of another layout, fail the check instead of being obeyed.
+constexpr uint64_t Mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+  h ^= h >> 30;
+  h *= 0xBF58476D1CE4E5B9ull;
+  h ^= h >> 27;
+  h *= 0x94D049BB133111EBull;
+  return h ^ (h >> 31);
+}
+template <class... V>
+constexpr uint64_t Seal(uint64_t tag, V... v) {
+  uint64_t h = Mix(kMagic, tag);
+  ((h = Mix(h, static_cast<uint64_t>(v))), ...);
+  return h;
+}
 
 std::string RegionName(std::string_view name) { return "/berth." + std::string(name); }
 
@@ -54,40 +60,10 @@ Status CheckSharedName(std::string_view name) {
   return {};
 }
 
-// Start time of a process (clock ticks since boot) and whether it is a live
-// process, not a zombie. nullopt if it does not exist.
-struct ProcInfo {
-  uint64_t start_time;
-  bool zombie;
-};
-
-std::optional<ProcInfo> ReadProc(int32_t pid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  const int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  char buf[1024];
-  const ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return std::nullopt;
-  buf[n] = '\0';
-  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so
-  // parse from the last ')'.
-  const char* p = std::strrchr(buf, ')');
-  if (p == nullptr || p[1] != ' ') return std::nullopt;
-  p += 2;
-  const char state = *p;
-  // Fields after comm: 3 state, 4 ppid, ... 22 starttime.
-  int field = 3;
-  while (*p != '\0' && field < 22) {
-    if (*p++ == ' ') ++field;
-  }
-  if (field != 22) return std::nullopt;
-  return ProcInfo{std::strtoull(p, nullptr, 10), state == 'Z' || state == 'X'};
-}
-
-// getpid() is a real system call (glibc stopped caching it); every
-// operation needs it, so it is cached and refreshed in forked children.
+// getpid() is a real system call (glibc stopped caching it); every call
+// compares it with the pid its slot was taken in, so it is cached and
+// refreshed in forked children. Only ever compared with itself: liveness
+// never depends on pids.
 std::atomic<int32_t> g_pid{0};
 std::once_flag g_pid_once;
 
@@ -99,91 +75,9 @@ int32_t SelfPid() {
   return g_pid.load(std::memory_order_relaxed);
 }
 
-uint64_t SelfStartTime() {
-  // Cached per pid: a forked child has its own.
-  static thread_local int32_t cached_pid = 0;
-  static thread_local uint64_t cached = 0;
-  const int32_t pid = SelfPid();
-  if (pid != cached_pid) {
-    std::optional<ProcInfo> info = ReadProc(pid);
-    cached = info ? info->start_time : 0;
-    cached_pid = pid;
-  }
-  return cached;
-}
-
-bool Alive(int32_t pid, uint64_t start_time) {
-  if (pid == SelfPid()) return true;
-  std::optional<ProcInfo> info = ReadProc(pid);
-  return info && !info->zombie && info->start_time == start_time;
-}
-
 long Futex(std::atomic<uint32_t>* addr, int op, uint32_t val, const timespec* timeout) {
   // Not FUTEX_PRIVATE_FLAG: waiters and wakers are in different processes.
   return syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), op, val, timeout, nullptr, 0);
-}
-
-}  // namespace
-
-// The region's lock: robust like a PTHREAD_MUTEX_ROBUST mutex (a process
-// that dies holding it does not wedge the others), but cheap: one CAS to
-// lock and one store to unlock, a short spin before sleeping on a shared
-// futex, and a syscall on unlock only when someone sleeps. The owner word
-// names the holder by pid and start time; a sleeper that wakes (at least
-// every 10 ms) to find the owner dead takes the lock over, and the caller
-// recounts. (The robust pthread mutex maintained a per-thread robust list in
-// the shared line on every lock and unlock: ~10x the in-process cost.)
-struct RegionMutex {
-  std::atomic<uint64_t> owner;     // 0 free, else pid << 32 | start time low bits
-  std::atomic<uint32_t> sleepers;
-  std::atomic<uint32_t> wakeups;   // the futex word sleepers wait on
-};
-
-struct SharedLimiter::Region {
-  uint64_t magic;
-  uint32_t version;
-  uint32_t size;
-  std::atomic<uint32_t> ready;  // the creator sets it last
-  std::atomic<uint32_t> wake;   // bumped on every change waiters care about
-  uint32_t queued;              // queued waiters; may run high after a crash
-                                // (costs a scan or a wake, never a grant) and
-                                // is recounted whenever dead ones are reclaimed
-  RegionMutex mu;
-  int64_t capacity;
-  int64_t in_use;               // = sum of live holders' permits; recounted
-                                // when a process died holding the mutex
-  uint64_t granted, rejected, timed_out, reclaimed;
-  uint64_t next_ticket;
-  Holder holders[kSharedHolders];
-  Waiter waiters[kSharedWaiters];
-};
-
-namespace {
-
-using Region = SharedLimiter::Region;
-
-// The counters kept beside the slots (in-use, queued) can only disagree
-// with the slots if a process died between two stores, which it can only do
-// holding the lock: whoever takes the lock over from it recounts.
-void Recount(Region* r) {
-  int64_t in_use = 0;
-  for (const Holder& h : r->holders) in_use += h.pid != 0 ? h.permits : 0;
-  uint32_t queued = 0;
-  for (const Waiter& w : r->waiters) queued += w.ticket != 0 ? 1 : 0;
-  r->in_use = in_use;
-  r->queued = queued;
-}
-
-uint64_t SelfTag() {
-  return static_cast<uint64_t>(static_cast<uint32_t>(SelfPid())) << 32 |
-         (SelfStartTime() & 0xFFFFFFFFu);
-}
-
-bool TagAlive(uint64_t tag) {
-  const auto pid = static_cast<int32_t>(tag >> 32);
-  if (pid == SelfPid()) return true;
-  std::optional<ProcInfo> info = ReadProc(pid);
-  return info && !info->zombie && (info->start_time & 0xFFFFFFFFu) == (tag & 0xFFFFFFFFu);
 }
 
 inline void Pause() {
@@ -192,20 +86,212 @@ inline void Pause() {
 #endif
 }
 
-// Returns true if the lock was taken over from a dead owner.
-bool LockRegion(RegionMutex* m) {
-  const uint64_t me = SelfTag();
+// Slot i's liveness lock: byte i of the region file (advisory; it does not
+// affect reads or writes of the mapping). POSIX record locks belong to the
+// process, are not inherited by fork, and are dropped by the kernel when the
+// process exits however it exits.
+struct flock SlotByte(short type, int i) {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = i;
+  fl.l_len = 1;
+  return fl;
+}
+
+bool LockSlotByte(int fd, int i) {
+  struct flock fl = SlotByte(F_WRLCK, i);
+  return fcntl(fd, F_SETLK, &fl) == 0;
+}
+
+void UnlockSlotByte(int fd, int i) {
+  struct flock fl = SlotByte(F_UNLCK, i);
+  (void)fcntl(fd, F_SETLK, &fl);
+}
+
+// Whether another process holds slot i's lock. A failing query counts as
+// held: when in doubt nothing is reclaimed (a stuck permit, never an extra
+// one).
+bool OtherHoldsSlotByte(int fd, int i) {
+  struct flock fl = SlotByte(F_WRLCK, i);
+  if (fcntl(fd, F_GETLK, &fl) != 0) return true;
+  return fl.l_type != F_UNLCK;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// The shared layout
+// ---------------------------------------------------------------------------
+
+struct Slot {                    // one per process with the region open
+  std::atomic<uint32_t> epoch;   // bumped by each process that takes the slot
+  uint32_t reserved;
+  int64_t permits;               // held by the slot's process
+  uint64_t check;                // Seal(index, permits)
+};
+
+struct Waiter {
+  uint64_t ticket;  // 0: free; smaller is earlier
+  uint32_t slot;    // the waiting process's slot and epoch
+  uint32_t epoch;
+  int64_t n;
+  uint64_t check;   // Seal(ticket, slot, epoch, n)
+};
+
+// The region's lock: robust like a PTHREAD_MUTEX_ROBUST mutex (a process
+// that dies holding it does not wedge the others), but cheap: one CAS to
+// lock and one store to unlock, a short spin before sleeping on a shared
+// futex, and a syscall on unlock only when someone sleeps. The owner word
+// is the owner's slot and epoch; a sleeper that wakes (at least every
+// 10 ms) to find that slot's lock free or its epoch moved on takes the lock
+// over, and recounts.
+struct RegionMutex {
+  std::atomic<uint64_t> owner;     // 0 free, else epoch << 32 | (slot + 1)
+  std::atomic<uint32_t> sleepers;
+  std::atomic<uint32_t> wakeups;   // the futex word sleepers wait on
+};
+
+struct SharedLimiter::Region {
+  // Written once by the creator.
+  uint64_t magic;
+  uint32_t version;
+  uint32_t size;
+  uint32_t slots;
+  uint32_t waiters;
+  uint64_t header_check;         // Seal(1, magic, version, size, slots, waiters)
+  std::atomic<uint32_t> ready;   // the creator sets it last
+  std::atomic<uint32_t> wake;    // bumped on every change waiters care about
+  RegionMutex mu;
+  // Under mu.
+  int64_t capacity;
+  uint64_t capacity_check;       // Seal(2, capacity): written only by a capacity change
+  int64_t in_use;                // = sum of the slots' permits
+  uint64_t queued;               // = waiters with a ticket
+  uint64_t next_ticket;
+  uint64_t counts_check;         // Seal(3, in_use, queued, next_ticket)
+  uint64_t granted, rejected, timed_out, reclaimed;  // statistics only
+  Slot slot[kSharedProcesses];
+  Waiter waiter[kSharedWaiters];
+};
+
+namespace {
+
+using Region = SharedLimiter::Region;
+
+constexpr uint64_t HeaderCheck() {
+  return Seal(1, kMagic, kLayoutVersion, sizeof(Region), kSharedProcesses, kSharedWaiters);
+}
+uint64_t SlotCheck(int i, int64_t permits) { return Seal(4, i, permits); }
+uint64_t WaiterCheck(const Waiter& w) { return Seal(5, w.ticket, w.slot, w.epoch, w.n); }
+
+void SealCounts(Region* r) { r->counts_check = Seal(3, r->in_use, r->queued, r->next_ticket); }
+void SealSlot(Region* r, int i) { r->slot[i].check = SlotCheck(i, r->slot[i].permits); }
+void SealWaiter(Waiter& w) { w.check = WaiterCheck(w); }
+
+}  // namespace
+
+// A process's membership of one region: the fd its slot lock is held
+// through, and the slot. One per (process, region file), shared by all the
+// process's handles on it. POSIX record locks have one trap: closing ANY fd
+// of the file drops all of the process's locks on it, so every fd Berth
+// opens on an attached file stays open until the process leaves it.
+struct SharedLimiter::Attachment {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  int fd = -1;
+  std::vector<int, Alloc<int>> spare;  // other fds opened on the file meanwhile
+  int refs = 0;                         // handles of this process
+  std::atomic<int32_t> pid{0};          // the process holding `slot` (0: none)
+  int slot = -1;
+  uint32_t epoch = 0;
+};
+
+namespace {
+
+using Attachment = SharedLimiter::Attachment;
+
+// The process's attachments. Process-wide by nature (record locks are per
+// process); made on first use and never destroyed. Its mutex is held across
+// fork (atfork), so a child never inherits it locked.
+struct AttachTable {
+  std::mutex mu;
+  std::vector<Attachment*, Alloc<Attachment*>> list;
+
+  static AttachTable& Get() {
+    static AttachTable* table = [] {
+      auto* t = new AttachTable();  // leaked on purpose: handles may outlive static destruction
+      pthread_atfork([] { Get().mu.lock(); }, [] { Get().mu.unlock(); },
+                     [] { Get().mu.unlock(); });
+      return t;
+    }();
+    return *table;
+  }
+
+  Attachment* Find(dev_t dev, ino_t ino) {
+    for (Attachment* a : list) {
+      if (a->dev == dev && a->ino == ino) return a;
+    }
+    return nullptr;
+  }
+
+  // An fd on a file this process may be attached to: closing it would drop
+  // the attachment's locks, so it is kept with the attachment instead.
+  void Dispose(int fd) {
+    struct stat st {};
+    if (fstat(fd, &st) == 0) {
+      if (Attachment* a = Find(st.st_dev, st.st_ino)) {
+        a->spare.push_back(fd);
+        return;
+      }
+    }
+    close(fd);
+  }
+};
+
+// Who is calling: this process's slot in the region.
+struct Me {
+  int slot;
+  uint32_t epoch;
+  int fd;
+  uint64_t tag() const { return static_cast<uint64_t>(epoch) << 32 | static_cast<uint64_t>(slot + 1); }
+};
+
+bool SlotAlive(const Region* r, const Me& me, uint32_t slot, uint32_t epoch) {
+  if (slot >= static_cast<uint32_t>(kSharedProcesses)) return false;
+  if (r->slot[slot].epoch.load(std::memory_order_relaxed) != epoch) return false;
+  if (static_cast<int>(slot) == me.slot) return epoch == me.epoch;
+  return OtherHoldsSlotByte(me.fd, static_cast<int>(slot));
+}
+
+bool TagAlive(const Region* r, const Me& me, uint64_t tag) {
+  const uint64_t low = tag & 0xFFFFFFFFu;
+  if (low == 0) return false;
+  return SlotAlive(r, me, static_cast<uint32_t>(low - 1), static_cast<uint32_t>(tag >> 32));
+}
+
+enum class Locked { kYes, kTookOver, kStuck };
+
+Locked LockRegion(Region* r, const Me& me) {
+  RegionMutex* m = &r->mu;
+  const uint64_t tag = me.tag();
+  std::optional<SharedLimiter::Clock::time_point> give_up;
   for (int spin = 0;; ++spin) {
     uint64_t cur = m->owner.load(std::memory_order_relaxed);
-    if (cur == 0 && m->owner.compare_exchange_weak(cur, me, std::memory_order_acquire)) return false;
+    if (cur == 0 && m->owner.compare_exchange_weak(cur, tag, std::memory_order_acquire)) {
+      return Locked::kYes;
+    }
     if (spin < 200) {
       Pause();
       continue;
     }
-    if (cur != 0 && !TagAlive(cur)) {
-      if (m->owner.compare_exchange_strong(cur, me, std::memory_order_acquire)) return true;
+    if (cur != 0 && !TagAlive(r, me, cur)) {
+      if (m->owner.compare_exchange_strong(cur, tag, std::memory_order_acquire)) return Locked::kTookOver;
       continue;
     }
+    const auto now = SharedLimiter::Clock::now();
+    if (!give_up) give_up = now + kLockPatience;
+    if (now >= *give_up) return Locked::kStuck;
     // Announce, then re-check before sleeping: an unlock either sees us and
     // wakes, or we see it free.
     m->sleepers.fetch_add(1, std::memory_order_seq_cst);
@@ -227,87 +313,127 @@ void UnlockRegion(RegionMutex* m) {
   }
 }
 
-// Holds the region's lock; a previous owner that died is forgiven and the
-// counts are recounted.
-class RegionLock {
- public:
-  explicit RegionLock(Region* r) : r_(r) { Relock(); }
-  ~RegionLock() { UnlockRegion(&r_->mu); }
-  void Unlock() { UnlockRegion(&r_->mu); }
-  void Relock() {
-    if (LockRegion(&r_->mu)) Recount(r_);
+// The header check word of a region found damaged: every process's next
+// call on it fails the header check, so damage found by one (in a full check)
+// is refused by all, not only by the one that looked.
+constexpr uint64_t kPoisoned = ~HeaderCheck();
+
+Status Damaged(Region* r, const std::string& path, const std::string& what) {
+  r->header_check = kPoisoned;
+  return {Code::kBadRegion, "'" + path + "' is damaged (" + what +
+                                "): refusing to use it; unlink and recreate it"};
+}
+
+// The header: written once, checked on every call.
+Status CheckHeader(const Region* r, const std::string& path) {
+  if (r->magic == kMagic && r->header_check == kPoisoned) {
+    return {Code::kBadRegion, "'" + path + "' was found damaged: refusing to use it; unlink and recreate it"};
   }
+  if (r->magic != kMagic || r->version != kLayoutVersion || r->size != sizeof(Region) ||
+      r->slots != static_cast<uint32_t>(kSharedProcesses) ||
+      r->waiters != static_cast<uint32_t>(kSharedWaiters) || r->header_check != HeaderCheck()) {
+    return {Code::kBadRegion, "'" + path + "' is not a Berth shared limiter of this layout"};
+  }
+  return {};
+}
 
- private:
-  Region* r_;
-};
+// What every call relies on: the header, the capacity, the counts and the
+// caller's own slot. O(1).
+Status CheckCounts(Region* r, const Me& me, const std::string& path) {
+  if (Status s = CheckHeader(r, path); !s.ok()) return s;
+  if (r->capacity < 1 || r->capacity_check != Seal(2, r->capacity)) {
+    return Damaged(r, path, "capacity fails its check");
+  }
+  if (r->in_use < 0 || r->queued > static_cast<uint64_t>(kSharedWaiters) || r->next_ticket == 0 ||
+      r->counts_check != Seal(3, r->in_use, r->queued, r->next_ticket)) {
+    return Damaged(r, path, "the counts fail their check");
+  }
+  const Slot& mine = r->slot[me.slot];
+  if (mine.epoch.load(std::memory_order_relaxed) != me.epoch) {
+    return Damaged(r, path, "this process's slot " + std::to_string(me.slot) + " was taken over");
+  }
+  if (mine.permits < 0 || mine.check != SlotCheck(me.slot, mine.permits)) {
+    return Damaged(r, path, "this process's slot fails its check");
+  }
+  return {};
+}
 
-int64_t InUse(const Region* r) { return r->in_use; }
+// The whole region: every slot and waiter, and the counts against them.
+// O(slots + waiters). With `reseal`, after taking the lock over from a dead
+// owner (which may have died between a value and its check word), values in
+// range are resealed and the counts rebuilt; the capacity is never resealed.
+Status CheckAll(Region* r, const std::string& path, bool reseal) {
+  int64_t in_use = 0;
+  for (int i = 0; i < kSharedProcesses; ++i) {
+    Slot& s = r->slot[i];
+    if (s.permits < 0) return Damaged(r, path, "slot " + std::to_string(i) + " holds a negative count");
+    if (reseal) {
+      SealSlot(r, i);
+    } else if (s.check != SlotCheck(i, s.permits)) {
+      return Damaged(r, path, "slot " + std::to_string(i) + " fails its check");
+    }
+    if (__builtin_add_overflow(in_use, s.permits, &in_use)) return Damaged(r, path, "permits overflow");
+  }
+  uint64_t queued = 0, last_ticket = 0;
+  for (Waiter& w : r->waiter) {
+    if (w.ticket == 0) continue;
+    if (w.slot >= static_cast<uint32_t>(kSharedProcesses) || w.n < 1) {
+      return Damaged(r, path, "a waiter is out of range");
+    }
+    if (reseal) {
+      SealWaiter(w);
+    } else if (w.check != WaiterCheck(w)) {
+      return Damaged(r, path, "a waiter fails its check");
+    }
+    ++queued;
+    last_ticket = std::max(last_ticket, w.ticket);
+  }
+  if (reseal) {
+    r->in_use = in_use;
+    r->queued = queued;
+    if (r->next_ticket <= last_ticket) r->next_ticket = last_ticket + 1;
+    if (r->next_ticket == 0) return Damaged(r, path, "tickets overflow");
+    SealCounts(r);
+  } else if (r->in_use != in_use || r->queued != queued || r->next_ticket <= last_ticket) {
+    return Damaged(r, path, "the counts disagree with the slots");
+  }
+  return {};
+}
 
-// Frees the slots of dead processes, giving their permits back.
-bool Reclaim(Region* r) {
+// Frees dead processes' slots (giving their permits back) and waiters.
+bool Reclaim(Region* r, const Me& me) {
   bool changed = false;
-  for (Holder& h : r->holders) {
-    if (h.pid != 0 && !Alive(h.pid, h.start_time)) {
-      r->reclaimed += static_cast<uint64_t>(h.permits);
-      r->in_use -= h.permits;
-      h.pid = 0;
-      h.permits = 0;
+  for (int i = 0; i < kSharedProcesses; ++i) {
+    Slot& s = r->slot[i];
+    // A slot failing its check is left for CheckAll to report, not laundered.
+    if (s.permits > 0 && i != me.slot && s.check == SlotCheck(i, s.permits) &&
+        !OtherHoldsSlotByte(me.fd, i)) {
+      r->reclaimed += static_cast<uint64_t>(s.permits);
+      r->in_use -= s.permits;
+      s.permits = 0;
+      SealSlot(r, i);
       changed = true;
     }
   }
-  uint32_t waiting = 0;
-  for (Waiter& w : r->waiters) {
-    if (w.ticket != 0 && !Alive(w.pid, w.start_time)) {
+  for (Waiter& w : r->waiter) {
+    if (w.ticket != 0 && !SlotAlive(r, me, w.slot, w.epoch)) {
       w.ticket = 0;
+      --r->queued;
       changed = true;
     }
-    waiting += w.ticket != 0 ? 1 : 0;
   }
-  r->queued = waiting;
+  if (changed) SealCounts(r);
   return changed;
 }
 
-Holder* OwnSlotScan(Region* r, bool allocate, int32_t pid, uint64_t start) {
-  Holder* free_slot = nullptr;
-  for (Holder& h : r->holders) {
-    if (h.pid == pid && h.start_time == start) return &h;
-    if (h.pid == 0 && free_slot == nullptr) free_slot = &h;
-  }
-  if (!allocate || free_slot == nullptr) return nullptr;
-  free_slot->start_time = start;
-  free_slot->permits = 0;
-  free_slot->pid = pid;
-  return free_slot;
-}
-
-// This process's holder slot; `hint` remembers where it was last time.
-Holder* OwnSlot(Region* r, bool allocate, int* hint) {
-  const int32_t pid = SelfPid();
-  const uint64_t start = SelfStartTime();
-  if (*hint >= 0 && r->holders[*hint].pid == pid && r->holders[*hint].start_time == start) {
-    return &r->holders[*hint];
-  }
-  Holder* found = OwnSlotScan(r, allocate, pid, start);
-  if (found != nullptr) *hint = static_cast<int>(found - r->holders);
-  return found;
-}
-
-
-// The earliest live waiter's ticket, 0 if none.
+// The earliest waiter's ticket, 0 if none.
 uint64_t HeadTicket(const Region* r) {
   if (r->queued == 0) return 0;
   uint64_t head = 0;
-  for (const Waiter& w : r->waiters) {
+  for (const Waiter& w : r->waiter) {
     if (w.ticket != 0 && (head == 0 || w.ticket < head)) head = w.ticket;
   }
   return head;
-}
-
-int64_t Waiting(const Region* r) {
-  int64_t n = 0;
-  for (const Waiter& w : r->waiters) n += w.ticket != 0 ? 1 : 0;
-  return n;
 }
 
 void WakeAll(Region* r) {
@@ -318,35 +444,173 @@ void WakeAll(Region* r) {
   Futex(&r->wake, FUTEX_WAKE, INT_MAX, nullptr);
 }
 
-// Grants n to this process if it fits; false if it does not, or if no holder
-// slot is free (then the caller waits like for permits).
-bool GrantLocked(Region* r, int64_t n, int* hint) {
-  if (n > r->capacity - InUse(r)) return false;  // no overflow near INT64_MAX
-  Holder* h = OwnSlot(r, true, hint);
-  if (h == nullptr && Reclaim(r)) h = OwnSlot(r, true, hint);  // slots of dead processes
-  if (h == nullptr) return false;
-  h->permits += n;
+// Moves n permits to (n > 0) or from (n < 0) slot i.
+void AddPermits(Region* r, int i, int64_t n) {
+  r->slot[i].permits += n;
+  SealSlot(r, i);
   r->in_use += n;
+  SealCounts(r);
+}
+
+// Grants n to the caller if it fits (no overflow: 0 <= in_use, capacity >= 1).
+bool GrantLocked(Region* r, const Me& me, int64_t n) {
+  if (n > r->capacity - r->in_use) return false;
+  AddPermits(r, me.slot, n);
   ++r->granted;
   return true;
 }
 
-// A handle's cached slot index, read at the start of a call and written
-// back at the end (threads share the handle; the hint is only a hint).
-struct HintSlot {
-  explicit HintSlot(std::atomic<int>& a) : cached(a), v(a.load(std::memory_order_relaxed)) {}
-  ~HintSlot() { cached.store(v, std::memory_order_relaxed); }
-  std::atomic<int>& cached;
-  int v;
-};
+Status TooLarge(int64_t n, int64_t capacity) {
+  return {Code::kInvalidArgument, "n (" + std::to_string(n) + ") exceeds the capacity (" +
+                                      std::to_string(capacity) + ")"};
+}
+
+Status Stuck(const std::string& path) {
+  return {Code::kBadRegion, "the lock of '" + path + "' has been held for over " +
+                                std::to_string(kLockPatience.count()) +
+                                " ms by a live process: it is stopped, or the region was written "
+                                "by something else"};
+}
+
+// Takes a free slot for this process: the first whose byte lock it can get.
+// Then, under the region's lock, whatever the slot's previous process left
+// (it is dead: its lock was free) is reclaimed. The table's mutex is held.
+Status Join(Region* r, Attachment* a, const std::string& path) {
+  int slot = -1;
+  for (int i = 0; i < kSharedProcesses && slot < 0; ++i) {
+    if (LockSlotByte(a->fd, i)) slot = i;
+  }
+  if (slot < 0) {
+    return {Code::kInternal, "'" + path + "' is open in " + std::to_string(kSharedProcesses) +
+                                 " processes already (the limit)"};
+  }
+  uint32_t epoch = r->slot[slot].epoch.load(std::memory_order_relaxed) + 1;
+  if (epoch == 0) epoch = 1;
+  r->slot[slot].epoch.store(epoch, std::memory_order_relaxed);
+  const Me me{slot, epoch, a->fd};
+  const Locked l = LockRegion(r, me);
+  Status s = l == Locked::kStuck ? Stuck(path) : CheckHeader(r, path);
+  if (s.ok() && l == Locked::kTookOver) s = CheckAll(r, path, true);
+  Slot& mine = r->slot[slot];
+  if (s.ok() && (mine.permits < 0 || mine.permits > r->in_use ||
+                 mine.check != SlotCheck(slot, mine.permits))) {
+    s = Damaged(r, path, "slot " + std::to_string(slot) + " fails its check");
+  }
+  if (s.ok()) {
+    if (mine.permits != 0) {  // left by the slot's previous process, now dead
+      r->reclaimed += static_cast<uint64_t>(mine.permits);
+      r->in_use -= mine.permits;
+      mine.permits = 0;
+      SealSlot(r, slot);
+    }
+    for (Waiter& w : r->waiter) {
+      if (w.ticket != 0 && w.slot == static_cast<uint32_t>(slot)) {
+        w.ticket = 0;
+        --r->queued;
+      }
+    }
+    SealCounts(r);
+    s = CheckCounts(r, me, path);
+  }
+  if (l != Locked::kStuck) UnlockRegion(&r->mu);
+  if (!s.ok()) {
+    UnlockSlotByte(a->fd, slot);
+    return s;
+  }
+  a->slot = slot;
+  a->epoch = epoch;
+  a->pid.store(SelfPid(), std::memory_order_release);
+  return {};
+}
+
+// Leaves the region: gives back what the process still holds, then drops
+// the slot (closing the fds drops its lock). The table's mutex is held.
+void Leave(Region* r, Attachment* a, const std::string& path) {
+  if (a->pid.load(std::memory_order_relaxed) == SelfPid()) {
+    const Me me{a->slot, a->epoch, a->fd};
+    const Locked l = LockRegion(r, me);
+    if (l != Locked::kStuck) {
+      if (l == Locked::kTookOver) (void)CheckAll(r, path, true);
+      if (CheckCounts(r, me, path).ok()) {
+        const int64_t held = r->slot[me.slot].permits;
+        if (held > 0 && held <= r->in_use) {
+          AddPermits(r, me.slot, -held);
+          r->wake.fetch_add(1, std::memory_order_release);
+          Futex(&r->wake, FUTEX_WAKE, INT_MAX, nullptr);
+        }
+      }
+      UnlockRegion(&r->mu);
+    }
+  }
+  // In a forked child that never used the handle there is no lock of this
+  // process to drop; closing its copies of the fds leaves the parent's alone.
+  close(a->fd);
+  for (int fd : a->spare) close(fd);
+}
 
 }  // namespace
+
+// One call's access to the region: who this process is (joining first in a
+// new process), the region's lock (bounded; recounting after a dead owner)
+// and the O(1) checks. The lock is released by the destructor.
+class SharedLimiter::Session {
+ public:
+  explicit Session(SharedLimiter* l) : l_(l), r_(l->region_) {}
+  ~Session() {
+    if (locked_) UnlockRegion(&r_->mu);
+  }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  Status Begin() {
+    Attachment* a = l_->att_;
+    if (a->pid.load(std::memory_order_acquire) != SelfPid()) {
+      AttachTable& t = AttachTable::Get();
+      std::lock_guard<std::mutex> lock(t.mu);
+      if (a->pid.load(std::memory_order_relaxed) != SelfPid()) {
+        if (Status s = Join(r_, a, l_->path_); !s.ok()) return s;
+      }
+    }
+    me_ = Me{a->slot, a->epoch, a->fd};
+    return Relock();
+  }
+  Status Relock() {
+    const Locked l = LockRegion(r_, me_);
+    if (l == Locked::kStuck) return Stuck(l_->path_);
+    locked_ = true;
+    if (l == Locked::kTookOver) {
+      if (Status s = CheckAll(r_, l_->path_, true); !s.ok()) return s;
+    }
+    return CheckCounts(r_, me_, l_->path_);
+  }
+  void Unlock() {
+    UnlockRegion(&r_->mu);
+    locked_ = false;
+  }
+  const Me& me() const { return me_; }
+
+ private:
+  SharedLimiter* l_;
+  Region* r_;
+  Me me_{};
+  bool locked_ = false;
+};
+
+SharedLimiter::SharedLimiter(Private, Region* region, size_t size, Attachment* att, std::string path)
+    : region_(region), size_(size), att_(att), path_(std::move(path)) {
+  Alloc<Async> alloc;
+  Async* a = alloc.allocate(1);
+  new (a) Async(SelfPid());
+  async_.store(a, std::memory_order_release);
+}
 
 Status SharedLimiter::Open(std::string_view name, int64_t capacity, bool create,
                            MiUnique<SharedLimiter>* out) {
   if (Status s = CheckSharedName(name); !s.ok()) return s;
   const std::string path = RegionName(name);
   const size_t size = sizeof(Region);
+  AttachTable& table = AttachTable::Get();
+  std::lock_guard<std::mutex> lock(table.mu);
   bool creator = false;
   int fd = -1;
   if (create) {
@@ -357,55 +621,112 @@ Status SharedLimiter::Open(std::string_view name, int64_t capacity, bool create,
     }
   }
   if (fd < 0) {
-    fd = shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0);
+    fd = shm_open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
     if (fd < 0) {
       if (errno == ENOENT) return {Code::kNotFound, "no shared limiter named '" + std::string(name) + "'"};
       return {Code::kInternal, "shm_open " + path + ": " + std::strerror(errno)};
     }
   }
+  auto refuse = [&](Status s) {
+    table.Dispose(fd);
+    return s;
+  };
   if (creator && ftruncate(fd, static_cast<off_t>(size)) != 0) {
     const int err = errno;
     close(fd);
     shm_unlink(path.c_str());
     return {Code::kInternal, std::string("ftruncate: ") + std::strerror(err)};
   }
-  // A region someone else is creating may not have its size yet: wait a bit.
+  // Who may have written it: only this user, and nobody else may write it.
   struct stat st {};
-  for (int i = 0; i < 200; ++i) {
-    if (fstat(fd, &st) != 0 || st.st_size != 0) break;
+  if (fstat(fd, &st) != 0) return refuse({Code::kInternal, std::string("fstat: ") + std::strerror(errno)});
+  if (!S_ISREG(st.st_mode)) return refuse({Code::kBadRegion, "'" + path + "' is not a regular file"});
+  if (st.st_uid != geteuid()) {
+    return refuse({Code::kBadRegion, "'" + path + "' belongs to uid " + std::to_string(st.st_uid) +
+                                         ", not to this process's uid " + std::to_string(geteuid()) +
+                                         ": refusing a region another user controls"});
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return refuse({Code::kBadRegion, "'" + path + "' is writable by group or others (mode " + mode +
+                                         "): refusing a region another user could have written"});
+  }
+  // A region someone else is creating may not have its size yet: wait a bit.
+  for (int i = 0; i < 200 && st.st_size == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (fstat(fd, &st) != 0) break;
   }
   if (static_cast<size_t>(st.st_size) != size) {
-    close(fd);
-    return {Code::kBadRegion, "'" + path + "' is " + std::to_string(st.st_size) +
-                                  " bytes, not a Berth shared limiter of this layout (" +
-                                  std::to_string(size) + ")"};
+    return refuse({Code::kBadRegion, "'" + path + "' is " + std::to_string(st.st_size) +
+                                         " bytes, not a Berth shared limiter of this layout (" +
+                                         std::to_string(size) + ")"});
   }
   void* mem = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  close(fd);
-  if (mem == MAP_FAILED) return {Code::kInternal, std::string("mmap: ") + std::strerror(errno)};
+  if (mem == MAP_FAILED) return refuse({Code::kInternal, std::string("mmap: ") + std::strerror(errno)});
   Region* r = static_cast<Region*>(mem);
   if (creator) {
     std::memset(static_cast<void*>(r), 0, size);
     r->magic = kMagic;
     r->version = kLayoutVersion;
     r->size = static_cast<uint32_t>(size);
+    r->slots = kSharedProcesses;
+    r->waiters = kSharedWaiters;
+    r->header_check = HeaderCheck();
     r->capacity = capacity;
-    r->in_use = 0;
-    r->next_ticket = 1;  // the lock and counters start at zero (memset)
+    r->capacity_check = Seal(2, capacity);
+    r->next_ticket = 1;  // the lock, counts and slots start at zero (memset)
+    SealCounts(r);
+    for (int i = 0; i < kSharedProcesses; ++i) SealSlot(r, i);
     r->ready.store(1, std::memory_order_release);
   } else {
     for (int i = 0; i < 200 && r->ready.load(std::memory_order_acquire) == 0; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    if (r->ready.load(std::memory_order_acquire) == 0 || r->magic != kMagic ||
-        r->version != kLayoutVersion || r->size != size || r->capacity < 1) {
+    Status s = r->ready.load(std::memory_order_acquire) == 0
+                   ? Status{Code::kBadRegion, "'" + path + "' was never initialised"}
+                   : CheckHeader(r, path);
+    if (!s.ok()) {
       munmap(mem, size);
-      return {Code::kBadRegion, "'" + path + "' is not an initialised Berth shared limiter of this layout"};
+      return refuse(std::move(s));
     }
   }
-  *out = MakeMiUnique<SharedLimiter>(Private{}, r, size);
+  // This process's attachment to the file: an existing one keeps its fd
+  // (and lock), this fd joins its spares; a new one takes a slot.
+  Attachment* a = table.Find(st.st_dev, st.st_ino);
+  if (a != nullptr) {
+    a->spare.push_back(fd);
+  } else {
+    Alloc<Attachment> alloc;
+    a = alloc.allocate(1);
+    new (a) Attachment();
+    a->dev = st.st_dev;
+    a->ino = st.st_ino;
+    a->fd = fd;
+    table.list.push_back(a);
+  }
+  if (a->pid.load(std::memory_order_relaxed) != SelfPid()) {
+    if (Status s = Join(r, a, path); !s.ok()) {
+      munmap(mem, size);
+      if (a->refs == 0) {
+        table.list.pop_back();
+        close(a->fd);
+        for (int f : a->spare) close(f);
+        a->~Attachment();
+        Alloc<Attachment>().deallocate(a, 1);
+      }
+      return s;
+    }
+  }
+  ++a->refs;
+  *out = MakeMiUnique<SharedLimiter>(Private{}, r, size, a, path);
   return {};
+}
+
+SharedLimiter::Layout SharedLimiter::LayoutForTesting() {
+  return Layout{sizeof(Region), offsetof(Region, mu) + offsetof(RegionMutex, owner),
+                offsetof(Region, capacity), offsetof(Region, in_use), offsetof(Region, slot),
+                sizeof(Slot)};
 }
 
 Status SharedLimiter::Unlink(std::string_view name) {
@@ -417,21 +738,56 @@ Status SharedLimiter::Unlink(std::string_view name) {
   return {};
 }
 
+SharedLimiter::Async& SharedLimiter::Local() {
+  Async* a = async_.load(std::memory_order_acquire);
+  const int32_t pid = SelfPid();
+  while (a->pid != pid) {
+    Alloc<Async> alloc;
+    Async* fresh = alloc.allocate(1);
+    new (fresh) Async(pid);
+    if (async_.compare_exchange_strong(a, fresh, std::memory_order_acq_rel)) return *fresh;
+    fresh->~Async();
+    alloc.deallocate(fresh, 1);
+  }
+  return *a;
+}
+
 SharedLimiter::~SharedLimiter() {
+  Async* a = async_.load(std::memory_order_acquire);
+  if (a->pid == SelfPid()) {
+    {
+      std::lock_guard<std::mutex> lock(a->mu);
+      a->stop = true;
+      a->cancel_current.store(true, std::memory_order_release);
+    }
+    a->cv.notify_all();
+    if (a->thread.joinable()) {
+      WakeWaiters();
+      a->thread.join();
+    }
+    // Grants nobody claimed would otherwise stay held until the process exits.
+    int64_t unclaimed = 0;
+    for (const auto& [ticket, n] : a->unclaimed) unclaimed += n;
+    if (unclaimed > 0) (void)Release(unclaimed);
+    a->~Async();
+    Alloc<Async>().deallocate(a, 1);
+  }
+  // Else a forked child's copy of the parent's: left alone (see Local()).
   {
-    std::lock_guard<std::mutex> lock(async_.mu);
-    async_.stop = true;
-    async_.cancel_current.store(true, std::memory_order_release);
+    AttachTable& t = AttachTable::Get();
+    std::lock_guard<std::mutex> lock(t.mu);
+    if (--att_->refs == 0) {
+      Leave(region_, att_, path_);
+      for (auto it = t.list.begin(); it != t.list.end(); ++it) {
+        if (*it == att_) {
+          t.list.erase(it);
+          break;
+        }
+      }
+      att_->~Attachment();
+      Alloc<Attachment>().deallocate(att_, 1);
+    }
   }
-  async_.cv.notify_all();
-  if (async_.thread.joinable()) {
-    WakeWaiters();
-    async_.thread.join();
-  }
-  // Grants nobody claimed would otherwise stay held until the process exits.
-  int64_t unclaimed = 0;
-  for (const auto& [ticket, n] : async_.unclaimed) unclaimed += n;
-  if (unclaimed > 0) (void)Release(unclaimed);
   munmap(region_, size_);
 }
 
@@ -442,8 +798,9 @@ void SharedLimiter::WakeWaiters() {
 
 Status SharedLimiter::Enqueue(int64_t n, std::shared_ptr<Notifier> notifier, uint64_t token,
                               bool* granted_now, uint64_t* ticket) {
-  std::unique_lock<std::mutex> lock(async_.mu);
-  if (async_.queue.empty()) {  // nobody of ours waits: try at once
+  Async& a = Local();
+  std::unique_lock<std::mutex> lock(a.mu);
+  if (a.queue.empty()) {  // nobody of ours waits: try at once
     Refusal why;
     if (Status s = TryAcquire(n, &why); !s.ok()) return s;
     if (why == Refusal::kNone) {
@@ -451,74 +808,78 @@ Status SharedLimiter::Enqueue(int64_t n, std::shared_ptr<Notifier> notifier, uin
       *ticket = 0;
       return {};
     }
-  } else if (n > Capacity()) {
-    return {Code::kInvalidArgument, "n (" + std::to_string(n) + ") exceeds the capacity"};
+  } else {
+    Session session(this);
+    if (Status s = session.Begin(); !s.ok()) return s;
+    if (n > region_->capacity) return TooLarge(n, region_->capacity);
   }
-  const uint64_t t = async_.next_ticket++;
-  async_.queue.push_back(AsyncWaiter{t, n, std::move(notifier), token});
-  if (!async_.thread.joinable()) async_.thread = std::thread([this] { AsyncLoop(); });
+  const uint64_t t = a.next_ticket++;
+  a.queue.push_back(AsyncWaiter{t, n, std::move(notifier), token});
+  if (!a.thread.joinable()) a.thread = std::thread([this, &a] { AsyncLoop(a); });
   lock.unlock();
-  async_.cv.notify_one();
+  a.cv.notify_one();
   *granted_now = false;
   *ticket = t;
   return {};
 }
 
-void SharedLimiter::AsyncLoop() {
-  std::unique_lock<std::mutex> lock(async_.mu);
+void SharedLimiter::AsyncLoop(Async& a) {
+  std::unique_lock<std::mutex> lock(a.mu);
   for (;;) {
-    async_.cv.wait(lock, [&] { return async_.stop || !async_.queue.empty(); });
-    if (async_.stop) return;
-    const AsyncWaiter w = async_.queue.front();
-    async_.current = w.ticket;
-    async_.cancel_current.store(false, std::memory_order_release);
+    a.cv.wait(lock, [&] { return a.stop || !a.queue.empty(); });
+    if (a.stop) return;
+    const AsyncWaiter w = a.queue.front();
+    a.current = w.ticket;
+    a.cancel_current.store(false, std::memory_order_release);
     lock.unlock();
     bool acquired = false;
-    const Status s = AcquireUntil(w.n, std::nullopt, &async_.cancel_current, &acquired);
+    const Status s = AcquireUntil(w.n, std::nullopt, &a.cancel_current, &acquired);
     lock.lock();
-    async_.current = 0;
+    a.current = 0;
     // A cancel took the ticket out of the queue already; otherwise it is
     // still at the front.
-    const bool cancelled = async_.cancel_current.load(std::memory_order_acquire) ||
-                           async_.queue.empty() || async_.queue.front().ticket != w.ticket;
-    if (!cancelled) async_.queue.pop_front();
+    const bool cancelled = a.cancel_current.load(std::memory_order_acquire) || a.queue.empty() ||
+                           a.queue.front().ticket != w.ticket;
+    if (!cancelled) a.queue.pop_front();
     if (acquired && cancelled) {
       lock.unlock();
       (void)Release(w.n);  // granted after the cancel: give it back
       lock.lock();
     } else if (acquired) {
-      async_.unclaimed.emplace(w.ticket, w.n);
+      a.unclaimed.emplace(w.ticket, w.n);
       w.notifier->Post(w.token);
     } else if (!cancelled && !s.ok()) {
-      // The region refused (too many waiters): leave the ticket queued and
-      // try again shortly rather than spin.
-      async_.queue.push_front(w);
-      async_.cv.wait_for(lock, kReclaimEvery);
+      // The region refused (too many waiters, damaged, stuck): leave the
+      // ticket queued and try again shortly rather than spin.
+      a.queue.push_front(w);
+      a.cv.wait_for(lock, kReclaimEvery);
     }
   }
 }
 
 bool SharedLimiter::Claim(uint64_t ticket) {
-  std::lock_guard<std::mutex> lock(async_.mu);
-  return async_.unclaimed.erase(ticket) != 0;
+  Async& a = Local();
+  std::lock_guard<std::mutex> lock(a.mu);
+  return a.unclaimed.erase(ticket) != 0;
 }
 
 CancelOutcome SharedLimiter::Cancel(uint64_t ticket) {
-  std::unique_lock<std::mutex> lock(async_.mu);
-  if (auto it = async_.unclaimed.find(ticket); it != async_.unclaimed.end()) {
+  Async& a = Local();
+  std::unique_lock<std::mutex> lock(a.mu);
+  if (auto it = a.unclaimed.find(ticket); it != a.unclaimed.end()) {
     const int64_t n = it->second;
-    async_.unclaimed.erase(it);
+    a.unclaimed.erase(it);
     lock.unlock();
     (void)Release(n);
     return CancelOutcome::kWasGranted;
   }
-  for (auto it = async_.queue.begin(); it != async_.queue.end(); ++it) {
+  for (auto it = a.queue.begin(); it != a.queue.end(); ++it) {
     if (it->ticket != ticket) continue;
-    async_.queue.erase(it);
-    if (async_.current == ticket) {
+    a.queue.erase(it);
+    if (a.current == ticket) {
       // The thread is waiting in the region for it: interrupt that wait. If
       // the grant lands first, the thread gives it back.
-      async_.cancel_current.store(true, std::memory_order_release);
+      a.cancel_current.store(true, std::memory_order_release);
       lock.unlock();
       WakeWaiters();
     }
@@ -528,21 +889,19 @@ CancelOutcome SharedLimiter::Cancel(uint64_t ticket) {
 }
 
 Status SharedLimiter::TryAcquire(int64_t n, Refusal* refusal) {
-  RegionLock lock(region_);
-  HintSlot hint(slot_hint_);
-  if (n > region_->capacity) {
-    return {Code::kInvalidArgument, "n (" + std::to_string(n) + ") exceeds the capacity (" +
-                                        std::to_string(region_->capacity) + ")"};
-  }
+  Session session(this);
+  if (Status s = session.Begin(); !s.ok()) return s;
+  Region* r = region_;
+  if (n > r->capacity) return TooLarge(n, r->capacity);
   for (int pass = 0; pass < 2; ++pass) {
-    if (HeadTicket(region_) == 0 && GrantLocked(region_, n, &hint.v)) {
+    if (HeadTicket(r) == 0 && GrantLocked(r, session.me(), n)) {
       *refusal = Refusal::kNone;
       return {};
     }
-    if (pass == 0 && !Reclaim(region_)) break;  // nothing to recover: the answer stands
+    if (pass == 0 && !Reclaim(r, session.me())) break;  // nothing to recover: the answer stands
   }
-  ++region_->rejected;
-  *refusal = HeadTicket(region_) != 0 ? Refusal::kWaitersQueued : Refusal::kAtCapacity;
+  ++r->rejected;
+  *refusal = HeadTicket(r) != 0 ? Refusal::kWaitersQueued : Refusal::kAtCapacity;
   return {};
 }
 
@@ -552,51 +911,54 @@ Status SharedLimiter::Acquire(int64_t n, std::optional<Clock::time_point> deadli
 
 Status SharedLimiter::AcquireUntil(int64_t n, std::optional<Clock::time_point> deadline,
                                    const std::atomic<bool>* cancel, bool* acquired) {
-  RegionLock lock(region_);
-  HintSlot hint(slot_hint_);
-  if (n > region_->capacity) {
-    return {Code::kInvalidArgument, "n (" + std::to_string(n) + ") exceeds the capacity (" +
-                                        std::to_string(region_->capacity) + ")"};
-  }
-  if (HeadTicket(region_) == 0 && GrantLocked(region_, n, &hint.v)) {
+  Session session(this);
+  if (Status s = session.Begin(); !s.ok()) return s;
+  Region* r = region_;
+  const Me& me = session.me();
+  if (n > r->capacity) return TooLarge(n, r->capacity);
+  if (HeadTicket(r) == 0 && GrantLocked(r, me, n)) {
     *acquired = true;
     return {};
   }
   // Queue up.
-  Waiter* me = nullptr;
-  for (int attempt = 0; me == nullptr; ++attempt) {
-    for (Waiter& w : region_->waiters) {
-      if (w.ticket == 0) {
-        ++region_->queued;  // before the slot: a crash leaves it high, not low
-        w.pid = SelfPid();
-        w.start_time = SelfStartTime();
-        w.n = n;
-        w.ticket = region_->next_ticket++;
-        me = &w;
-        break;
-      }
+  auto enqueue = [&]() -> Waiter* {
+    for (Waiter& w : r->waiter) {
+      if (w.ticket != 0) continue;
+      w.slot = static_cast<uint32_t>(me.slot);
+      w.epoch = me.epoch;
+      w.n = n;
+      w.ticket = r->next_ticket++;
+      SealWaiter(w);
+      ++r->queued;
+      SealCounts(r);
+      return &w;
     }
-    if (me == nullptr && (attempt > 0 || !Reclaim(region_))) {
-      return {Code::kInternal, "too many waiters on the shared limiter (limit " +
-                                   std::to_string(kSharedWaiters) + ")"};
-    }
+    return nullptr;
+  };
+  Waiter* mine = enqueue();
+  if (mine == nullptr && Reclaim(r, me)) mine = enqueue();
+  if (mine == nullptr) {
+    return {Code::kInternal, "too many waiters on the shared limiter (limit " +
+                                 std::to_string(kSharedWaiters) + ")"};
   }
-  uint64_t ticket = me->ticket;
+  uint64_t ticket = mine->ticket;
+  auto leave_queue = [&] {
+    mine->ticket = 0;
+    --r->queued;
+    SealCounts(r);
+    WakeAll(r);  // the head may have changed, or the next waiter may fit too
+  };
   for (;;) {
-    if (HeadTicket(region_) == ticket && GrantLocked(region_, n, &hint.v)) {
-      me->ticket = 0;
-      --region_->queued;
-      WakeAll(region_);  // the next waiter may fit too
+    if (HeadTicket(r) == ticket && GrantLocked(r, me, n)) {
+      leave_queue();
       *acquired = true;
       return {};
     }
     const Clock::time_point now = Clock::now();
     const bool cancelled = cancel != nullptr && cancel->load(std::memory_order_acquire);
     if (cancelled || (deadline && now >= *deadline)) {
-      me->ticket = 0;
-      --region_->queued;
-      if (!cancelled) ++region_->timed_out;
-      WakeAll(region_);  // the head may have changed
+      if (!cancelled) ++r->timed_out;
+      leave_queue();
       *acquired = false;
       return {};
     }
@@ -604,65 +966,59 @@ Status SharedLimiter::AcquireUntil(int64_t n, std::optional<Clock::time_point> d
     // never wake anyone), then look for dead processes.
     auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(kReclaimEvery);
     if (deadline) wait = std::min(wait, std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - now));
-    const uint32_t seen = region_->wake.load(std::memory_order_acquire);
-    lock.Unlock();
+    const uint32_t seen = r->wake.load(std::memory_order_acquire);
+    session.Unlock();
     timespec ts{static_cast<time_t>(wait.count() / 1'000'000'000), static_cast<long>(wait.count() % 1'000'000'000)};
-    Futex(&region_->wake, FUTEX_WAIT, seen, &ts);
-    lock.Relock();
-    if (me->ticket != ticket) {
-      // Our slot was cleared as dead: impossible for a live process unless
-      // its start time could not be read; queue again at the back.
-      ++region_->queued;
-      me->pid = SelfPid();
-      me->start_time = SelfStartTime();
-      me->n = n;
-      me->ticket = region_->next_ticket++;
-      ticket = me->ticket;
+    Futex(&r->wake, FUTEX_WAIT, seen, &ts);
+    if (Status s = session.Relock(); !s.ok()) return s;
+    if (mine->ticket != ticket || mine->check != WaiterCheck(*mine)) {
+      return Damaged(region_, path_, "this process's waiter was overwritten");
     }
-    if (Reclaim(region_)) WakeAll(region_);
+    if (Reclaim(r, me)) WakeAll(r);
   }
 }
 
 Status SharedLimiter::Release(int64_t n) {
-  RegionLock lock(region_);
-  HintSlot hint(slot_hint_);
-  Holder* h = OwnSlot(region_, false, &hint.v);
-  const int64_t held = h != nullptr ? h->permits : 0;
+  Session session(this);
+  if (Status s = session.Begin(); !s.ok()) return s;
+  Region* r = region_;
+  const int64_t held = r->slot[session.me().slot].permits;
   if (n > held) {
     return {Code::kInvalidArgument, "releasing " + std::to_string(n) + " permits but this process holds " +
                                         std::to_string(held)};
   }
-  region_->in_use -= n;
-  h->permits -= n;  // the slot stays this process's until it dies
-  WakeAll(region_);
+  if (held > r->in_use) return Damaged(region_, path_, "in-use is below this process's permits");
+  AddPermits(r, session.me().slot, -n);
+  WakeAll(r);
   return {};
 }
 
 Status SharedLimiter::SetCapacity(int64_t capacity) {
-  RegionLock lock(region_);
+  Session session(this);
+  if (Status s = session.Begin(); !s.ok()) return s;
   region_->capacity = capacity;
+  region_->capacity_check = Seal(2, capacity);
   WakeAll(region_);
   return {};
 }
 
-int64_t SharedLimiter::Capacity() {
-  RegionLock lock(region_);
-  return region_->capacity;
-}
-
-SharedLimiterStats SharedLimiter::Stats() {
-  RegionLock lock(region_);
-  if (Reclaim(region_)) WakeAll(region_);
+Status SharedLimiter::Stats(SharedLimiterStats* out) {
+  Session session(this);
+  if (Status s = session.Begin(); !s.ok()) return s;
+  Region* r = region_;
+  if (Status s = CheckAll(r, path_, false); !s.ok()) return s;
+  if (Reclaim(r, session.me())) WakeAll(r);
   SharedLimiterStats s;
-  s.capacity = region_->capacity;
-  s.in_use = InUse(region_);
-  s.waiting = Waiting(region_);
-  for (const Holder& h : region_->holders) s.holders += h.pid != 0 && h.permits > 0 ? 1 : 0;
-  s.granted = region_->granted;
-  s.rejected = region_->rejected;
-  s.timed_out = region_->timed_out;
-  s.reclaimed = region_->reclaimed;
-  return s;
+  s.capacity = r->capacity;
+  s.in_use = r->in_use;
+  s.waiting = static_cast<int64_t>(r->queued);
+  for (const Slot& h : r->slot) s.holders += h.permits > 0 ? 1 : 0;
+  s.granted = r->granted;
+  s.rejected = r->rejected;
+  s.timed_out = r->timed_out;
+  s.reclaimed = r->reclaimed;
+  *out = s;
+  return {};
 }
 
 }  // namespace berth

@@ -2,18 +2,35 @@
 // shared-memory region, so every worker process of a host that opens the
 // same name obeys one capacity, whichever worker takes the request.
 //
-// Crash safety is the point. The region's lock is robust (a process that
-// dies holding it does not wedge the others), and permits are recorded per
-// holder process (pid + start time, so a reused pid is not mistaken for the
-// dead one): in-use is the sum of the holders' permits, and a holder found
-// dead (gone, a zombie, or a different process under its pid) has its
-// permits reclaimed. Every update is a single store to a holder or waiter
-// slot, so whatever a dying process leaves behind is consistent.
+// Crash safety is the point, and liveness comes from the kernel, not from
+// pids. Every process that opens the region takes one of its slots by
+// holding a POSIX record lock on the slot's byte of the region file; the
+// kernel drops that lock when the process dies (SIGKILL included) or closes
+// its last handle. A slot whose lock nobody holds belongs to a dead process:
+// its permits are reclaimed and its waiters dropped. Pids are never compared,
+// so this is right across pid namespaces (containers of one pod sharing
+// /dev/shm), after pid reuse (pid 1 after every container restart) and
+// without /proc. Each new occupant of a slot bumps the slot's epoch, so a
+// record left by the slot's previous process is never mistaken for the new
+// one's. The region's lock names its owner by slot and epoch, so a process
+// that dies holding it wedges nobody: a waiter finds the owner's slot
+// unlocked, takes the lock over and recounts.
 //
-// Waiters queue FIFO in the region (dead waiters are skipped) and sleep on
-// a process-shared futex; they wake at least every 50 ms to look for dead
-// holders. A region whose magic, layout version or size does not match is
-// refused, never reinterpreted.
+// Permits belong to processes: a process releases what it acquired through
+// any of its handles; closing its last handle on the region gives back what
+// it still holds. A forked child is a new process with no permits and no
+// waits: it takes a slot of its own on first use of an inherited handle.
+//
+// Trust: a region that another user owns or that group or others may write
+// is refused (BAD_REGION), as is one whose header, layout or checksums do
+// not match. The counters that decide grants (capacity, in-use, each slot's
+// permits, each waiter) carry check words verified on every call, so a
+// region overwritten with other bytes is refused, never read as "unlimited".
+// No wait on the region's lock is unbounded (kLockPatience).
+//
+// Waiters queue FIFO in the region (dead waiters are skipped) and sleep on a
+// process-shared futex; they wake at least every 50 ms to look for dead
+// holders.
 //
 // Thread-safe and process-safe.
 #pragma once
@@ -38,9 +55,13 @@
 
 namespace berth {
 
-inline constexpr int kSharedHolders = 128;  // processes holding permits at once
-inline constexpr int kSharedWaiters = 256;  // threads waiting at once, all processes
+inline constexpr int kSharedProcesses = 256;  // processes with the region open at once
+inline constexpr int kSharedWaiters = 256;    // threads waiting at once, all processes
 inline constexpr size_t kMaxSharedNameLen = 200;
+// How long a call waits for the region's lock while its owner is alive
+// before failing with kBadRegion (the owner is stopped, or the region was
+// written by someone else).
+inline constexpr std::chrono::milliseconds kLockPatience{2000};
 
 struct SharedLimiterStats {
   int64_t capacity = 0;
@@ -60,16 +81,20 @@ class SharedLimiter {
   // Opens (or, with `create`, creates with `capacity`) the region
   // "/berth.<name>". An existing region keeps its capacity. kNotFound if it
   // does not exist and !create; kBadRegion if it is not a Berth limiter of
-  // this layout; kInvalidName for a name outside [A-Za-z0-9._-]{1,200}.
+  // this layout, belongs to another user or is writable by group or others;
+  // kInvalidName for a name outside [A-Za-z0-9._-]{1,200}; kInternal if
+  // kSharedProcesses processes have it open already.
   static Status Open(std::string_view name, int64_t capacity, bool create,
                      MiUnique<SharedLimiter>* out);
   static Status Unlink(std::string_view name);
-  ~SharedLimiter();  // unmaps; permits this process holds stay held until
-                     // released or until the process exits (then reclaimed)
+  // Unmaps. The process's last handle on the region also gives back the
+  // permits the process still holds and leaves its slot.
+  ~SharedLimiter();
   SharedLimiter(const SharedLimiter&) = delete;
   SharedLimiter& operator=(const SharedLimiter&) = delete;
 
-  // As ConcurrencyLimiter, permits counted per process.
+  // As ConcurrencyLimiter, permits counted per process. Every call can fail
+  // with kBadRegion (damaged region, or its lock held too long).
   Status TryAcquire(int64_t n, Refusal* refusal);
   Status Acquire(int64_t n, std::optional<Clock::time_point> deadline, bool* acquired);
   // Asynchronous acquire for event loops, as ConcurrencyLimiter::Enqueue:
@@ -78,7 +103,9 @@ class SharedLimiter {
   // tickets in order and posts each grant's token to its notifier; the
   // caller then claims or cancels it. Cancelling the ticket being waited
   // for interrupts that wait; whatever was granted to a cancelled ticket
-  // goes back.
+  // goes back. Tickets belong to the process that made them: a forked
+  // child starts with none (its Claim/Cancel of the parent's tickets answer
+  // false / kUnknown) and its own thread when it needs one.
   Status Enqueue(int64_t n, std::shared_ptr<Notifier> notifier, uint64_t token, bool* granted_now,
                  uint64_t* ticket);
   bool Claim(uint64_t ticket);
@@ -87,18 +114,31 @@ class SharedLimiter {
   // kInvalidArgument if this process holds fewer than n.
   Status Release(int64_t n);
   Status SetCapacity(int64_t capacity);
-  SharedLimiterStats Stats();
+  // Reclaims dead processes' permits first, and checks the whole region.
+  Status Stats(SharedLimiterStats* out);
 
-  struct Region;  // the shared layout (shared.cc)
+  // Where things are in the region, for tests and the region fuzzer that
+  // damage it on purpose.
+  struct Layout {
+    size_t size;        // bytes of the region
+    size_t lock_owner;  // offset of the lock's owner word (uint64)
+    size_t capacity;    // offset of the capacity (int64)
+    size_t in_use;      // offset of in-use (int64)
+    size_t slots;       // offset of the first slot
+    size_t slot_size;   // bytes per slot; a slot starts with its epoch (uint32)
+  };
+  static Layout LayoutForTesting();
+
+  struct Region;      // the shared layout (shared.cc)
+  struct Attachment;  // this process's slot in one region (shared.cc)
   struct Private {};
-  SharedLimiter(Private, Region* region, size_t size) : region_(region), size_(size) {}  // use Open
+  SharedLimiter(Private, Region* region, size_t size, Attachment* att, std::string path);
 
  private:
+  class Session;  // identity + the region's lock + checks, for one call
   Status AcquireUntil(int64_t n, std::optional<Clock::time_point> deadline,
                       const std::atomic<bool>* cancel, bool* acquired);
   void WakeWaiters();  // wakes every waiter of the region (to see a cancel)
-  int64_t Capacity();  // without Stats()'s reclaim scan (a /proc read per holder)
-  void AsyncLoop();
 
   struct AsyncWaiter {
     uint64_t ticket;
@@ -106,8 +146,11 @@ class SharedLimiter {
     std::shared_ptr<Notifier> notifier;
     uint64_t token;
   };
-  // The handle's asynchronous tickets; the thread serves them in order.
+  // The handle's asynchronous tickets in one process; the thread serves them
+  // in order. A forked child replaces it with its own (see Local()).
   struct Async {
+    explicit Async(int32_t owner) : pid(owner) {}
+    const int32_t pid;
     std::mutex mu;
     std::condition_variable cv;
     std::deque<AsyncWaiter, Alloc<AsyncWaiter>> queue;
@@ -120,11 +163,17 @@ class SharedLimiter {
     uint64_t next_ticket = 1;
     std::thread thread;
   };
+  // This process's Async. In a forked child the parent's is left untouched
+  // (its lock may be held by a thread that does not exist here, its thread
+  // does not exist here) and a new one takes its place.
+  Async& Local();
+  void AsyncLoop(Async& a);
 
   Region* region_;
   size_t size_;
-  std::atomic<int> slot_hint_{-1};  // where this process's holder slot was last seen
-  Async async_;
+  Attachment* att_;
+  std::string path_;  // "/berth.<name>", for messages
+  std::atomic<Async*> async_;
 };
 
 }  // namespace berth
