@@ -84,21 +84,27 @@ struct BucketObject {
 // Kinds are internal (not part of the ABI) but must be distinct and non-zero.
 template <class H>
 struct Handle;
-#define BERTH_HANDLE_TYPE(H, Obj, k)                                           \
+// kForkSafe: whether a forked child may use a handle its parent made (see
+// "fork" in berth.h). Immutable objects (selectors, buffers) and the shared
+// limiter (whose state is the shared region; its per-process part is
+// rebuilt in the child) may; handles whose state is the parent's memory
+// (engines, caches, limiters, buckets, notifiers) answer BERTH_ERR_FORKED.
+#define BERTH_HANDLE_TYPE(H, Obj, k, fork_safe)                                \
   template <>                                                                  \
   struct Handle<H> {                                                           \
     using Object = Obj;                                                        \
     static constexpr uint8_t kKind = k;                                        \
     static constexpr const char* kName = #H;                                   \
+    static constexpr bool kForkSafe = fork_safe;                               \
   };
-BERTH_HANDLE_TYPE(berth_engine, EngineObject, 1)
-BERTH_HANDLE_TYPE(berth_buffer, BufferObject, 2)
-BERTH_HANDLE_TYPE(berth_selector, SelectorObject, 3)
-BERTH_HANDLE_TYPE(berth_cache, CacheObject, 4)
-BERTH_HANDLE_TYPE(berth_limiter, LimiterObject, 5)
-BERTH_HANDLE_TYPE(berth_notifier, NotifierObject, 6)
-BERTH_HANDLE_TYPE(berth_bucket, BucketObject, 7)
-BERTH_HANDLE_TYPE(berth_shared_limiter, SharedLimiterObject, 8)
+BERTH_HANDLE_TYPE(berth_engine, EngineObject, 1, false)
+BERTH_HANDLE_TYPE(berth_buffer, BufferObject, 2, true)
+BERTH_HANDLE_TYPE(berth_selector, SelectorObject, 3, true)
+BERTH_HANDLE_TYPE(berth_cache, CacheObject, 4, false)
+BERTH_HANDLE_TYPE(berth_limiter, LimiterObject, 5, false)
+BERTH_HANDLE_TYPE(berth_notifier, NotifierObject, 6, false)
+BERTH_HANDLE_TYPE(berth_bucket, BucketObject, 7, false)
+BERTH_HANDLE_TYPE(berth_shared_limiter, SharedLimiterObject, 8, true)
 #undef BERTH_HANDLE_TYPE
 
 }  // namespace
@@ -190,17 +196,24 @@ bool View(const char* p, size_t n, std::string_view* out) {
 
 // ---- handles ------------------------------------------------------------------
 
-// The object of a live handle of type H, or nullptr (NULL, freed, another
-// type, or not made by Berth).
+// The object of a live handle of type H usable in this process, or nullptr
+// (NULL, freed, another type, not made by Berth, or made by the parent of a
+// fork and not fork-safe).
 template <class H>
 typename Handle<H>::Object* Find(const H* h) noexcept {
-  return static_cast<typename Handle<H>::Object*>(
-      HandleTable::Get().Find(reinterpret_cast<uintptr_t>(h), Handle<H>::kKind));
+  return static_cast<typename Handle<H>::Object*>(HandleTable::Get().Find(
+      reinterpret_cast<uintptr_t>(h), Handle<H>::kKind, !Handle<H>::kForkSafe));
 }
 
 template <class H>
 berth_status BadHandle(const char* fn, const char* param, const H* h) {
   if (h == nullptr) return Fail(fn, BERTH_ERR_INVALID_ARGUMENT, std::string(param) + " is NULL");
+  if (HandleTable::Get().Forked(reinterpret_cast<uintptr_t>(h), Handle<H>::kKind)) {
+    return Fail(fn, BERTH_ERR_FORKED,
+                std::string(param) + " is a " + Handle<H>::kName +
+                    " of the process this one was forked from; its state stays there: make a "
+                    "new one in this process");
+  }
   return Fail(fn, BERTH_ERR_BAD_HANDLE,
               std::string(param) + " is not a live " + Handle<H>::kName +
                   " (freed already, another type of handle, or not made by Berth)");
@@ -227,8 +240,13 @@ template <class H>
 berth_status Destroy(const char* fn, const char* param, H* h) {
   return Guard(fn, [&]() -> berth_status {
     if (h == nullptr) return BERTH_OK;
-    void* obj = HandleTable::Get().Close(reinterpret_cast<uintptr_t>(h), Handle<H>::kKind);
+    bool forked = false;
+    void* obj = HandleTable::Get().Close(reinterpret_cast<uintptr_t>(h), Handle<H>::kKind, &forked);
     if (obj == nullptr) return BadHandle(fn, param, h);
+    // A forked child's copy of a parent's object is left as it is: its locks
+    // may have been held by threads that do not exist here. Its memory is
+    // the child's copy of the parent's, never touched again.
+    if (forked && !Handle<H>::kForkSafe) return BERTH_OK;
     berth::MiUnique<typename Handle<H>::Object> owned(static_cast<typename Handle<H>::Object*>(obj));
     return BERTH_OK;
   });
@@ -597,6 +615,7 @@ const char* berth_status_name(berth_status status) {
     case BERTH_ERR_TIMEOUT: return "BERTH_ERR_TIMEOUT";
     case BERTH_ERR_BAD_REGION: return "BERTH_ERR_BAD_REGION";
     case BERTH_ERR_BAD_HANDLE: return "BERTH_ERR_BAD_HANDLE";
+    case BERTH_ERR_FORKED: return "BERTH_ERR_FORKED";
     default: return "BERTH_UNKNOWN_STATUS";
   }
 }

@@ -38,6 +38,23 @@
  * Threading: unless a function says otherwise, it is safe to call
  * concurrently from any number of threads on the same engine. There is no
  * engine-wide lock: pools are independent of each other.
+ *
+ * fork (since 0.5): a process may fork at any moment, even while its other
+ * threads are inside berth_* calls (those threads do not exist in the
+ * child). In the child:
+ *  - engines, caches, limiters, buckets and notifiers made by the parent
+ *    answer every call with BERTH_ERR_FORKED: their state is the parent's
+ *    (a copy of a warm pool would hand out the parent's sandboxes twice, a
+ *    copy of a limiter would count permits held by threads that do not
+ *    exist here, a notifier's eventfd is shared with the parent), and their
+ *    locks may have been held at the fork. Their _free returns BERTH_OK and
+ *    ends the handle in the child without touching the object.
+ *  - selectors and buffers work (they are immutable), and are freed
+ *    normally.
+ *  - a shared limiter works as a handle of a new process: it holds none of
+ *    the parent's permits or asynchronous tickets (see "Shared limiter").
+ *  - new handles made in the child work normally.
+ * Nothing Berth keeps process-wide is held locked across a fork.
  */
 #ifndef BERTH_H
 #define BERTH_H
@@ -107,7 +124,11 @@ enum {
   /* A non-NULL handle that is not a live handle of the parameter's type: it
    * was freed already, it is another type of handle, or Berth never made it.
    * Nothing was changed. Since 0.4. */
-  BERTH_ERR_BAD_HANDLE = 12
+  BERTH_ERR_BAD_HANDLE = 12,
+  /* A handle made by the process this one was forked from, of a type whose
+   * state stays with that process (see "fork" above). Nothing was changed;
+   * _free ends the handle in this process. Since 0.5. */
+  BERTH_ERR_FORKED = 13
 };
 
 /* ------------------------------------------------------------------------ */

@@ -1,6 +1,8 @@
 #include "capi/handles.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <new>
 
@@ -15,12 +17,23 @@ constexpr uint8_t KindOf(uint32_t state) { return static_cast<uint8_t>(state & 0
 
 static_assert(sizeof(void*) == 8, "handles carry a generation in the top bits of a 64-bit word");
 
+namespace {
+// getpid() is a system call; every Find of a process-bound handle compares
+// it. Refreshed in the child of every fork, before the child runs anything.
+std::atomic<int32_t> g_pid{0};
+void RefreshPid() { g_pid.store(getpid(), std::memory_order_relaxed); }
+}  // namespace
+
+int32_t HandleTable::Pid() noexcept { return g_pid.load(std::memory_order_relaxed); }
+
 HandleTable& HandleTable::Get() {
   static HandleTable* table = new HandleTable();  // leaked on purpose: see the header
   return *table;
 }
 
 HandleTable::HandleTable() {
+  RefreshPid();
+  pthread_atfork(nullptr, nullptr, RefreshPid);
   // Address space only: PROT_NONE pages cost no memory and count against no
   // commit limit until Commit makes them readable.
   void* p = mmap(nullptr, kReserveBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
@@ -31,13 +44,13 @@ HandleTable::HandleTable() {
 bool HandleTable::Commit(uint64_t index) noexcept {
   const size_t need = (index + 1) * kCellBytes;
   if (base_ == nullptr || need > kReserveBytes) return false;
-  if (committed_.load(std::memory_order_acquire) >= need) return true;
-  std::lock_guard<std::mutex> lock(grow_);
-  size_t have = committed_.load(std::memory_order_relaxed);
-  while (have < need) {
+  // Lock-free, so a fork can never leave it held: threads racing to grow
+  // may make the same step readable twice, which is harmless.
+  for (size_t have = committed_.load(std::memory_order_acquire); have < need;
+       have = committed_.load(std::memory_order_acquire)) {
     if (mprotect(base_ + have, kCommitStep, PROT_READ | PROT_WRITE) != 0) return false;
-    have += kCommitStep;
-    committed_.store(have, std::memory_order_release);
+    size_t expected = have;
+    committed_.compare_exchange_strong(expected, have + kCommitStep, std::memory_order_acq_rel);
   }
   return true;
 }
@@ -68,24 +81,35 @@ uintptr_t HandleTable::Open(uint8_t kind, void* obj) noexcept {
   Cell* cell = reinterpret_cast<Cell*>(base_ + size_t{index} * kCellBytes);
   const uint32_t gen = GenOf(cell->state.load(std::memory_order_relaxed));
   cell->obj.store(obj, std::memory_order_relaxed);
+  cell->pid.store(Pid(), std::memory_order_relaxed);
   cell->state.store(State(gen, kind), std::memory_order_release);
   live_.fetch_add(1, std::memory_order_relaxed);
   return reinterpret_cast<uintptr_t>(cell) | uintptr_t{gen} << kGenShift;
 }
 
-void* HandleTable::Find(uintptr_t h, uint8_t kind) const noexcept {
+void* HandleTable::Find(uintptr_t h, uint8_t kind, bool this_process) const noexcept {
   const Cell* cell = CellOf(h);
   if (cell == nullptr) return nullptr;
   const uint32_t state = cell->state.load(std::memory_order_acquire);
   if (state != State(static_cast<uint32_t>(h >> kGenShift), kind)) return nullptr;
+  if (this_process && cell->pid.load(std::memory_order_relaxed) != Pid()) return nullptr;
   return cell->obj.load(std::memory_order_relaxed);
 }
 
-void* HandleTable::Close(uintptr_t h, uint8_t kind) noexcept {
+bool HandleTable::Forked(uintptr_t h, uint8_t kind) const noexcept {
+  const Cell* cell = CellOf(h);
+  if (cell == nullptr) return false;
+  const uint32_t state = cell->state.load(std::memory_order_acquire);
+  return state == State(static_cast<uint32_t>(h >> kGenShift), kind) &&
+         cell->pid.load(std::memory_order_relaxed) != Pid();
+}
+
+void* HandleTable::Close(uintptr_t h, uint8_t kind, bool* forked) noexcept {
   Cell* cell = CellOf(h);
   if (cell == nullptr) return nullptr;
   uint32_t state = State(static_cast<uint32_t>(h >> kGenShift), kind);
   void* obj = cell->obj.load(std::memory_order_relaxed);
+  *forked = cell->pid.load(std::memory_order_relaxed) != Pid();
   const uint32_t freed = State((GenOf(state) + 1) & kGenMask, 0);
   if (!cell->state.compare_exchange_strong(state, freed, std::memory_order_acq_rel)) {
     return nullptr;

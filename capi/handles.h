@@ -8,7 +8,7 @@
 //
 //     handle = cell address | generation << 48
 //
-// A cell holds {generation, kind, object}. Looking a handle up checks that
+// A cell holds {generation, kind, creating process, object}. Looking a handle up checks that
 // the address lies in the range and is a cell boundary, that the cell is live
 // with the expected kind, and that the generations agree; freeing bumps the
 // generation, so every earlier handle of the cell stops matching. Cells are
@@ -23,8 +23,8 @@
 //
 // This is the one process-wide structure of the C ABI: a handle must still be
 // checkable after everything that made it is gone, so it cannot live in an
-// engine. It holds no engine state. Thread-safe: Open/Find/Close are
-// lock-free except when the committed range grows (every 4096 cells).
+// engine. It holds no engine state. Thread-safe and lock-free (so a fork
+// never inherits it locked).
 // Freeing a handle while another thread is still using it remains a caller
 // error (the header says so); using it after the free returned is detected.
 #pragma once
@@ -55,14 +55,24 @@ class HandleTable {
   // had (address range exhausted or out of memory).
   uintptr_t Open(uint8_t kind, void* obj) noexcept;
 
-  // The object of `h` if it is a live handle of `kind`, else nullptr.
-  // O(1): a range check, one cell load.
-  void* Find(uintptr_t h, uint8_t kind) const noexcept;
+  // The object of `h` if it is a live handle of `kind`, else nullptr. With
+  // `this_process`, also nullptr for a handle made in another process (the
+  // parent of a fork: see Forked). O(1): a range check, one cell load.
+  void* Find(uintptr_t h, uint8_t kind, bool this_process) const noexcept;
 
-  // Ends `h` and returns its object for the caller to destroy, or nullptr if
-  // `h` is not a live handle of `kind` (freed already, or never one). Of two
-  // racing Closes of the same handle exactly one gets the object.
-  void* Close(uintptr_t h, uint8_t kind) noexcept;
+  // Whether `h` is a live handle of `kind` made by another process: this
+  // one was forked from it after the handle was made.
+  bool Forked(uintptr_t h, uint8_t kind) const noexcept;
+
+  // Ends `h` and returns its object, or nullptr if `h` is not a live handle
+  // of `kind` (freed already, or never one). Of two racing Closes of the
+  // same handle exactly one gets the object. *forked tells whether it was
+  // made by another process (then the object must not be destroyed here:
+  // threads of the process that made it may have held its locks at the fork).
+  void* Close(uintptr_t h, uint8_t kind, bool* forked) noexcept;
+
+  // This process's pid, cached (refreshed in a forked child).
+  static int32_t Pid() noexcept;
 
   // Handles currently live (for tests and leak checks).
   int64_t live() const noexcept { return live_.load(std::memory_order_relaxed); }
@@ -75,7 +85,7 @@ class HandleTable {
   struct Cell {
     // generation << 8 | kind; kind 0 = free. Zero-filled pages read as free.
     std::atomic<uint32_t> state;
-    uint32_t unused;
+    std::atomic<int32_t> pid;  // the process that made the handle
     std::atomic<void*> obj;
   };
   static_assert(sizeof(Cell) == kCellBytes);
@@ -88,7 +98,6 @@ class HandleTable {
   std::atomic<uint64_t> next_{0};         // cells ever taken from the range
   std::atomic<int64_t> free_count_{0};    // cells waiting in free_
   std::atomic<int64_t> live_{0};
-  std::mutex grow_;
   moodycamel::ConcurrentQueue<uint32_t> free_;
 };
 

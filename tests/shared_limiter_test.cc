@@ -156,7 +156,9 @@ TEST(SharedLimiterProcesses, KilledHoldersGetTheirPermitsReclaimed) {
           }
           if (live > kCapacity) rc = 12;  // more holders than the capacity
           std::this_thread::sleep_for(std::chrono::microseconds(500 + rng() % 1500));
-          board->holding[i].store(0);
+          // The parent dooms a worker only while it holds (2 replaces 1);
+          // a doomed worker keeps its permit until the SIGKILL lands.
+          if (board->holding[i].exchange(0) == 2) pause();
           if (!l->Release(1).ok()) _exit(13);
           std::this_thread::sleep_for(std::chrono::microseconds(rng() % 300));
         }
@@ -182,7 +184,8 @@ TEST(SharedLimiterProcesses, KilledHoldersGetTheirPermitsReclaimed) {
     // Kill a worker while it holds a permit, when one can be caught doing so.
     for (int tries = 0; tries < 2000; ++tries) {
       const int i = tries % kWorkers;
-      if (!killed[i] && board->holding[i].load() == 1) {
+      int holding = 1;
+      if (!killed[i] && board->holding[i].compare_exchange_strong(holding, 2)) {
         board->doomed[i].store(1);
         kill(pids[i], SIGKILL);
         killed[i] = true;

@@ -20,6 +20,7 @@ const (
 	statusTimeout         int32 = 10 // since ABI 0.3
 	statusBadRegion       int32 = 11 // since ABI 0.3
 	statusBadHandle       int32 = 12 // since ABI 0.4
+	statusForked          int32 = 13 // since ABI 0.5
 )
 
 var statusNames = [...]string{
@@ -36,6 +37,7 @@ var statusNames = [...]string{
 	statusTimeout:         "BERTH_ERR_TIMEOUT",
 	statusBadRegion:       "BERTH_ERR_BAD_REGION",
 	statusBadHandle:       "BERTH_ERR_BAD_HANDLE",
+	statusForked:          "BERTH_ERR_FORKED",
 }
 
 // StatusName returns the name of a berth_status value ("BERTH_ERR_NOT_FOUND",
@@ -105,6 +107,11 @@ var (
 	// on closed objects before they reach the library, with an error that
 	// matches both ErrClosed and ErrBadHandle.
 	ErrBadHandle error = &Error{Status: statusBadHandle}
+	// ErrForked: the handle was made by the process this one was forked
+	// from and its state stays there (berth.h, "fork"). A Go program does
+	// not fork (os/exec runs new programs), so this reaches Go only through
+	// a handle value passed in from elsewhere.
+	ErrForked error = &Error{Status: statusForked}
 
 	// ErrClosed: the Engine, Cache, Selector, Limiter, SharedLimiter or
 	// Bucket was closed. Errors wrapping it also match ErrBadHandle, what

@@ -39,6 +39,7 @@ func TestError_NewStatusesHaveNamesAndSentinels(t *testing.T) {
 		{10, "BERTH_ERR_TIMEOUT", ErrTimeout},
 		{11, "BERTH_ERR_BAD_REGION", ErrBadRegion},
 		{12, "BERTH_ERR_BAD_HANDLE", ErrBadHandle},
+		{13, "BERTH_ERR_FORKED", ErrForked},
 	}
 	for _, c := range cases {
 		if got := StatusName(c.status); got != c.name {

@@ -20,6 +20,7 @@ __all__ = [
     "TimeoutError",
     "BadRegionError",
     "BadHandleError",
+    "ForkedError",
     "ClosedError",
 ]
 
@@ -40,6 +41,7 @@ class Status(enum.IntEnum):
     ERR_TIMEOUT = 10
     ERR_BAD_REGION = 11
     ERR_BAD_HANDLE = 12
+    ERR_FORKED = 13
 
     @property
     def c_name(self) -> str:
@@ -176,6 +178,18 @@ class BadHandleError(Error):
     before they reach the library."""
 
     default_status = Status.ERR_BAD_HANDLE
+
+
+class ForkedError(Error):
+    """BERTH_ERR_FORKED: this process was forked from the one that made the
+    Engine, Cache, Limiter or Bucket, whose state stays with that process (a
+    copy of a warm pool would hand out the parent's sandboxes twice, a copy of
+    a limiter would count permits held by threads that do not exist here).
+    Make a new one in this process, e.g. after the fork in each worker;
+    close() of the inherited one only drops it here. Selectors and
+    SharedLimiters work in a forked child."""
+
+    default_status = Status.ERR_FORKED
 
 
 class ClosedError(BadHandleError):

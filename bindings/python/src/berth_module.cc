@@ -68,7 +68,7 @@ namespace {
 // Objects looked up once at import. Deliberately leaked (held for the life of
 // the process) so nothing here is released during interpreter shutdown.
 // ---------------------------------------------------------------------------
-constexpr int kStatusCount = BERTH_ERR_BAD_HANDLE + 1;
+constexpr int kStatusCount = BERTH_ERR_FORKED + 1;
 
 struct Globals {
   PyTypeObject* pool_key = nullptr;  // berth._types.PoolKey (a tuple subclass)
@@ -2778,6 +2778,7 @@ PYBIND11_MODULE(_berth, m) {
       {BERTH_ERR_TIMEOUT, "TimeoutError"},
       {BERTH_ERR_BAD_REGION, "BadRegionError"},
       {BERTH_ERR_BAD_HANDLE, "BadHandleError"},
+      {BERTH_ERR_FORKED, "ForkedError"},
   };
   for (const auto& [status, name] : by_status) {
     g.error_by_status[status] = py::object(errors.attr(name)).release().ptr();
