@@ -457,6 +457,12 @@ py::object make_tuple_type(PyTypeObject* type, Args&&... args) {
 // Handles: Engine, Cache and Selector
 // ---------------------------------------------------------------------------
 
+// This process's pid, cached (getpid() is a system call) and refreshed in a
+// forked child (registered at import).
+std::atomic<pid_t> g_pid{0};
+void refresh_pid() { g_pid.store(getpid(), std::memory_order_relaxed); }
+inline pid_t self_pid() { return g_pid.load(std::memory_order_relaxed); }
+
 // An owned berth handle H, freed by kFree, with the in-flight rule: every call
 // runs inside a Flight; close() stops new calls (ClosedError) and frees the
 // handle only once the calls in flight in other threads have returned.
@@ -469,6 +475,12 @@ class Handle {
    public:
     explicit Flight(Handle& h) : owner_(h), handle_(h.handle_) {
       if (!handle_) raise_closed(h.what_);
+      // Calls in flight are counted per process: a forked child inherits
+      // the parent's count, but not the threads that were making those calls.
+      if (const pid_t pid = self_pid(); owner_.flight_pid_ != pid) {
+        owner_.flight_pid_ = pid;
+        owner_.in_flight_ = 0;
+      }
       ++owner_.in_flight_;
     }
     ~Flight() { --owner_.in_flight_; }
@@ -511,7 +523,7 @@ class Handle {
       NoGil nogil;
       wake(h);
     }
-    for (unsigned spins = 0; in_flight_ != 0; ++spins) {
+    for (unsigned spins = 0; in_flight_ != 0 && flight_pid_ == self_pid(); ++spins) {
       NoGil nogil;  // lets the calls in flight finish
       if (spins < 64) {
         std::this_thread::yield();
@@ -564,6 +576,7 @@ class Handle {
  private:
   H* handle_ = nullptr;  // nullptr once closed
   size_t in_flight_ = 0;  // guarded by the GIL
+  pid_t flight_pid_ = 0;  // the process in_flight_ counts calls of
   const char* what_;
 };
 
@@ -1875,10 +1888,6 @@ class Limiter : public Handle<berth_limiter, &berth_limiter_free> {
 // process exits). Permits taken with try_acquire / acquire_blocking are the
 // caller's to release, through any handle of the process.
 // ---------------------------------------------------------------------------
-
-std::atomic<pid_t> g_pid{0};
-void refresh_pid() { g_pid.store(getpid(), std::memory_order_relaxed); }
-inline pid_t self_pid() { return g_pid.load(std::memory_order_relaxed); }
 
 class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_close> {
  public:

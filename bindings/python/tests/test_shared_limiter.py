@@ -923,16 +923,22 @@ def test_close_from_another_thread_wakes_async_waiters(limiter, other):
 
 
 def test_a_dropped_limiter_is_freed(name):
-    lim = berth.SharedLimiter(name, 2)
+    keep = berth.SharedLimiter(name, 2)
+    lim = berth.SharedLimiter(name)
     lim.try_acquire(1)
     ref = weakref.ref(lim)
     del lim
     gc.collect()
     assert ref() is None
-    # Its permit belongs to the process, not the handle.
+    # Its permit belongs to the process, not the handle: another handle of
+    # the process still counts it...
+    assert keep.stats().in_use == 1
+    keep.release(1)
+    # ...and the process's last handle gives back what it still holds.
+    keep.try_acquire(2)
+    keep.close()
     again = berth.SharedLimiter(name)
-    assert again.stats().in_use == 1
-    again.release(1)
+    assert again.stats().in_use == 0
     again.close()
 
 
