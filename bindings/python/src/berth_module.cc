@@ -14,6 +14,13 @@
 // passed to Cache.list, and a _Notifier passed to berth_limiter_acquire_async
 // or berth_shared_limiter_acquire_async, are in flight for that call too.
 //
+// Interpreter exit: once this module's atexit handler has run, a thread
+// returning from Berth never takes the GIL back (CPython 3.11 would end it
+// with pthread_exit, and the unwind would abort the process): it parks, and
+// the process exits around it. close() at that point leaves a handle with
+// calls in flight allocated instead of waiting for them. See "Interpreter
+// exit" below.
+//
 // The asyncio side of the Limiter, SharedLimiter and Bucket is Python
 // (berth/_limit.py); it is installed on the classes at import.
 //
@@ -97,20 +104,84 @@ constexpr int kPoolKeyFields = 6;  // namespace, name, node, ready, seq, token
 
 inline bool is_failure(berth_status st) { return st != BERTH_OK && st != BERTH_EMPTY; }
 
+// ---------------------------------------------------------------------------
+// Interpreter exit
+//
+// CPython 3.11's Py_FinalizeEx runs the atexit handlers (other threads still
+// run normally), then marks the runtime finalizing; from then on a thread
+// other than the finalizing one that takes the GIL back (take_gil, reached by
+// PyEval_RestoreThread) is ended with pthread_exit. That is a forced unwind,
+// and one started in ~NoGil (a destructor, hence noexcept) makes the C++
+// runtime call std::terminate: the process aborted at exit whenever a daemon
+// thread was inside Berth. So once exit has begun, a thread returning from
+// Berth never takes the GIL back: it parks (sleeps until the process ends,
+// holding no GIL and no Berth lock). The handshake is Dekker's:
+//  - a thread about to take the GIL back announces itself (g_restoring,
+//    seq_cst), then reads g_exiting: set, it withdraws and parks; clear, it
+//    takes the GIL and withdraws;
+//  - the atexit handler (registered at import) sets g_exiting (seq_cst), then
+//    lets the GIL go until g_restoring is 0 (for at most kExitWait),
+// so a thread either sees the flag or is seen by the handler, and none is
+// inside PyEval_RestoreThread when the runtime is marked finalizing. The
+// thread running the handler is the finalizing one; it is never parked.
+// ---------------------------------------------------------------------------
+
+std::atomic<bool> g_exiting{false};
+std::atomic<int> g_restoring{0};
+pthread_t g_exit_thread;  // written before g_exiting is set, read after it is seen
+constexpr auto kExitWait = std::chrono::seconds(1);
+
+[[noreturn]] void park_forever() {
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+// True once exit has begun and this thread is not the one finalizing: a call
+// of this thread that releases the GIL will never take it back.
+bool parking() {
+  return g_exiting.load(std::memory_order_seq_cst) && !pthread_equal(pthread_self(), g_exit_thread);
+}
+
+// PyEval_RestoreThread, or parks the thread for good if exit has begun.
+void restore_gil(PyThreadState* state) {
+  g_restoring.fetch_add(1, std::memory_order_seq_cst);
+  if (parking()) {
+    g_restoring.fetch_sub(1, std::memory_order_seq_cst);
+    park_forever();
+  }
+  PyEval_RestoreThread(state);
+  g_restoring.fetch_sub(1, std::memory_order_release);
+}
+
 // Releases the GIL for its scope. py::gil_scoped_release does the same plus a
 // get_internals() lookup on every construction, which measured ~20 ns per call
 // on the add / pop_spread path; we never use gil_scoped_acquire, so the plain
-// CPython pair is all that is needed.
+// CPython pair is all that is needed. Every place this module takes the GIL
+// back is the destructor of a NoGil (see "Interpreter exit").
 class NoGil {
  public:
   NoGil() : state_(PyEval_SaveThread()) {}
-  ~NoGil() { PyEval_RestoreThread(state_); }
+  ~NoGil() { restore_gil(state_); }
   NoGil(const NoGil&) = delete;
   NoGil& operator=(const NoGil&) = delete;
 
  private:
   PyThreadState* state_;
 };
+
+// The atexit handler (GIL held): see "Interpreter exit".
+void begin_exit() {
+  g_exit_thread = pthread_self();
+  g_exiting.store(true, std::memory_order_seq_cst);
+  const auto deadline = std::chrono::steady_clock::now() + kExitWait;
+  while (g_restoring.load(std::memory_order_seq_cst) != 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    NoGil nogil;  // lets the announced threads take the GIL and withdraw
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
+// In a forked child only the forking thread exists, and it holds the GIL.
+void reset_exit_after_fork() { g_restoring.store(0, std::memory_order_relaxed); }
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -482,8 +553,10 @@ class Handle {
   };
 
   ~Handle() {
-    // No call can be in flight here: every call holds a reference to self.
-    if (handle_) kFree(handle_);
+    // A call holds a reference to self, so none is in flight here, except
+    // one parked at exit (see "Interpreter exit") if the interpreter drops
+    // the references of its thread's frames: that handle is leaked.
+    if (handle_ && in_flight_ == 0) kFree(handle_);
   }
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
@@ -495,7 +568,9 @@ class Handle {
   // bounded because the only berth_* call that blocks (berth_limiter_acquire)
   // is woken by Limiter::close first (see there); raising instead would
   // starve: the GIL changes hands exactly when a thread enters Berth, so a
-  // busy handle almost always has a call in flight when close() runs.
+  // busy handle almost always has a call in flight when close() runs. Once
+  // interpreter exit has begun, a call in flight never returns (its thread
+  // parks): close() then leaves the handle allocated instead of waiting.
   void close() { close_with([](H*) {}); }
 
  protected:
@@ -512,6 +587,7 @@ class Handle {
       wake(h);
     }
     for (unsigned spins = 0; in_flight_ != 0; ++spins) {
+      if (g_exiting.load(std::memory_order_seq_cst)) return;  // h is leaked (see close())
       NoGil nogil;  // lets the calls in flight finish
       if (spins < 64) {
         std::this_thread::yield();
@@ -2943,7 +3019,17 @@ PYBIND11_MODULE(_berth, m) {
 
   // Waits on a SharedLimiter opened before a fork are refused in the child.
   refresh_pid();
-  pthread_atfork(nullptr, nullptr, refresh_pid);
+  pthread_atfork(nullptr, nullptr, [] {
+    refresh_pid();
+    reset_exit_after_fork();
+  });
+
+  // Threads inside Berth at interpreter exit park instead of aborting the
+  // process (see "Interpreter exit"). A new interpreter starts afresh.
+  g_exiting.store(false, std::memory_order_seq_cst);
+  py::module_::import("atexit").attr("register")(
+      py::cpp_function(&begin_exit, py::name("_begin_exit"),
+                       py::doc("Parks the threads that return from Berth from now on.")));
 
   // The asyncio and context-manager parts, written in Python.
   py::module_ limit = py::module_::import("berth._limit");
