@@ -44,6 +44,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cxxabi.h>
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
@@ -133,6 +134,26 @@ constexpr auto kExitWait = std::chrono::seconds(1);
 
 [[noreturn]] void park_forever() {
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+// Returns fn(), a C API call that may run Python code (a class's __new__, an
+// iterator's __next__, a property) while this module's frames hold objects.
+// If exit ends the thread in there (take_gil's pthread_exit at a GIL switch
+// of that code), the forced unwind stops here and the thread parks: going on
+// would run those frames' destructors (references dropped, objects freed)
+// without the GIL while the interpreter finalizes, a fatal error. fn must own
+// nothing with a destructor.
+template <class Fn>
+auto or_park(Fn&& fn) -> decltype(fn()) {
+#if defined(__GLIBCXX__)
+  try {
+    return fn();
+  } catch (abi::__forced_unwind&) {
+    park_forever();
+  }
+#else
+  return fn();
+#endif
 }
 
 // True once exit has begun and this thread is not the one finalizing: a call
@@ -383,7 +404,7 @@ void for_each_label(PyObject* mapping, const Arg& arg, F&& f) {
       PyList_Check(mapping) || PyTuple_Check(mapping)) {
     raise_type(arg.str(), expected, mapping);
   }
-  auto items = py::reinterpret_steal<py::object>(PyMapping_Items(mapping));
+  auto items = py::reinterpret_steal<py::object>(or_park([&] { return PyMapping_Items(mapping); }));
   if (!items) {
     if (PyErr_ExceptionMatches(PyExc_AttributeError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
       PyErr_Clear();
@@ -449,7 +470,9 @@ class BytesArg {
   void read(PyObject* obj, const Arg& arg) {
     if (obj == Py_None) return;
     if (!PyObject_CheckBuffer(obj)) raise_type(arg.str(), "a bytes-like object", obj);
-    if (PyObject_GetBuffer(obj, &view_, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+    if (or_park([&] { return PyObject_GetBuffer(obj, &view_, PyBUF_SIMPLE); }) != 0) {
+      throw py::error_already_set();
+    }
     held_ = true;
   }
   const uint8_t* data() const {
@@ -517,11 +540,19 @@ inline PyObject* fb_str(const flatbuffers::String* s) {
   return s ? decode(s->c_str(), s->size()) : decode("", 0);
 }
 
-// Calls a NamedTuple class with positional arguments (cold paths only).
+// Calls a Python callable (a NamedTuple class, Reservation, _wake_closed)
+// with positional arguments; cold paths only.
+template <class... Args>
+py::object call_python(PyObject* callable, Args&&... args) {
+  py::tuple argv = py::make_tuple(std::forward<Args>(args)...);
+  PyObject* out = or_park([&] { return PyObject_Call(callable, argv.ptr(), nullptr); });
+  if (!out) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(out);
+}
+
 template <class... Args>
 py::object make_tuple_type(PyTypeObject* type, Args&&... args) {
-  return py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(type))(
-      std::forward<Args>(args)...);
+  return call_python(reinterpret_cast<PyObject*>(type), std::forward<Args>(args)...);
 }
 
 // ---------------------------------------------------------------------------
@@ -875,7 +906,7 @@ void read_batch_item(PyObject* item, Py_ssize_t index, BatchItem& out) {
     py::tuple t(4);
     int i = 0;
     for (; i < 4; ++i) {
-      PyObject* v = PyObject_GetAttrString(item, kAttrs[i]);
+      PyObject* v = or_park([&] { return PyObject_GetAttrString(item, kAttrs[i]); });
       if (!v) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
         PyErr_Clear();
@@ -916,14 +947,14 @@ size_t Engine::add_batch(py::handle pool, py::handle keys) {
   }
   flatbuffers::FlatBufferBuilder fbb(1024);
   std::vector<flatbuffers::Offset<berth::fb::PoolKey>> offsets;
-  Py_ssize_t hint = PyObject_LengthHint(keys.ptr(), 0);
+  Py_ssize_t hint = or_park([&] { return PyObject_LengthHint(keys.ptr(), 0); });
   if (hint < 0) throw py::error_already_set();
   offsets.reserve(static_cast<size_t>(hint));
 
-  py::object iter = py::reinterpret_steal<py::object>(PyObject_GetIter(keys.ptr()));
+  auto iter = py::reinterpret_steal<py::object>(or_park([&] { return PyObject_GetIter(keys.ptr()); }));
   if (!iter) throw py::error_already_set();
   Py_ssize_t index = 0;
-  while (PyObject* raw = PyIter_Next(iter.ptr())) {
+  while (PyObject* raw = or_park([&] { return PyIter_Next(iter.ptr()); })) {
     py::object item = py::reinterpret_steal<py::object>(raw);
     BatchItem bi;
     read_batch_item(item.ptr(), index, bi);
@@ -1592,10 +1623,10 @@ size_t Cache::apply(py::handle events) {
     add(evs, 0);  // one Event
   } else {
     if (PyUnicode_Check(evs) || PyBytes_Check(evs)) raise_type("events", "an iterable of events", evs);
-    py::object iter = py::reinterpret_steal<py::object>(PyObject_GetIter(evs));
+    auto iter = py::reinterpret_steal<py::object>(or_park([&] { return PyObject_GetIter(evs); }));
     if (!iter) throw py::error_already_set();
     Py_ssize_t index = 0;
-    while (PyObject* raw = PyIter_Next(iter.ptr())) {
+    while (PyObject* raw = or_park([&] { return PyIter_Next(iter.ptr()); })) {
       py::object item = py::reinterpret_steal<py::object>(raw);
       add(item.ptr(), index++);
     }
@@ -1618,16 +1649,16 @@ py::object Cache::replace(py::handle objects, py::handle rv) {
   flatbuffers::FlatBufferBuilder fbb(1024);
   std::vector<flatbuffers::Offset<berth::fb::Object>> offsets;
   std::vector<flatbuffers::Offset<berth::fb::Label>> scratch;
-  Py_ssize_t hint = PyObject_LengthHint(objs, 0);
+  Py_ssize_t hint = or_park([&] { return PyObject_LengthHint(objs, 0); });
   if (hint < 0) throw py::error_already_set();
   offsets.reserve(static_cast<size_t>(hint));
 
-  py::object iter = py::reinterpret_steal<py::object>(PyObject_GetIter(objs));
+  auto iter = py::reinterpret_steal<py::object>(or_park([&] { return PyObject_GetIter(objs); }));
   if (!iter) throw py::error_already_set();
   Py_ssize_t index = 0;
   static const char* const kAttrs[5] = {"namespace", "name", "resource_version", "labels",
                                         "payload"};
-  while (PyObject* raw = PyIter_Next(iter.ptr())) {
+  while (PyObject* raw = or_park([&] { return PyIter_Next(iter.ptr()); })) {
     py::object item = py::reinterpret_steal<py::object>(raw);
     const Arg at{"", index, "objects"};
     PyObject* it = item.ptr();
@@ -1651,7 +1682,7 @@ py::object Cache::replace(py::handle objects, py::handle rv) {
       // Any object with the attributes; labels and payload are optional.
       py::object attrs[5];
       for (int i = 0; i < 5; ++i) {
-        PyObject* v = PyObject_GetAttrString(it, kAttrs[i]);
+        PyObject* v = or_park([&] { return PyObject_GetAttrString(it, kAttrs[i]); });
         if (!v) {
           if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
           PyErr_Clear();
@@ -2025,7 +2056,7 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
       });
     }
     if (PyDict_GET_SIZE(waits_.ptr()) != 0) {
-      py::reinterpret_borrow<py::object>(g.wake_closed)(waits_.attr("values")());
+      call_python(g.wake_closed, waits_.attr("values")());
     }
   }
 
@@ -2344,8 +2375,7 @@ class Bucket : public Handle<berth_bucket, &berth_bucket_free> {
     const int64_t t = as_now(now.ptr());
     berth_reservation r{};
     call([&](berth_bucket* b) { return berth_bucket_reserve(&r, b, k, t); });
-    return py::reinterpret_borrow<py::object>(g.reservation)(self.obj, r.time_to_act_ns,
-                                                             r.delay_ns, r.tokens, r.rate);
+    return call_python(g.reservation, self.obj, r.time_to_act_ns, r.delay_ns, r.tokens, r.rate);
   }
 
   // Reservation.cancel(): the reservation's fields come back from Python.
