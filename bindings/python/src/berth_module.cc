@@ -156,6 +156,16 @@ auto or_park(Fn&& fn) -> decltype(fn()) {
 #endif
 }
 
+// Calls a Python callable (an error class, a NamedTuple class,
+// Reservation, _wake_closed) with positional arguments, as or_park says.
+template <class... Args>
+py::object call_python(PyObject* callable, Args&&... args) {
+  py::tuple argv = py::make_tuple(std::forward<Args>(args)...);
+  PyObject* out = or_park([&] { return PyObject_Call(callable, argv.ptr(), nullptr); });
+  if (!out) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(out);
+}
+
 // True once exit has begun and this thread is not the one finalizing: a call
 // of this thread that releases the GIL will never take it back.
 bool parking() {
@@ -230,7 +240,7 @@ struct Failure {
       message.data(), static_cast<Py_ssize_t>(message.size()), "replace"));
   if (!msg) throw py::error_already_set();
   py::object name = status_name ? py::object(py::str(status_name)) : py::object(py::none());
-  py::object exc = py::reinterpret_borrow<py::object>(cls)(msg, status, name);
+  py::object exc = call_python(cls, msg, status, name);
   PyErr_SetObject(cls, exc.ptr());
   throw py::error_already_set();
 }
@@ -540,16 +550,7 @@ inline PyObject* fb_str(const flatbuffers::String* s) {
   return s ? decode(s->c_str(), s->size()) : decode("", 0);
 }
 
-// Calls a Python callable (a NamedTuple class, Reservation, _wake_closed)
-// with positional arguments; cold paths only.
-template <class... Args>
-py::object call_python(PyObject* callable, Args&&... args) {
-  py::tuple argv = py::make_tuple(std::forward<Args>(args)...);
-  PyObject* out = or_park([&] { return PyObject_Call(callable, argv.ptr(), nullptr); });
-  if (!out) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(out);
-}
-
+// Calls a NamedTuple class with positional arguments (cold paths only).
 template <class... Args>
 py::object make_tuple_type(PyTypeObject* type, Args&&... args) {
   return call_python(reinterpret_cast<PyObject*>(type), std::forward<Args>(args)...);

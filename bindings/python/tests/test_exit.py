@@ -335,6 +335,10 @@ PTHREAD_EXIT_SITES = {
         "berth.PoolStats.__new__ = lambda cls, *a: (die(), new(cls, *a))[1]\n"
         'e = berth.Engine(); e.add("p", "ns", "k"); e.stats("p")'
     ),
+    "raise_error": (
+        "berth.InvalidNameError.__init__ = lambda self, *a: die()\n"
+        'berth.Engine().add("p", "ns", "")'
+    ),
     "reserve_reservation": (
         "berth.Reservation.__init__ = lambda self, *a: die()\n"
         "berth.Bucket(rate=1.0, burst=1).reserve()"
