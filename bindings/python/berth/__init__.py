@@ -26,6 +26,15 @@ capi/berth.h; libberth.so ships next to it in this package.
     shared = berth.SharedLimiter("api-workers", capacity=8)
     async with shared.acquire():
         ...
+
+Threads at interpreter exit: daemon threads may be inside Berth (in a call,
+or blocked in a wait) when the program ends. Once berth's atexit handler has
+run, a thread returning from Berth never takes the GIL back: it sleeps until
+the process is gone, so exit neither waits for it nor aborts (CPython 3.11
+would end it with pthread_exit inside the extension, which aborts the
+process). atexit handlers registered before `import berth` run after that
+point: they must not wait for such a thread, and close() there leaves a
+handle that such a thread was using allocated instead of waiting for it.
 """
 
 from __future__ import annotations

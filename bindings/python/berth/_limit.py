@@ -72,8 +72,11 @@ class _LoopWaiters:
         self.loop_ref = weakref.ref(loop)
         # The notifier (and its eventfd) goes when the loop is collected, or
         # at the first _waiters() call after the loop closed, whichever is
-        # first (a closed loop never reads it again).
+        # first (a closed loop never reads it again). Not at interpreter exit:
+        # the loop may still run in a daemon thread, whose tasks would find
+        # the notifier closed under them; the process's end frees it anyway.
         self._finalizer = weakref.finalize(loop, self.notifier.close)
+        self._finalizer.atexit = False
         try:
             loop.add_reader(self.fd, self._on_readable)
         except BaseException:

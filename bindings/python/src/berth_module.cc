@@ -14,6 +14,13 @@
 // passed to Cache.list, and a _Notifier passed to berth_limiter_acquire_async
 // or berth_shared_limiter_acquire_async, are in flight for that call too.
 //
+// Interpreter exit: once this module's atexit handler has run, a thread
+// returning from Berth never takes the GIL back (CPython 3.11 would end it
+// with pthread_exit, and the unwind would abort the process): it parks, and
+// the process exits around it. close() at that point leaves a handle with
+// calls in flight allocated instead of waiting for them. See "Interpreter
+// exit" below.
+//
 // The asyncio side of the Limiter, SharedLimiter and Bucket is Python
 // (berth/_limit.py); it is installed on the classes at import.
 //
@@ -37,6 +44,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cxxabi.h>
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
@@ -97,20 +105,114 @@ constexpr int kPoolKeyFields = 6;  // namespace, name, node, ready, seq, token
 
 inline bool is_failure(berth_status st) { return st != BERTH_OK && st != BERTH_EMPTY; }
 
+// ---------------------------------------------------------------------------
+// Interpreter exit
+//
+// CPython 3.11's Py_FinalizeEx runs the atexit handlers (other threads still
+// run normally), then marks the runtime finalizing; from then on a thread
+// other than the finalizing one that takes the GIL back (take_gil, reached by
+// PyEval_RestoreThread) is ended with pthread_exit. That is a forced unwind,
+// and one started in ~NoGil (a destructor, hence noexcept) makes the C++
+// runtime call std::terminate: the process aborted at exit whenever a daemon
+// thread was inside Berth. So once exit has begun, a thread returning from
+// Berth never takes the GIL back: it parks (sleeps until the process ends,
+// holding no GIL and no Berth lock). The handshake is Dekker's:
+//  - a thread about to take the GIL back announces itself (g_restoring,
+//    seq_cst), then reads g_exiting: set, it withdraws and parks; clear, it
+//    takes the GIL and withdraws;
+//  - the atexit handler (registered at import) sets g_exiting (seq_cst), then
+//    lets the GIL go until g_restoring is 0 (for at most kExitWait),
+// so a thread either sees the flag or is seen by the handler, and none is
+// inside PyEval_RestoreThread when the runtime is marked finalizing. The
+// thread running the handler is the finalizing one; it is never parked.
+// ---------------------------------------------------------------------------
+
+std::atomic<bool> g_exiting{false};
+std::atomic<int> g_restoring{0};
+pthread_t g_exit_thread;  // written before g_exiting is set, read after it is seen
+constexpr auto kExitWait = std::chrono::seconds(1);
+
+[[noreturn]] void park_forever() {
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+// Returns fn(), a C API call that may run Python code (a class's __new__, an
+// iterator's __next__, a property) while this module's frames hold objects.
+// If exit ends the thread in there (take_gil's pthread_exit at a GIL switch
+// of that code), the forced unwind stops here and the thread parks: going on
+// would run those frames' destructors (references dropped, objects freed)
+// without the GIL while the interpreter finalizes, a fatal error. fn must own
+// nothing with a destructor.
+template <class Fn>
+auto or_park(Fn&& fn) -> decltype(fn()) {
+#if defined(__GLIBCXX__)
+  try {
+    return fn();
+  } catch (abi::__forced_unwind&) {
+    park_forever();
+  }
+#else
+  return fn();
+#endif
+}
+
+// Calls a Python callable (an error class, a NamedTuple class,
+// Reservation, _wake_closed) with positional arguments, as or_park says.
+template <class... Args>
+py::object call_python(PyObject* callable, Args&&... args) {
+  py::tuple argv = py::make_tuple(std::forward<Args>(args)...);
+  PyObject* out = or_park([&] { return PyObject_Call(callable, argv.ptr(), nullptr); });
+  if (!out) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(out);
+}
+
+// True once exit has begun and this thread is not the one finalizing: a call
+// of this thread that releases the GIL will never take it back.
+bool parking() {
+  return g_exiting.load(std::memory_order_seq_cst) && !pthread_equal(pthread_self(), g_exit_thread);
+}
+
+// PyEval_RestoreThread, or parks the thread for good if exit has begun.
+void restore_gil(PyThreadState* state) {
+  g_restoring.fetch_add(1, std::memory_order_seq_cst);
+  if (parking()) {
+    g_restoring.fetch_sub(1, std::memory_order_seq_cst);
+    park_forever();
+  }
+  PyEval_RestoreThread(state);
+  g_restoring.fetch_sub(1, std::memory_order_release);
+}
+
 // Releases the GIL for its scope. py::gil_scoped_release does the same plus a
 // get_internals() lookup on every construction, which measured ~20 ns per call
 // on the add / pop_spread path; we never use gil_scoped_acquire, so the plain
-// CPython pair is all that is needed.
+// CPython pair is all that is needed. Every place this module takes the GIL
+// back is the destructor of a NoGil (see "Interpreter exit").
 class NoGil {
  public:
   NoGil() : state_(PyEval_SaveThread()) {}
-  ~NoGil() { PyEval_RestoreThread(state_); }
+  ~NoGil() { restore_gil(state_); }
   NoGil(const NoGil&) = delete;
   NoGil& operator=(const NoGil&) = delete;
 
  private:
   PyThreadState* state_;
 };
+
+// The atexit handler (GIL held): see "Interpreter exit".
+void begin_exit() {
+  g_exit_thread = pthread_self();
+  g_exiting.store(true, std::memory_order_seq_cst);
+  const auto deadline = std::chrono::steady_clock::now() + kExitWait;
+  while (g_restoring.load(std::memory_order_seq_cst) != 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    NoGil nogil;  // lets the announced threads take the GIL and withdraw
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
+// In a forked child only the forking thread exists, and it holds the GIL.
+void reset_exit_after_fork() { g_restoring.store(0, std::memory_order_relaxed); }
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -138,7 +240,7 @@ struct Failure {
       message.data(), static_cast<Py_ssize_t>(message.size()), "replace"));
   if (!msg) throw py::error_already_set();
   py::object name = status_name ? py::object(py::str(status_name)) : py::object(py::none());
-  py::object exc = py::reinterpret_borrow<py::object>(cls)(msg, status, name);
+  py::object exc = call_python(cls, msg, status, name);
   PyErr_SetObject(cls, exc.ptr());
   throw py::error_already_set();
 }
@@ -312,7 +414,7 @@ void for_each_label(PyObject* mapping, const Arg& arg, F&& f) {
       PyList_Check(mapping) || PyTuple_Check(mapping)) {
     raise_type(arg.str(), expected, mapping);
   }
-  auto items = py::reinterpret_steal<py::object>(PyMapping_Items(mapping));
+  auto items = py::reinterpret_steal<py::object>(or_park([&] { return PyMapping_Items(mapping); }));
   if (!items) {
     if (PyErr_ExceptionMatches(PyExc_AttributeError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
       PyErr_Clear();
@@ -378,7 +480,9 @@ class BytesArg {
   void read(PyObject* obj, const Arg& arg) {
     if (obj == Py_None) return;
     if (!PyObject_CheckBuffer(obj)) raise_type(arg.str(), "a bytes-like object", obj);
-    if (PyObject_GetBuffer(obj, &view_, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+    if (or_park([&] { return PyObject_GetBuffer(obj, &view_, PyBUF_SIMPLE); }) != 0) {
+      throw py::error_already_set();
+    }
     held_ = true;
   }
   const uint8_t* data() const {
@@ -449,8 +553,7 @@ inline PyObject* fb_str(const flatbuffers::String* s) {
 // Calls a NamedTuple class with positional arguments (cold paths only).
 template <class... Args>
 py::object make_tuple_type(PyTypeObject* type, Args&&... args) {
-  return py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(type))(
-      std::forward<Args>(args)...);
+  return call_python(reinterpret_cast<PyObject*>(type), std::forward<Args>(args)...);
 }
 
 // ---------------------------------------------------------------------------
@@ -494,8 +597,10 @@ class Handle {
   };
 
   ~Handle() {
-    // No call can be in flight here: every call holds a reference to self.
-    if (handle_) kFree(handle_);
+    // A call holds a reference to self, so none is in flight here, except
+    // one parked at exit (see "Interpreter exit") if the interpreter drops
+    // the references of its thread's frames: that handle is leaked.
+    if (handle_ && calls_in_flight() == 0) kFree(handle_);
   }
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
@@ -507,7 +612,9 @@ class Handle {
   // bounded because the only berth_* call that blocks (berth_limiter_acquire)
   // is woken by Limiter::close first (see there); raising instead would
   // starve: the GIL changes hands exactly when a thread enters Berth, so a
-  // busy handle almost always has a call in flight when close() runs.
+  // busy handle almost always has a call in flight when close() runs. Once
+  // interpreter exit has begun, a call in flight never returns (its thread
+  // parks): close() then leaves the handle allocated instead of waiting.
   void close() { close_with([](H*) {}); }
 
  protected:
@@ -523,7 +630,8 @@ class Handle {
       NoGil nogil;
       wake(h);
     }
-    for (unsigned spins = 0; in_flight_ != 0 && flight_pid_ == self_pid(); ++spins) {
+    for (unsigned spins = 0; calls_in_flight() != 0; ++spins) {
+      if (g_exiting.load(std::memory_order_seq_cst)) return;  // h is leaked (see close())
       NoGil nogil;  // lets the calls in flight finish
       if (spins < 64) {
         std::this_thread::yield();
@@ -575,6 +683,9 @@ class Handle {
 
  private:
   H* handle_ = nullptr;  // nullptr once closed
+  // Calls in flight in this process (a forked child has none of its parent's).
+  size_t calls_in_flight() const { return flight_pid_ == self_pid() ? in_flight_ : 0; }
+
   size_t in_flight_ = 0;  // guarded by the GIL
   pid_t flight_pid_ = 0;  // the process in_flight_ counts calls of
   const char* what_;
@@ -812,7 +923,7 @@ void read_batch_item(PyObject* item, Py_ssize_t index, BatchItem& out) {
     py::tuple t(4);
     int i = 0;
     for (; i < 4; ++i) {
-      PyObject* v = PyObject_GetAttrString(item, kAttrs[i]);
+      PyObject* v = or_park([&] { return PyObject_GetAttrString(item, kAttrs[i]); });
       if (!v) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
         PyErr_Clear();
@@ -853,14 +964,14 @@ size_t Engine::add_batch(py::handle pool, py::handle keys) {
   }
   flatbuffers::FlatBufferBuilder fbb(1024);
   std::vector<flatbuffers::Offset<berth::fb::PoolKey>> offsets;
-  Py_ssize_t hint = PyObject_LengthHint(keys.ptr(), 0);
+  Py_ssize_t hint = or_park([&] { return PyObject_LengthHint(keys.ptr(), 0); });
   if (hint < 0) throw py::error_already_set();
   offsets.reserve(static_cast<size_t>(hint));
 
-  py::object iter = py::reinterpret_steal<py::object>(PyObject_GetIter(keys.ptr()));
+  auto iter = py::reinterpret_steal<py::object>(or_park([&] { return PyObject_GetIter(keys.ptr()); }));
   if (!iter) throw py::error_already_set();
   Py_ssize_t index = 0;
-  while (PyObject* raw = PyIter_Next(iter.ptr())) {
+  while (PyObject* raw = or_park([&] { return PyIter_Next(iter.ptr()); })) {
     py::object item = py::reinterpret_steal<py::object>(raw);
     BatchItem bi;
     read_batch_item(item.ptr(), index, bi);
@@ -1529,10 +1640,10 @@ size_t Cache::apply(py::handle events) {
     add(evs, 0);  // one Event
   } else {
     if (PyUnicode_Check(evs) || PyBytes_Check(evs)) raise_type("events", "an iterable of events", evs);
-    py::object iter = py::reinterpret_steal<py::object>(PyObject_GetIter(evs));
+    auto iter = py::reinterpret_steal<py::object>(or_park([&] { return PyObject_GetIter(evs); }));
     if (!iter) throw py::error_already_set();
     Py_ssize_t index = 0;
-    while (PyObject* raw = PyIter_Next(iter.ptr())) {
+    while (PyObject* raw = or_park([&] { return PyIter_Next(iter.ptr()); })) {
       py::object item = py::reinterpret_steal<py::object>(raw);
       add(item.ptr(), index++);
     }
@@ -1555,16 +1666,16 @@ py::object Cache::replace(py::handle objects, py::handle rv) {
   flatbuffers::FlatBufferBuilder fbb(1024);
   std::vector<flatbuffers::Offset<berth::fb::Object>> offsets;
   std::vector<flatbuffers::Offset<berth::fb::Label>> scratch;
-  Py_ssize_t hint = PyObject_LengthHint(objs, 0);
+  Py_ssize_t hint = or_park([&] { return PyObject_LengthHint(objs, 0); });
   if (hint < 0) throw py::error_already_set();
   offsets.reserve(static_cast<size_t>(hint));
 
-  py::object iter = py::reinterpret_steal<py::object>(PyObject_GetIter(objs));
+  auto iter = py::reinterpret_steal<py::object>(or_park([&] { return PyObject_GetIter(objs); }));
   if (!iter) throw py::error_already_set();
   Py_ssize_t index = 0;
   static const char* const kAttrs[5] = {"namespace", "name", "resource_version", "labels",
                                         "payload"};
-  while (PyObject* raw = PyIter_Next(iter.ptr())) {
+  while (PyObject* raw = or_park([&] { return PyIter_Next(iter.ptr()); })) {
     py::object item = py::reinterpret_steal<py::object>(raw);
     const Arg at{"", index, "objects"};
     PyObject* it = item.ptr();
@@ -1588,7 +1699,7 @@ py::object Cache::replace(py::handle objects, py::handle rv) {
       // Any object with the attributes; labels and payload are optional.
       py::object attrs[5];
       for (int i = 0; i < 5; ++i) {
-        PyObject* v = PyObject_GetAttrString(it, kAttrs[i]);
+        PyObject* v = or_park([&] { return PyObject_GetAttrString(it, kAttrs[i]); });
         if (!v) {
           if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
           PyErr_Clear();
@@ -1958,7 +2069,7 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
       });
     }
     if (PyDict_GET_SIZE(waits_.ptr()) != 0) {
-      py::reinterpret_borrow<py::object>(g.wake_closed)(waits_.attr("values")());
+      call_python(g.wake_closed, waits_.attr("values")());
     }
   }
 
@@ -2277,8 +2388,7 @@ class Bucket : public Handle<berth_bucket, &berth_bucket_free> {
     const int64_t t = as_now(now.ptr());
     berth_reservation r{};
     call([&](berth_bucket* b) { return berth_bucket_reserve(&r, b, k, t); });
-    return py::reinterpret_borrow<py::object>(g.reservation)(self.obj, r.time_to_act_ns,
-                                                             r.delay_ns, r.tokens, r.rate);
+    return call_python(g.reservation, self.obj, r.time_to_act_ns, r.delay_ns, r.tokens, r.rate);
   }
 
   // Reservation.cancel(): the reservation's fields come back from Python.
@@ -2953,7 +3063,17 @@ PYBIND11_MODULE(_berth, m) {
 
   // Waits on a SharedLimiter opened before a fork are refused in the child.
   refresh_pid();
-  pthread_atfork(nullptr, nullptr, refresh_pid);
+  pthread_atfork(nullptr, nullptr, [] {
+    refresh_pid();
+    reset_exit_after_fork();
+  });
+
+  // Threads inside Berth at interpreter exit park instead of aborting the
+  // process (see "Interpreter exit"). A new interpreter starts afresh.
+  g_exiting.store(false, std::memory_order_seq_cst);
+  py::module_::import("atexit").attr("register")(
+      py::cpp_function(&begin_exit, py::name("_begin_exit"),
+                       py::doc("Parks the threads that return from Berth from now on.")));
 
   // The asyncio and context-manager parts, written in Python.
   py::module_ limit = py::module_::import("berth._limit");
