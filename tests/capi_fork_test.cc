@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -197,6 +198,10 @@ TEST(CApiFork, TwoHundredForksWhileFourThreadsPerHandleTypeAreInsideCalls) {
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
     if (done == 0) {
+      // Where it hangs, if gdb is here to say.
+      const std::string bt = "gdb -p " + std::to_string(pid) +
+                             " -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^#' | head -40";
+      if (std::system(bt.c_str()) != 0) std::printf("(no gdb to show where child %d hangs)\n", pid);
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
       ++hung;
