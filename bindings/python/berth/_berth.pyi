@@ -462,15 +462,19 @@ class Limiter:
         permits were taken), AT_CAPACITY or WAITERS_QUEUED."""
     def acquire_blocking(self, n: int = 1, timeout: float | None = None) -> None:
         """Blocks this thread until n permits are granted, in FIFO order
-        (berth_limiter_acquire, GIL released).
+        (GIL released).
 
         timeout: seconds (None or math.inf: no deadline; 0: only if free now).
         Raises TimeoutError (berth.TimeoutError, also the builtin) when the
         deadline passes, holding nothing; InvalidArgumentError if n < 1, n >
         capacity, or timeout < 0; ClosedError if close() ran meanwhile;
         RuntimeError if this thread runs an asyncio event loop (unless
-        timeout is 0). Not interruptible by signals (KeyboardInterrupt) while
-        it waits: pass a timeout where that matters."""
+        timeout is 0). A signal handler that raises (KeyboardInterrupt) ends
+        the wait, holding nothing.
+
+        It waits through the asynchronous form (so that signals can interrupt
+        it): its timeouts count in LimiterStats.cancelled, not timed_out
+        (timeout=0 uses berth_limiter_acquire, which counts timed_out)."""
     def release(self, n: int = 1) -> None:
         """Returns n permits and grants the waiters that now fit, in order
         (berth_limiter_release). InvalidArgumentError if n < 1 or more

@@ -1838,6 +1838,148 @@ py::object ticket_object(int granted, uint64_t ticket) {
 
 // Capacity set by Limiter::close to wake every waiter. Not INT64_MAX: Berth
 // adds in-use and the request before comparing with it.
+// ---------------------------------------------------------------------------
+// Blocking waits that Ctrl-C and close() can end
+//
+// A blocking berth_*_acquire cannot be interrupted: only a grant or its
+// deadline ends it, so a Python thread blocked in it ignores KeyboardInterrupt
+// (and a hostile or stuck peer could keep it there). So the blocking waits of
+// both limiters (acquire_blocking, hold) use the asynchronous form: they
+// queue a ticket whose grant posts to a notifier made for that wait, and
+// ppoll its fd together with an optional wake fd that close() makes
+// readable. A signal interrupts the ppoll; the Python handlers run with the
+// GIL, and if one raises (KeyboardInterrupt) the ticket is cancelled (a grant
+// that raced in goes back) and the exception propagates, holding nothing.
+// The cost: a timeout is a cancel, counted by the limiters' stats as
+// cancelled (Limiter) or not at all (SharedLimiter), not as timed_out
+// (timeout=0 uses the blocking call, which counts).
+// ---------------------------------------------------------------------------
+
+template <class H>
+struct TicketCalls;
+template <>
+struct TicketCalls<berth_limiter> {
+  static constexpr auto acquire_async = &berth_limiter_acquire_async;
+  static constexpr auto claim = &berth_limiter_claim;
+  static constexpr auto cancel = &berth_limiter_cancel;
+};
+template <>
+struct TicketCalls<berth_shared_limiter> {
+  static constexpr auto acquire_async = &berth_shared_limiter_acquire_async;
+  static constexpr auto claim = &berth_shared_limiter_claim;
+  static constexpr auto cancel = &berth_shared_limiter_cancel;
+};
+
+enum class WaitResult { kGranted, kTimedOut, kClosed, kFailed };
+
+// Waits for k permits of h until deadline (berth_clock_now_ns; -1: none) or
+// until wake_fd (-1: none) is readable. Called with the GIL held (released
+// while waiting); *f holds the detail of kFailed.
+template <class H>
+WaitResult wait_for_permits(H* h, int64_t k, int64_t deadline, int wfd, Failure* failure) {
+  using Calls = TicketCalls<H>;
+  enum class Result { kPending, kGranted, kTimedOut, kClosed, kSignal, kFailed };
+  Failure& f = *failure;
+  berth_notifier* nt = nullptr;
+  int nfd = -1;
+  uint64_t ticket = 0;
+  // berth_*_cancel, ignoring the outcome.
+  auto cancel_ticket = [&] {
+    int outcome = BERTH_CANCEL_UNKNOWN;
+    Calls::cancel(&outcome, h, ticket);
+  };
+  auto fail = [&](berth_status st) {
+    f.capture(st);
+    return Result::kFailed;
+  };
+  // Ends the wait without the permits (a grant that raced in goes back).
+  auto give_up = [&](Result r) {
+    cancel_ticket();
+    return r;
+  };
+  auto try_claim = [&](bool* claimed) {
+    int c = 0;
+    const berth_status st = Calls::claim(&c, h, ticket);
+    *claimed = c != 0;
+    return st;
+  };
+  // Starts the wait (with the GIL released).
+  auto start = [&]() -> Result {
+    berth_status st = berth_notifier_new(&nt);
+    if (is_failure(st)) return fail(st);
+    if (st = berth_notifier_fd(&nfd, nt); is_failure(st)) return fail(st);
+    int granted = 0;
+    st = Calls::acquire_async(&granted, &ticket, h, k, nt, 1);
+    if (is_failure(st)) return fail(st);
+    return granted ? Result::kGranted : Result::kPending;
+  };
+  // Waits for the grant, the deadline, close() or a signal (GIL released).
+  auto poll = [&]() -> Result {
+    for (;;) {
+      pollfd fds[2] = {{nfd, POLLIN, 0}, {wfd, POLLIN, 0}};  // a negative fd is ignored
+      timespec ts{};
+      if (deadline >= 0) {
+        const int64_t left = deadline - berth_clock_now_ns();
+        if (left <= 0) {  // a grant that landed by now still counts
+          bool claimed = false;
+          if (berth_status st = try_claim(&claimed); is_failure(st)) return give_up(fail(st));
+          return claimed ? Result::kGranted : give_up(Result::kTimedOut);
+        }
+        ts.tv_sec = static_cast<time_t>(left / 1'000'000'000);
+        ts.tv_nsec = static_cast<long>(left % 1'000'000'000);
+      }
+      const int r = ppoll(fds, 2, deadline >= 0 ? &ts : nullptr, nullptr);
+      if (r < 0) {
+        if (errno == EINTR) return Result::kSignal;
+        f.status = BERTH_ERR_INTERNAL;
+        f.message = std::string("ppoll: ") + std::strerror(errno);
+        f.status_name = berth_status_name(BERTH_ERR_INTERNAL);
+        return give_up(Result::kFailed);
+      }
+      if (fds[1].revents != 0) return give_up(Result::kClosed);
+      if (fds[0].revents != 0) {
+        uint64_t token = 0;
+        size_t count = 0;
+        berth_notifier_drain(&count, nt, &token, 1);
+        bool claimed = false;
+        if (berth_status st = try_claim(&claimed); is_failure(st)) return give_up(fail(st));
+        if (claimed) return Result::kGranted;
+      }
+    }
+  };
+
+  Result res;
+  {
+    NoGil nogil;
+    res = start();
+    if (res == Result::kPending) res = poll();
+  }
+  // Interrupted by a signal: run the Python handlers (KeyboardInterrupt
+  // ends the wait holding nothing), then wait on.
+  while (res == Result::kSignal) {
+    if (PyErr_CheckSignals() < 0) {
+      {
+        NoGil nogil;
+        cancel_ticket();
+        berth_notifier_free(nt);
+      }
+      throw py::error_already_set();
+    }
+    NoGil nogil;
+    res = poll();
+  }
+  {
+    NoGil nogil;
+    berth_notifier_free(nt);  // the limiter keeps it while a ticket may post
+  }
+  switch (res) {
+    case Result::kGranted: return WaitResult::kGranted;
+    case Result::kTimedOut: return WaitResult::kTimedOut;
+    case Result::kClosed: return WaitResult::kClosed;
+    default: return WaitResult::kFailed;
+  }
+}
+
 constexpr int64_t kWakeCapacity = std::numeric_limits<int64_t>::max() / 4;
 
 class Limiter : public Handle<berth_limiter, &berth_limiter_free> {
@@ -1890,12 +2032,25 @@ class Limiter : public Handle<berth_limiter, &berth_limiter_free> {
     const int64_t t = as_timeout_ns(timeout.ptr());
     if (t != 0) refuse_in_event_loop("acquire_blocking", "'async with limiter.acquire(n)'");
     Flight flight(*this);
-    berth_status st;
+    berth_status st = BERTH_OK;
     Failure f;
-    {
+    if (t == 0) {  // never waits: the blocking call with a deadline of now
       NoGil nogil;
-      st = berth_limiter_acquire(flight.handle(), k, t);
+      st = berth_limiter_acquire(flight.handle(), k, 0);
       if (is_failure(st)) f.capture(st);
+    } else {  // interruptible (see "Blocking waits"); close() wakes it with a grant
+      const int64_t deadline = t < 0 ? -1 : berth_clock_now_ns() + t;
+      switch (wait_for_permits(flight.handle(), k, deadline, -1, &f)) {
+        case WaitResult::kGranted: break;
+        case WaitResult::kTimedOut:
+          st = BERTH_ERR_TIMEOUT;
+          f.status = st;
+          f.message = "no permits within " + std::to_string(t) + " ns";
+          f.status_name = berth_status_name(st);
+          break;
+        case WaitResult::kClosed:
+        case WaitResult::kFailed: st = f.status; break;
+      }
     }
     if (closed()) {  // woken by close(): give back what it granted
       if (st == BERTH_OK) {
@@ -1972,16 +2127,9 @@ class Limiter : public Handle<berth_limiter, &berth_limiter_free> {
 // ---------------------------------------------------------------------------
 // Shared limiter
 //
-// Blocking waits. berth_shared_limiter_acquire cannot be interrupted (only a
-// grant or its deadline ends it), and the trick Limiter::close uses (raising
-// the capacity until every waiter is granted) is not available: the capacity
-// is every process's. So the blocking waits of this binding (acquire_blocking,
-// hold) use the asynchronous form: they queue a ticket whose grant posts to a
-// notifier made for that wait, and ppoll its fd together with the handle's
-// wake fd, an eventfd that close() makes readable. close() therefore never
-// hangs, and a signal (Ctrl-C) interrupts the wait. The cost: their timeouts
-// are cancels, which the region's timed_out counter does not count (timeout=0
-// uses berth_shared_limiter_acquire, which does; see NOTES_FOR_CORE.md).
+// Blocking waits: see "Blocking waits that Ctrl-C and close() can end";
+// close() ends them through the handle's wake fd (the capacity, which
+// Limiter::close raises, is every process's here).
 //
 // Processes. Permits belong to the process. A handle's asynchronous waits
 // are served by a thread of the process that opened it, which a forked child
@@ -2193,14 +2341,6 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
     throw py::error_already_set();
   }
 
-  // berth_shared_limiter_cancel, ignoring the outcome. Not with a NULL
-  // out_outcome, although it is optional for berth_limiter_cancel: libberth
-  // 0.3.0 then skips the cancel altogether (NOTES_FOR_CORE.md).
-  static void cancel_ticket(berth_shared_limiter* h, uint64_t ticket) {
-    int outcome = BERTH_CANCEL_UNKNOWN;
-    berth_shared_limiter_cancel(&outcome, h, ticket);
-  }
-
   // Counts k permits just taken for a block. If close() ran meanwhile it gave
   // back the blocks' permits without these: give them back and raise.
   void took_for_block(const Flight& flight, int64_t k) {
@@ -2238,97 +2378,10 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
     const int wfd = wake_fd_;
     const int64_t deadline = t < 0 ? -1 : berth_clock_now_ns() + t;
 
-    enum class Result { kPending, kGranted, kTimedOut, kClosed, kSignal, kFailed };
     Failure f;
-    berth_notifier* nt = nullptr;
-    int nfd = -1;
-    uint64_t ticket = 0;
-    auto fail = [&](berth_status st) {
-      f.capture(st);
-      return Result::kFailed;
-    };
-    // Ends the wait without the permits (a grant that raced in goes back).
-    auto give_up = [&](Result r) {
-      cancel_ticket(h, ticket);
-      return r;
-    };
-    auto try_claim = [&](bool* claimed) {
-      int c = 0;
-      const berth_status st = berth_shared_limiter_claim(&c, h, ticket);
-      *claimed = c != 0;
-      return st;
-    };
-    // Starts the wait (with the GIL released).
-    auto start = [&]() -> Result {
-      berth_status st = berth_notifier_new(&nt);
-      if (is_failure(st)) return fail(st);
-      if (st = berth_notifier_fd(&nfd, nt); is_failure(st)) return fail(st);
-      int granted = 0;
-      st = berth_shared_limiter_acquire_async(&granted, &ticket, h, k, nt, 1);
-      if (is_failure(st)) return fail(st);
-      return granted ? Result::kGranted : Result::kPending;
-    };
-    // Waits for the grant, the deadline, close() or a signal (GIL released).
-    auto poll = [&]() -> Result {
-      for (;;) {
-        pollfd fds[2] = {{nfd, POLLIN, 0}, {wfd, POLLIN, 0}};
-        timespec ts{};
-        if (deadline >= 0) {
-          const int64_t left = deadline - berth_clock_now_ns();
-          if (left <= 0) {  // a grant that landed by now still counts
-            bool claimed = false;
-            if (berth_status st = try_claim(&claimed); is_failure(st)) return give_up(fail(st));
-            return claimed ? Result::kGranted : give_up(Result::kTimedOut);
-          }
-          ts.tv_sec = static_cast<time_t>(left / 1'000'000'000);
-          ts.tv_nsec = static_cast<long>(left % 1'000'000'000);
-        }
-        const int r = ppoll(fds, 2, deadline >= 0 ? &ts : nullptr, nullptr);
-        if (r < 0) {
-          if (errno == EINTR) return Result::kSignal;
-          f.status = BERTH_ERR_INTERNAL;
-          f.message = std::string("ppoll: ") + std::strerror(errno);
-          f.status_name = berth_status_name(BERTH_ERR_INTERNAL);
-          return give_up(Result::kFailed);
-        }
-        if (fds[1].revents != 0) return give_up(Result::kClosed);
-        if (fds[0].revents != 0) {
-          uint64_t token = 0;
-          size_t count = 0;
-          berth_notifier_drain(&count, nt, &token, 1);
-          bool claimed = false;
-          if (berth_status st = try_claim(&claimed); is_failure(st)) return give_up(fail(st));
-          if (claimed) return Result::kGranted;
-        }
-      }
-    };
-
-    Result res;
-    {
-      NoGil nogil;
-      res = start();
-      if (res == Result::kPending) res = poll();
-    }
-    // Interrupted by a signal: run the Python handlers (KeyboardInterrupt
-    // ends the wait holding nothing), then wait on.
-    while (res == Result::kSignal) {
-      if (PyErr_CheckSignals() < 0) {
-        {
-          NoGil nogil;
-          cancel_ticket(h, ticket);
-          berth_notifier_free(nt);
-        }
-        throw py::error_already_set();
-      }
-      NoGil nogil;
-      res = poll();
-    }
-    {
-      NoGil nogil;
-      berth_notifier_free(nt);  // the limiter keeps it while a ticket may post
-    }
+    const WaitResult res = wait_for_permits(h, k, deadline, wfd, &f);
     switch (res) {
-      case Result::kGranted:
+      case WaitResult::kGranted:
         if (for_block) {
           took_for_block(flight, k);
         } else if (closed()) {  // woken by close(): give back what it granted
@@ -2339,13 +2392,11 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
           raise_closed("shared limiter");
         }
         return;
-      case Result::kTimedOut:
+      case WaitResult::kTimedOut:
         raise_status(BERTH_ERR_TIMEOUT, "no permits within " + std::to_string(t) + " ns");
-      case Result::kClosed:
+      case WaitResult::kClosed:
         raise_closed("shared limiter");
-      case Result::kFailed:
-      case Result::kPending:
-      case Result::kSignal:
+      case WaitResult::kFailed:
         break;
     }
     raise_failure(f);

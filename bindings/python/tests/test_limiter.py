@@ -7,6 +7,8 @@ import asyncio
 import builtins
 import gc
 import random
+import os
+import signal
 import threading
 import time
 from collections.abc import Coroutine
@@ -200,7 +202,25 @@ def test_acquire_blocking_times_out_holding_nothing(limiter):
     assert info.value.status == berth.Status.ERR_TIMEOUT
     assert info.value.status_name == "BERTH_ERR_TIMEOUT"
     s = limiter.stats()
-    assert (s.in_use, s.waiting, s.timed_out) == (3, 0, 1)
+    # The wait is a ticket (so Ctrl-C can end it): its timeout is a cancel.
+    assert (s.in_use, s.waiting, s.cancelled) == (3, 0, 1)
+
+
+def test_ctrl_c_interrupts_a_blocking_wait_holding_nothing(limiter):
+    assert threading.current_thread() is threading.main_thread()
+    assert limiter.try_acquire(3)
+    timer = threading.Timer(0.1, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            limiter.acquire_blocking(1, timeout=None)
+    finally:
+        timer.cancel()
+    s = limiter.stats()
+    assert (s.in_use, s.waiting, s.cancelled) == (3, 0, 1)
+    limiter.release(3)
+    assert limiter.try_acquire(3)  # nothing was kept for the interrupted wait
+    limiter.release(3)
 
 
 def test_acquire_blocking_with_timeout_zero_only_takes_free_permits(limiter):
