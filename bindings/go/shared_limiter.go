@@ -123,9 +123,7 @@ type SharedLimiterStats struct {
 // the process. A cancelled Acquire never leaks a permit, however the
 // cancellation races the grant.
 //
-// A handle belongs to the process that opened it (the library's thread does
-// not survive fork); a Go program only forks to exec, so open one per
-// process. Every method is safe for concurrent use. Call Close when done;
+// Permits belong to the process (berth.h). Every method is safe for concurrent use. Call Close when done;
 // every method after Close returns an error wrapping ErrClosed, and Acquires
 // waiting at Close return it too (holding nothing).
 type SharedLimiter struct {

@@ -21,8 +21,8 @@ capi/berth.h; libberth.so ships next to it in this package.
     bucket = berth.Bucket(rate=50.0, burst=10)  # golang.org/x/time/rate
     await bucket.wait()                   # or bucket.allow(), bucket.reserve()
 
-    # One capacity for every worker process of the host (open it in each
-    # process, after any fork); permits of a process that dies come back.
+    # One capacity for every worker process of the host (open it before or
+    # after the fork); permits of a process that dies come back.
     shared = berth.SharedLimiter("api-workers", capacity=8)
     async with shared.acquire():
         ...

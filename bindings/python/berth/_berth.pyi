@@ -529,11 +529,9 @@ class SharedLimiter:
         holding permits (crash, SIGKILL) gets them reclaimed when another
         process looks (a wait that does not fit, every stats(), and every
         50 ms while anyone waits).
-      - Open one handle per process, after any fork: the waits of a handle
-        (asyncio and blocking alike) are served by a thread of the process
-        that opened it, so in a child forked after the handle was opened they
-        raise RuntimeError (try_acquire, release, stats and
-        acquire_blocking(n, timeout=0) still work there).
+      - fork: a handle inherited by a forked child works there as a handle
+        of a new process: none of the parent's permits, blocks or waits
+        come with it, and its waits are served in the child.
       - close() closes this handle only: other processes, and other handles
         of this process, keep going. The name stays until unlink(name).
       - Limits of the region: 128 processes holding permits and 256 waits
@@ -573,10 +571,9 @@ class SharedLimiter:
         tasks in `async with limiter.acquire()` raise ClosedError, holding
         nothing. Permits held by this handle's hold() and acquire() blocks
         are given back (leaving such a block afterwards is a no-op); permits
-        this process took with try_acquire / acquire_blocking stay held until
-        released through another handle or until the process exits. In a
-        process forked after the handle was opened, close() only forgets the
-        handle (it cannot be freed there)."""
+        this process took with try_acquire / acquire_blocking stay held while
+        the process has another handle on the region open; closing its last
+        one gives them back."""
     @property
     def closed(self) -> bool:
         """True once close() has run."""
@@ -606,8 +603,7 @@ class SharedLimiter:
         deadline passes, holding nothing; InvalidArgumentError if n < 1, n >
         capacity, or timeout < 0; ClosedError if close() ran meanwhile;
         RuntimeError if this thread runs an asyncio event loop (unless
-        timeout is 0) or if the handle was opened before a fork that made
-        this process. A signal handler that raises (KeyboardInterrupt) ends
+        timeout is 0). A signal handler that raises (KeyboardInterrupt) ends
         the wait, holding nothing.
 
         It waits through the asynchronous form (so that close() and signals
@@ -631,8 +627,7 @@ class SharedLimiter:
         `async with limiter.acquire(n): ...`. Granted at once, it does not
         even yield; otherwise the task waits on a future resolved through the
         running loop's berth notifier. Raises as try_acquire() on entry,
-        ClosedError if the handle is closed while the task waits, and
-        RuntimeError in a process forked after the handle was opened."""
+        and ClosedError if the handle is closed while the task waits."""
     def hold(self, n: int = 1, timeout: float | None = None) -> _SharedHold:
         """A context manager holding n permits for its block (blocking, for
         threads): `with limiter.hold(n, timeout): ...`. Waits as

@@ -674,10 +674,6 @@ class Handle {
   // released).
   void adopt(H* h) { handle_ = h; }
 
-  // Stops new calls like close() but never frees the handle (it is leaked):
-  // for a handle that must not be freed in this process (see SharedLimiter).
-  void forget() { handle_ = nullptr; }
-
   // The handle, nullptr once closed; for destructors (no Flight needed there).
   H* raw_handle() const { return handle_; }
 
@@ -2131,15 +2127,10 @@ class Limiter : public Handle<berth_limiter, &berth_limiter_free> {
 // close() ends them through the handle's wake fd (the capacity, which
 // Limiter::close raises, is every process's here).
 //
-// Processes. Permits belong to the process. A handle's asynchronous waits
-// are served by a thread of the process that opened it, which a forked child
-// does not have (its queued tickets would never be served): waits (asyncio or
-// blocking) on a handle opened before a fork raise RuntimeError in the child.
-// close() there only forgets the handle (leaking its mapping): freeing it
-// takes the handle's async mutex, which another thread of the parent may have
-// held at the fork, and gives back the parent's unclaimed grants out of the
-// child's own permits. The pid is cached and refreshed after fork, as the
-// core does (getpid() is a system call).
+// Processes. Permits belong to the process. In a forked child the handle
+// works as a handle of a new process (berth.h, "fork": none of the parent's
+// permits, tickets or waits); this binding's per-process state (wake fd,
+// blocks, tickets, asyncio waits) starts afresh there (become_owner).
 //
 // Blocks. Permits taken for a hold() or acquire() block are counted
 // (block_held_); close() gives them back, since the block can no longer do so
@@ -2178,7 +2169,7 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
 
   ~SharedLimiter() {
     // No call is in flight and no block is open (they hold references).
-    if (!closed() && !owner()) forget();  // never free in a forked child
+    if (!owner()) block_held_ = 0;  // the parent's blocks are not this process's
     if (berth_shared_limiter* h = raw_handle(); h != nullptr && block_held_ > 0) {
       berth_shared_limiter_release(h, block_held_);
     }
@@ -2199,30 +2190,30 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
   // Stops new calls, gives back the blocks' permits, wakes every wait of
   // this handle (blocking threads through the wake fd; asyncio tasks through
   // their futures, after the handle is freed) and frees the handle once the
-  // calls in flight have returned. In a forked child it only forgets it.
+  // calls in flight have returned.
   void close() {
     if (closed()) return;
-    if (!owner()) {
-      forget();  // leaked: the region stays mapped for calls still in flight
-    } else {
-      // tickets_ stays: a claim in flight must still find its ticket's n and
-      // give the permits back (took_for_block).
-      const int64_t held = block_held_;
-      block_held_ = 0;
-      const int wfd = wake_fd_;
-      close_with([&](berth_shared_limiter* h) {
-        const uint64_t one = 1;
-        (void)!::write(wfd, &one, sizeof one);  // stays readable: every wait sees it
-        if (held > 0) berth_shared_limiter_release(h, held);
-      });
-    }
+    if (!owner()) become_owner();
+    // tickets_ stays: a claim in flight must still find its ticket's n and
+    // give the permits back (took_for_block).
+    const int64_t held = block_held_;
+    block_held_ = 0;
+    const int wfd = wake_fd_;
+    close_with([&](berth_shared_limiter* h) {
+      const uint64_t one = 1;
+      (void)!::write(wfd, &one, sizeof one);  // stays readable: every wait sees it
+      if (held > 0) berth_shared_limiter_release(h, held);
+    });
     if (PyDict_GET_SIZE(waits_.ptr()) != 0) {
       call_python(g.wake_closed, waits_.attr("values")());
     }
   }
 
   py::object name() const { return name_; }
-  py::dict waits() const { return waits_; }
+  py::dict waits() {
+    if (!owner()) become_owner();
+    return waits_;
+  }
 
   int refusal(py::handle n) {
     const int64_t k = as_i64(n.ptr(), Arg{"n"});
@@ -2261,7 +2252,8 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
     // Uncounted before the call: a close() running meanwhile must not give
     // them back as well. Not counted again if the release fails: then the
     // process no longer holds them (someone released the block's permits).
-    if (owner()) block_held_ = std::max<int64_t>(0, block_held_ - k);
+    if (!owner()) become_owner();
+    block_held_ = std::max<int64_t>(0, block_held_ - k);
     call([&](berth_shared_limiter* l) { return berth_shared_limiter_release(l, k); });
     return py::none();
   }
@@ -2272,7 +2264,7 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
     const int64_t k = as_i64(n.ptr(), Arg{"n"});
     Notifier& nt = notifier_arg(notifier);
     const uint64_t tok = as_u64(token.ptr(), Arg{"token"});
-    check_owner("acquire");
+    if (!owner()) become_owner();
     Notifier::Flight nf(nt);
     Flight flight(*this);
     int granted = 0;
@@ -2290,6 +2282,7 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
 
   bool claim(py::handle ticket) {
     const uint64_t t = as_u64(ticket.ptr(), Arg{"ticket"});
+    if (!owner()) become_owner();
     Flight flight(*this);
     int claimed = 0;
     call(flight, [&](berth_shared_limiter* l) { return berth_shared_limiter_claim(&claimed, l, t); });
@@ -2304,6 +2297,7 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
 
   py::object cancel(py::handle ticket) {
     const uint64_t t = as_u64(ticket.ptr(), Arg{"ticket"});
+    if (!owner()) become_owner();
     int outcome = BERTH_CANCEL_UNKNOWN;
     call([&](berth_shared_limiter* l) { return berth_shared_limiter_cancel(&outcome, l, t); });
     tickets_.erase(t);
@@ -2331,14 +2325,24 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
  private:
   bool owner() const { return self_pid() == owner_pid_; }
 
-  void check_owner(const char* what) const {
-    if (owner()) return;
-    PyErr_Format(PyExc_RuntimeError,
-                 "%s(): this SharedLimiter was opened in process %d, before the fork that made "
-                 "this process (%d), and its waits are served by a thread of that process; "
-                 "open one in this process: berth.SharedLimiter(name)",
-                 what, static_cast<int>(owner_pid_), static_cast<int>(self_pid()));
-    throw py::error_already_set();
+  // A forked child: the handle works there as a handle of a new process
+  // (berth.h, "fork"), so the binding's per-process state starts afresh. Its
+  // wake fd would be the parent's eventfd (a close() in either process would
+  // wake the other's waits), its blocks and tickets are the parent's, and
+  // its asyncio waits belong to the parent's event loops. The inherited fd
+  // is closed here only (the parent's stays open).
+  void become_owner() {
+    const int wfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wfd < 0) {
+      PyErr_SetFromErrno(PyExc_OSError);
+      throw py::error_already_set();
+    }
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+    wake_fd_ = wfd;
+    block_held_ = 0;
+    tickets_.clear();
+    waits_ = py::dict();
+    owner_pid_ = self_pid();
   }
 
   // Counts k permits just taken for a block. If close() ran meanwhile it gave
@@ -2351,7 +2355,7 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
       }
       raise_closed("shared limiter");
     }
-    if (owner()) block_held_ += k;
+    block_held_ += k;  // the caller became the owner first
   }
 
   // The blocking wait (see the section comment): k permits held on return,
@@ -2372,7 +2376,7 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
       return;
     }
     refuse_in_event_loop(what, "'async with limiter.acquire(n)'");
-    check_owner(what);
+    if (!owner()) become_owner();
     Flight flight(*this);
     berth_shared_limiter* const h = flight.handle();
     const int wfd = wake_fd_;

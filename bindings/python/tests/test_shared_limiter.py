@@ -981,8 +981,9 @@ def in_child(fn, timeout: float = 30) -> tuple[int, str]:
     return os.waitstatus_to_exitcode(status), b"".join(chunks).decode()
 
 
-def test_a_handle_opened_before_a_fork_refuses_waits_in_the_child(limiter):
-    # Start the parent's thread for this handle: the child must not need it.
+def test_a_handle_opened_before_a_fork_works_in_the_child_as_a_new_process(limiter):
+    # Start the parent's thread for this handle and leave the parent holding
+    # a block: the child needs neither, and inherits neither.
     async def queue_once() -> None:
         assert limiter.try_acquire(3)
         task = asyncio.create_task(limiter.acquire(1).__aenter__())
@@ -993,37 +994,36 @@ def test_a_handle_opened_before_a_fork_refuses_waits_in_the_child(limiter):
         limiter.release(3)
 
     run(queue_once())
+    block = limiter.hold(1)
+    block.__enter__()
 
     def child() -> str:
         out = []
-        assert limiter.try_acquire(1)  # the child's own permit
+        with pytest.raises(berth.InvalidArgumentError):
+            limiter.release(1)  # the parent's permit is not the child's
+        assert limiter.try_acquire(1)  # the child's own
         out.append(limiter.stats().holders)
-        for call in (
-            lambda: limiter.acquire_blocking(1, timeout=1),
-            lambda: limiter.hold(1).__enter__(),
-            lambda: asyncio.run(limiter.acquire(1).__aenter__()),
-        ):
-            try:
-                call()
-                out.append("no error")
-            except RuntimeError as exc:
-                out.append("fork" in str(exc))
-        limiter.acquire_blocking(1, timeout=0)  # never waits: fine
+        limiter.acquire_blocking(1, timeout=5)  # waits work: the child's own thread
         limiter.release(2)
+        with limiter.hold(1, timeout=5):
+            out.append(limiter.stats().in_use)
+
+        async def main() -> int:
+            async with limiter.acquire(1):
+                return limiter.stats().in_use
+
+        out.append(asyncio.run(main()))
         t0 = time.monotonic()
-        limiter.close()  # only forgets the handle: the parent's state is not ours
+        limiter.close()  # the child's handle: frees what the child made
         out.append(time.monotonic() - t0 < 1)
-        mine = berth.SharedLimiter(limiter.name)  # the right way
-        with mine.hold(1, timeout=5):
-            out.append(mine.stats().in_use)
-        mine.close()
         return repr(out)
 
     code, out = in_child(child)
-    assert (code, out) == (0, "[1, True, True, True, True, 1]")
+    assert (code, out) == (0, "[2, 2, 2, True]")
     assert not limiter.closed
+    block.__exit__(None, None, None)
     s = limiter.stats()
-    assert (s.in_use, s.waiting) == (0, 0)
+    assert (s.in_use, s.waiting, s.reclaimed) == (0, 0, 0)
 
 
 def test_permits_of_a_child_that_exits_without_releasing_are_reclaimed(limiter):
