@@ -2,7 +2,6 @@
 
 #include <pthread.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <new>
 
@@ -18,13 +17,15 @@ constexpr uint8_t KindOf(uint32_t state) { return static_cast<uint8_t>(state & 0
 static_assert(sizeof(void*) == 8, "handles carry a generation in the top bits of a 64-bit word");
 
 namespace {
-// getpid() is a system call; every Find of a process-bound handle compares
-// it. Refreshed in the child of every fork, before the child runs anything.
-std::atomic<int32_t> g_pid{0};
-void RefreshPid() { g_pid.store(getpid(), std::memory_order_relaxed); }
+// Which process this is, for handles inherited through fork: a counter
+// bumped in the child of every fork (before the child runs anything). Not
+// the pid: a grandchild can get its dead grandparent's pid, and would take
+// the grandparent's handles for its own.
+std::atomic<uint32_t> g_process{1};
+void NextProcess() { g_process.fetch_add(1, std::memory_order_relaxed); }
 }  // namespace
 
-int32_t HandleTable::Pid() noexcept { return g_pid.load(std::memory_order_relaxed); }
+uint32_t HandleTable::Process() noexcept { return g_process.load(std::memory_order_relaxed); }
 
 HandleTable& HandleTable::Get() {
   static HandleTable* table = new HandleTable();  // leaked on purpose: see the header
@@ -32,8 +33,7 @@ HandleTable& HandleTable::Get() {
 }
 
 HandleTable::HandleTable() {
-  RefreshPid();
-  pthread_atfork(nullptr, nullptr, RefreshPid);
+  pthread_atfork(nullptr, nullptr, NextProcess);
   // Address space only: PROT_NONE pages cost no memory and count against no
   // commit limit until Commit makes them readable.
   void* p = mmap(nullptr, kReserveBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
@@ -81,7 +81,7 @@ uintptr_t HandleTable::Open(uint8_t kind, void* obj) noexcept {
   Cell* cell = reinterpret_cast<Cell*>(base_ + size_t{index} * kCellBytes);
   const uint32_t gen = GenOf(cell->state.load(std::memory_order_relaxed));
   cell->obj.store(obj, std::memory_order_relaxed);
-  cell->pid.store(Pid(), std::memory_order_relaxed);
+  cell->process.store(Process(), std::memory_order_relaxed);
   cell->state.store(State(gen, kind), std::memory_order_release);
   live_.fetch_add(1, std::memory_order_relaxed);
   return reinterpret_cast<uintptr_t>(cell) | uintptr_t{gen} << kGenShift;
@@ -92,7 +92,7 @@ void* HandleTable::Find(uintptr_t h, uint8_t kind, bool this_process) const noex
   if (cell == nullptr) return nullptr;
   const uint32_t state = cell->state.load(std::memory_order_acquire);
   if (state != State(static_cast<uint32_t>(h >> kGenShift), kind)) return nullptr;
-  if (this_process && cell->pid.load(std::memory_order_relaxed) != Pid()) return nullptr;
+  if (this_process && cell->process.load(std::memory_order_relaxed) != Process()) return nullptr;
   return cell->obj.load(std::memory_order_relaxed);
 }
 
@@ -101,7 +101,7 @@ bool HandleTable::Forked(uintptr_t h, uint8_t kind) const noexcept {
   if (cell == nullptr) return false;
   const uint32_t state = cell->state.load(std::memory_order_acquire);
   return state == State(static_cast<uint32_t>(h >> kGenShift), kind) &&
-         cell->pid.load(std::memory_order_relaxed) != Pid();
+         cell->process.load(std::memory_order_relaxed) != Process();
 }
 
 void* HandleTable::Close(uintptr_t h, uint8_t kind, bool* forked) noexcept {
@@ -109,7 +109,7 @@ void* HandleTable::Close(uintptr_t h, uint8_t kind, bool* forked) noexcept {
   if (cell == nullptr) return nullptr;
   uint32_t state = State(static_cast<uint32_t>(h >> kGenShift), kind);
   void* obj = cell->obj.load(std::memory_order_relaxed);
-  *forked = cell->pid.load(std::memory_order_relaxed) != Pid();
+  *forked = cell->process.load(std::memory_order_relaxed) != Process();
   const uint32_t freed = State((GenOf(state) + 1) & kGenMask, 0);
   if (!cell->state.compare_exchange_strong(state, freed, std::memory_order_acq_rel)) {
     return nullptr;

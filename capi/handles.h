@@ -71,8 +71,8 @@ class HandleTable {
   // threads of the process that made it may have held its locks at the fork).
   void* Close(uintptr_t h, uint8_t kind, bool* forked) noexcept;
 
-  // This process's pid, cached (refreshed in a forked child).
-  static int32_t Pid() noexcept;
+  // Which process this is: a counter bumped in the child of every fork.
+  static uint32_t Process() noexcept;
 
   // Handles currently live (for tests and leak checks).
   int64_t live() const noexcept { return live_.load(std::memory_order_relaxed); }
@@ -85,7 +85,7 @@ class HandleTable {
   struct Cell {
     // generation << 8 | kind; kind 0 = free. Zero-filled pages read as free.
     std::atomic<uint32_t> state;
-    std::atomic<int32_t> pid;  // the process that made the handle
+    std::atomic<uint32_t> process;  // Process() of the process that made the handle
     std::atomic<void*> obj;
   };
   static_assert(sizeof(Cell) == kCellBytes);

@@ -1,5 +1,5 @@
-// Review regression tests (wip-review): waiter leak on a failed relock,
-// reseal laundering after a takeover, pid reuse in a grandchild.
+// Found by an adversarial review: a wait that gives up without the region's
+// lock, a takeover after damage, pid reuse in a grandchild.
 #include "core/limit/shared.h"
 
 #include <fcntl.h>
@@ -43,7 +43,7 @@ struct Raw {
 // process) returns kBadRegion but leaves its waiter entry queued. The
 // process is alive, so nobody reclaims it: it stays the head forever and
 // every later acquire of every process is refused / times out.
-TEST(SharedLimiterReview, WaiterThatFailsToRelockLeavesItsTicketQueuedForever) {
+TEST(SharedLimiterReview, AWaitThatGivesUpWithoutTheLockLeavesNoTicketQueued) {
   const std::string name = Name("leak");
   Cleanup c{name};
   MiUnique<SharedLimiter> l;
@@ -78,7 +78,7 @@ TEST(SharedLimiterReview, WaiterThatFailsToRelockLeavesItsTicketQueuedForever) {
 // Takeover from a (claimed) dead owner reseals whatever the slots hold, so
 // a live process's permits written down to 0 become sealed truth: a grant
 // beyond the capacity to live processes.
-TEST(SharedLimiterReview, ResealAfterTakeoverLaundersALiveSlotIntoAnOverGrant) {
+TEST(SharedLimiterReview, ATakeoverNeverResealsALiveProcessesDamagedSlot) {
   const std::string name = Name("launder");
   Cleanup c{name};
   MiUnique<SharedLimiter> l;
@@ -119,7 +119,7 @@ TEST(SharedLimiterReview, ResealAfterTakeoverLaundersALiveSlotIntoAnOverGrant) {
 // P opens, forks C, exits; C forks G, which gets P's pid (reuse). G then
 // believes it is P: it uses P's slot without holding its byte lock, so a
 // third process reclaims G's permits while G still holds them.
-TEST(SharedLimiterReview, AGrandchildWithItsDeadGrandparentsPidUsesASlotItDoesNotHold) {
+TEST(SharedLimiterReview, AGrandchildWithItsDeadGrandparentsPidTakesASlotOfItsOwn) {
   const std::string name = Name("pidreuse");
   Cleanup c{name};
   {

@@ -60,19 +60,24 @@ Status CheckSharedName(std::string_view name) {
   return {};
 }
 
-// getpid() is a real system call (glibc stopped caching it); every call
-// compares it with the pid its slot was taken in, so it is cached and
-// refreshed in forked children. Only ever compared with itself: liveness
-// never depends on pids.
-std::atomic<int32_t> g_pid{0};
-std::once_flag g_pid_once;
+// Which process this is, as far as state inherited through fork goes: a
+// counter bumped in the child of every fork. Per-process state (this
+// process's slot, its asynchronous waits) records the value it was made
+// under; a different value means a forked descendant, which starts its own.
+// Not the pid: a grandchild can get its dead grandparent's pid (pid reuse,
+// quick in a container's small pid space) and would take the grandparent's
+// slot for its own without holding the slot's lock. A descendant's value is
+// always larger than every ancestor's, and only ancestors' values are in its
+// memory.
+std::atomic<uint32_t> g_process{0};
+std::once_flag g_process_once;
 
-int32_t SelfPid() {
-  std::call_once(g_pid_once, [] {
-    g_pid.store(getpid());
-    pthread_atfork(nullptr, nullptr, [] { g_pid.store(getpid()); });
+uint32_t SelfProcess() {
+  std::call_once(g_process_once, [] {
+    g_process.store(1);
+    pthread_atfork(nullptr, nullptr, [] { g_process.fetch_add(1); });
   });
-  return g_pid.load(std::memory_order_relaxed);
+  return g_process.load(std::memory_order_relaxed);
 }
 
 long Futex(std::atomic<uint32_t>* addr, int op, uint32_t val, const timespec* timeout) {
@@ -202,9 +207,15 @@ struct SharedLimiter::Attachment {
   int fd = -1;
   std::vector<int, Alloc<int>> spare;  // other fds opened on the file meanwhile
   int refs = 0;                         // handles of this process
-  std::atomic<int32_t> pid{0};          // the process holding `slot` (0: none)
+  std::atomic<uint32_t> process{0};     // the process holding `slot` (SelfProcess(); 0: none)
   int slot = -1;
   uint32_t epoch = 0;
+  // Tickets of this process's waits that ended without the region's lock
+  // (it was stuck), so their entries are still queued: the next call that
+  // holds the lock removes them. Lock-free (a fork may happen anywhere).
+  static constexpr int kAbandoned = 16;
+  std::atomic<int> abandoned_count{0};
+  std::atomic<uint64_t> abandoned[kAbandoned] = {};
 };
 
 namespace {
@@ -359,36 +370,42 @@ Status CheckCounts(Region* r, const Me& me, const std::string& path) {
 }
 
 // The whole region: every slot and waiter, and the counts against them.
-// O(slots + waiters). With `reseal`, after taking the lock over from a dead
-// owner (which may have died between a value and its check word), values in
-// range are resealed and the counts rebuilt; the capacity is never resealed.
-Status CheckAll(Region* r, const std::string& path, bool reseal) {
+// O(slots + waiters). After taking the lock over from a dead owner
+// (`took_over`, with the caller `me`), that owner may have died between a
+// value and its check word; but it only ever wrote its own slot and waiters
+// and those of dead processes. So a slot or waiter failing its check is
+// forgiven (its permits dropped, the waiter removed) only if its process is
+// dead; failing on a live process's, it is damage. Then the counts are
+// rebuilt. The capacity is never resealed. With `joining`, the caller's own
+// slot is still its dead predecessor's.
+Status CheckAll(Region* r, const std::string& path, const Me* took_over, bool joining = false) {
   int64_t in_use = 0;
   for (int i = 0; i < kSharedProcesses; ++i) {
     Slot& s = r->slot[i];
-    if (s.permits < 0) return Damaged(r, path, "slot " + std::to_string(i) + " holds a negative count");
-    if (reseal) {
+    if (s.permits < 0 || s.check != SlotCheck(i, s.permits)) {
+      // Joining, the caller's slot still holds what its dead predecessor left.
+      const bool dead = took_over != nullptr &&
+                        (i == took_over->slot ? joining : !OtherHoldsSlotByte(took_over->fd, i));
+      if (!dead) return Damaged(r, path, "slot " + std::to_string(i) + " fails its check");
+      s.permits = 0;  // its process is gone: whatever it held comes back
       SealSlot(r, i);
-    } else if (s.check != SlotCheck(i, s.permits)) {
-      return Damaged(r, path, "slot " + std::to_string(i) + " fails its check");
     }
     if (__builtin_add_overflow(in_use, s.permits, &in_use)) return Damaged(r, path, "permits overflow");
   }
   uint64_t queued = 0, last_ticket = 0;
   for (Waiter& w : r->waiter) {
     if (w.ticket == 0) continue;
-    if (w.slot >= static_cast<uint32_t>(kSharedProcesses) || w.n < 1) {
-      return Damaged(r, path, "a waiter is out of range");
-    }
-    if (reseal) {
-      SealWaiter(w);
-    } else if (w.check != WaiterCheck(w)) {
-      return Damaged(r, path, "a waiter fails its check");
+    if (w.slot >= static_cast<uint32_t>(kSharedProcesses) || w.n < 1 || w.check != WaiterCheck(w)) {
+      if (took_over == nullptr || SlotAlive(r, *took_over, w.slot, w.epoch)) {
+        return Damaged(r, path, "a waiter fails its check");
+      }
+      w.ticket = 0;  // a dead process's
+      continue;
     }
     ++queued;
     last_ticket = std::max(last_ticket, w.ticket);
   }
-  if (reseal) {
+  if (took_over != nullptr) {
     r->in_use = in_use;
     r->queued = queued;
     if (r->next_ticket <= last_ticket) r->next_ticket = last_ticket + 1;
@@ -490,7 +507,7 @@ Status Join(Region* r, Attachment* a, const std::string& path) {
   const Me me{slot, epoch, a->fd};
   const Locked l = LockRegion(r, me);
   Status s = l == Locked::kStuck ? Stuck(path) : CheckHeader(r, path);
-  if (s.ok() && l == Locked::kTookOver) s = CheckAll(r, path, true);
+  if (s.ok() && l == Locked::kTookOver) s = CheckAll(r, path, &me, true);
   Slot& mine = r->slot[slot];
   if (s.ok() && (mine.permits < 0 || mine.permits > r->in_use ||
                  mine.check != SlotCheck(slot, mine.permits))) {
@@ -519,18 +536,20 @@ Status Join(Region* r, Attachment* a, const std::string& path) {
   }
   a->slot = slot;
   a->epoch = epoch;
-  a->pid.store(SelfPid(), std::memory_order_release);
+  for (auto& t : a->abandoned) t.store(0, std::memory_order_relaxed);  // the predecessor's
+  a->abandoned_count.store(0, std::memory_order_relaxed);
+  a->process.store(SelfProcess(), std::memory_order_release);
   return {};
 }
 
 // Leaves the region: gives back what the process still holds, then drops
 // the slot (closing the fds drops its lock). The table's mutex is held.
 void Leave(Region* r, Attachment* a, const std::string& path) {
-  if (a->pid.load(std::memory_order_relaxed) == SelfPid()) {
+  if (a->process.load(std::memory_order_relaxed) == SelfProcess()) {
     const Me me{a->slot, a->epoch, a->fd};
     const Locked l = LockRegion(r, me);
     if (l != Locked::kStuck) {
-      if (l == Locked::kTookOver) (void)CheckAll(r, path, true);
+      if (l == Locked::kTookOver) (void)CheckAll(r, path, &me);
       if (CheckCounts(r, me, path).ok()) {
         const int64_t held = r->slot[me.slot].permits;
         if (held > 0 && held <= r->in_use) {
@@ -564,10 +583,10 @@ class SharedLimiter::Session {
 
   Status Begin() {
     Attachment* a = l_->att_;
-    if (a->pid.load(std::memory_order_acquire) != SelfPid()) {
+    if (a->process.load(std::memory_order_acquire) != SelfProcess()) {
       AttachTable& t = AttachTable::Get();
       std::lock_guard<std::mutex> lock(t.mu);
-      if (a->pid.load(std::memory_order_relaxed) != SelfPid()) {
+      if (a->process.load(std::memory_order_relaxed) != SelfProcess()) {
         if (Status s = Join(r_, a, l_->path_); !s.ok()) return s;
       }
     }
@@ -579,9 +598,25 @@ class SharedLimiter::Session {
     if (l == Locked::kStuck) return Stuck(l_->path_);
     locked_ = true;
     if (l == Locked::kTookOver) {
-      if (Status s = CheckAll(r_, l_->path_, true); !s.ok()) return s;
+      if (Status s = CheckAll(r_, l_->path_, &me_); !s.ok()) return s;
     }
-    return CheckCounts(r_, me_, l_->path_);
+    if (Status s = CheckCounts(r_, me_, l_->path_); !s.ok()) return s;
+    if (l_->att_->abandoned_count.load(std::memory_order_acquire) != 0) DropAbandoned();
+    return {};
+  }
+  // A wait of this process that gave up without the lock (Relock failed):
+  // its entry is removed by the next call that has it.
+  void Abandon(uint64_t ticket) {
+    Attachment* a = l_->att_;
+    for (auto& t : a->abandoned) {
+      uint64_t zero = 0;
+      if (t.compare_exchange_strong(zero, ticket, std::memory_order_acq_rel)) {
+        a->abandoned_count.fetch_add(1, std::memory_order_release);
+        return;
+      }
+    }
+    // All kAbandoned entries in use: this one stays queued until the
+    // process leaves the region (every wait behind it waits too).
   }
   void Unlock() {
     UnlockRegion(&r_->mu);
@@ -590,6 +625,24 @@ class SharedLimiter::Session {
   const Me& me() const { return me_; }
 
  private:
+  void DropAbandoned() {
+    Attachment* a = l_->att_;
+    for (auto& t : a->abandoned) {
+      uint64_t ticket = t.exchange(0, std::memory_order_acq_rel);
+      if (ticket == 0) continue;
+      a->abandoned_count.fetch_sub(1, std::memory_order_acq_rel);
+      for (Waiter& w : r_->waiter) {
+        if (w.ticket == ticket && w.slot == static_cast<uint32_t>(me_.slot) && w.epoch == me_.epoch) {
+          w.ticket = 0;
+          --r_->queued;
+          SealCounts(r_);
+          WakeAll(r_);
+          break;
+        }
+      }
+    }
+  }
+
   SharedLimiter* l_;
   Region* r_;
   Me me_{};
@@ -600,7 +653,7 @@ SharedLimiter::SharedLimiter(Private, Region* region, size_t size, Attachment* a
     : region_(region), size_(size), att_(att), path_(std::move(path)) {
   Alloc<Async> alloc;
   Async* a = alloc.allocate(1);
-  new (a) Async(SelfPid());
+  new (a) Async(SelfProcess());
   async_.store(a, std::memory_order_release);
 }
 
@@ -705,7 +758,7 @@ Status SharedLimiter::Open(std::string_view name, int64_t capacity, bool create,
     a->fd = fd;
     table.list.push_back(a);
   }
-  if (a->pid.load(std::memory_order_relaxed) != SelfPid()) {
+  if (a->process.load(std::memory_order_relaxed) != SelfProcess()) {
     if (Status s = Join(r, a, path); !s.ok()) {
       munmap(mem, size);
       if (a->refs == 0) {
@@ -740,11 +793,11 @@ Status SharedLimiter::Unlink(std::string_view name) {
 
 SharedLimiter::Async& SharedLimiter::Local() {
   Async* a = async_.load(std::memory_order_acquire);
-  const int32_t pid = SelfPid();
-  while (a->pid != pid) {
+  const uint32_t self = SelfProcess();
+  while (a->process != self) {
     Alloc<Async> alloc;
     Async* fresh = alloc.allocate(1);
-    new (fresh) Async(pid);
+    new (fresh) Async(self);
     if (async_.compare_exchange_strong(a, fresh, std::memory_order_acq_rel)) return *fresh;
     fresh->~Async();
     alloc.deallocate(fresh, 1);
@@ -754,7 +807,7 @@ SharedLimiter::Async& SharedLimiter::Local() {
 
 SharedLimiter::~SharedLimiter() {
   Async* a = async_.load(std::memory_order_acquire);
-  if (a->pid == SelfPid()) {
+  if (a->process == SelfProcess()) {
     {
       std::lock_guard<std::mutex> lock(a->mu);
       a->stop = true;
@@ -970,7 +1023,10 @@ Status SharedLimiter::AcquireUntil(int64_t n, std::optional<Clock::time_point> d
     session.Unlock();
     timespec ts{static_cast<time_t>(wait.count() / 1'000'000'000), static_cast<long>(wait.count() % 1'000'000'000)};
     Futex(&r->wake, FUTEX_WAIT, seen, &ts);
-    if (Status s = session.Relock(); !s.ok()) return s;
+    if (Status s = session.Relock(); !s.ok()) {
+      session.Abandon(ticket);  // its entry must not stay at the head of the queue
+      return s;
+    }
     if (mine->ticket != ticket || mine->check != WaiterCheck(*mine)) {
       return Damaged(region_, path_, "this process's waiter was overwritten");
     }
@@ -1006,7 +1062,7 @@ Status SharedLimiter::Stats(SharedLimiterStats* out) {
   Session session(this);
   if (Status s = session.Begin(); !s.ok()) return s;
   Region* r = region_;
-  if (Status s = CheckAll(r, path_, false); !s.ok()) return s;
+  if (Status s = CheckAll(r, path_, nullptr); !s.ok()) return s;
   if (Reclaim(r, session.me())) WakeAll(r);
   SharedLimiterStats s;
   s.capacity = r->capacity;

@@ -7,8 +7,8 @@
 // holding a POSIX record lock on the slot's byte of the region file; the
 // kernel drops that lock when the process dies (SIGKILL included) or closes
 // its last handle. A slot whose lock nobody holds belongs to a dead process:
-// its permits are reclaimed and its waiters dropped. Pids are never compared,
-// so this is right across pid namespaces (containers of one pod sharing
+// its permits are reclaimed and its waiters dropped. Pids are never used,
+// not even to tell a forked child from its parent, so this is right across pid namespaces (containers of one pod sharing
 // /dev/shm), after pid reuse (pid 1 after every container restart) and
 // without /proc. Each new occupant of a slot bumps the slot's epoch, so a
 // record left by the slot's previous process is never mistaken for the new
@@ -149,8 +149,8 @@ class SharedLimiter {
   // The handle's asynchronous tickets in one process; the thread serves them
   // in order. A forked child replaces it with its own (see Local()).
   struct Async {
-    explicit Async(int32_t owner) : pid(owner) {}
-    const int32_t pid;
+    explicit Async(uint32_t owner) : process(owner) {}
+    const uint32_t process;  // see SelfProcess() in shared.cc
     std::mutex mu;
     std::condition_variable cv;
     std::deque<AsyncWaiter, Alloc<AsyncWaiter>> queue;

@@ -560,11 +560,12 @@ py::object make_tuple_type(PyTypeObject* type, Args&&... args) {
 // Handles: Engine, Cache and Selector
 // ---------------------------------------------------------------------------
 
-// This process's pid, cached (getpid() is a system call) and refreshed in a
-// forked child (registered at import).
-std::atomic<pid_t> g_pid{0};
-void refresh_pid() { g_pid.store(getpid(), std::memory_order_relaxed); }
-inline pid_t self_pid() { return g_pid.load(std::memory_order_relaxed); }
+// Which process this is, for state inherited through fork: a counter bumped
+// in the child of every fork (registered at import). Not the pid: a
+// grandchild can get its dead grandparent's pid.
+std::atomic<uint32_t> g_process{1};
+void next_process() { g_process.fetch_add(1, std::memory_order_relaxed); }
+inline uint32_t self_process() { return g_process.load(std::memory_order_relaxed); }
 
 // An owned berth handle H, freed by kFree, with the in-flight rule: every call
 // runs inside a Flight; close() stops new calls (ClosedError) and frees the
@@ -580,8 +581,8 @@ class Handle {
       if (!handle_) raise_closed(h.what_);
       // Calls in flight are counted per process: a forked child inherits
       // the parent's count, but not the threads that were making those calls.
-      if (const pid_t pid = self_pid(); owner_.flight_pid_ != pid) {
-        owner_.flight_pid_ = pid;
+      if (const uint32_t self = self_process(); owner_.flight_process_ != self) {
+        owner_.flight_process_ = self;
         owner_.in_flight_ = 0;
       }
       ++owner_.in_flight_;
@@ -680,10 +681,10 @@ class Handle {
  private:
   H* handle_ = nullptr;  // nullptr once closed
   // Calls in flight in this process (a forked child has none of its parent's).
-  size_t calls_in_flight() const { return flight_pid_ == self_pid() ? in_flight_ : 0; }
+  size_t calls_in_flight() const { return flight_process_ == self_process() ? in_flight_ : 0; }
 
   size_t in_flight_ = 0;  // guarded by the GIL
-  pid_t flight_pid_ = 0;  // the process in_flight_ counts calls of
+  uint32_t flight_process_ = 0;  // the process in_flight_ counts calls of
   const char* what_;
 };
 
@@ -2163,7 +2164,7 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
     if (is_failure(f.status)) raise_failure(f);
     adopt(l);
     wake_fd_ = wfd;
-    owner_pid_ = self_pid();
+    owner_process_ = self_process();
     name_ = py::reinterpret_borrow<py::object>(name);
   }
 
@@ -2323,7 +2324,7 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
   }
 
  private:
-  bool owner() const { return self_pid() == owner_pid_; }
+  bool owner() const { return self_process() == owner_process_; }
 
   // A forked child: the handle works there as a handle of a new process
   // (berth.h, "fork"), so the binding's per-process state starts afresh. Its
@@ -2342,7 +2343,7 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
     block_held_ = 0;
     tickets_.clear();
     waits_ = py::dict();
-    owner_pid_ = self_pid();
+    owner_process_ = self_process();
   }
 
   // Counts k permits just taken for a block. If close() ran meanwhile it gave
@@ -2363,6 +2364,7 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
   void wait(py::handle n, py::handle timeout, const char* what, bool for_block) {
     const int64_t k = as_i64(n.ptr(), Arg{"n"});
     const int64_t t = as_timeout_ns(timeout.ptr());
+    if (!owner()) become_owner();  // before a block counts its permits
     if (t == 0) {  // never waits: the blocking call with a deadline of now
       Flight flight(*this);
       call(flight, [&](berth_shared_limiter* l) { return berth_shared_limiter_acquire(l, k, 0); });
@@ -2376,7 +2378,6 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
       return;
     }
     refuse_in_event_loop(what, "'async with limiter.acquire(n)'");
-    if (!owner()) become_owner();
     Flight flight(*this);
     berth_shared_limiter* const h = flight.handle();
     const int wfd = wake_fd_;
@@ -2407,7 +2408,7 @@ class SharedLimiter : public Handle<berth_shared_limiter, &berth_shared_limiter_
   }
 
   int wake_fd_ = -1;
-  pid_t owner_pid_ = 0;
+  uint32_t owner_process_ = 0;
   int64_t block_held_ = 0;  // permits of open blocks (owner process; GIL)
   std::unordered_map<uint64_t, int64_t> tickets_;  // queued ticket -> n (GIL)
   py::dict waits_;  // ticket -> future of the asyncio waits (berth/_limit.py)
@@ -3116,10 +3117,9 @@ PYBIND11_MODULE(_berth, m) {
   });
   install_methods(shared, g_shared_limiter_methods);
 
-  // Waits on a SharedLimiter opened before a fork are refused in the child.
-  refresh_pid();
+  // Per-process state of the handles starts afresh in a forked child.
   pthread_atfork(nullptr, nullptr, [] {
-    refresh_pid();
+    next_process();
     reset_exit_after_fork();
   });
 
