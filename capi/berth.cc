@@ -1279,7 +1279,7 @@ berth_status berth_bucket_new(berth_bucket** out_bucket, double rate, int64_t bu
   static const char* fn = "berth_bucket_new";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_bucket != nullptr, fn, "out_bucket is NULL");
-    BERTH_REQUIRE(ValidRate(rate), fn, "rate must be > 0 (or INFINITY)");
+    BERTH_CHECK(berth::TokenBucket::CheckRate(rate), fn);
     if (berth_status st = CheckCount(fn, "burst", burst); st != BERTH_OK) return st;
     return Publish(fn, out_bucket, berth::MakeMiUnique<BucketObject>(rate, burst));
   });
@@ -1344,7 +1344,7 @@ berth_status berth_bucket_set_rate(berth_bucket* bucket, double rate, int64_t no
   static const char* fn = "berth_bucket_set_rate";
   return Guard(fn, [&]() -> berth_status {
     BERTH_HANDLE(bk, bucket, fn);
-    BERTH_REQUIRE(ValidRate(rate), fn, "rate must be > 0 (or INFINITY)");
+    BERTH_CHECK(berth::TokenBucket::CheckRate(rate), fn);
     bk->bucket.SetRate(rate, Now(now_ns));
     return BERTH_OK;
   });

@@ -871,7 +871,9 @@ BERTH_API int64_t berth_clock_now_ns(void);
 
 /* Creates a bucket: rate > 0 tokens per second (INFINITY: no limit), burst
  * >= 1 (up to INT64_MAX). Fails: BERTH_ERR_INVALID_ARGUMENT for NULL
- * out_bucket, rate <= 0 or NaN, or burst < 1. Since 0.3. */
+ * out_bucket, rate <= 0 or NaN, a rate so slow that one token takes more
+ * than INT64_MAX ns (~292 years: below ~1.08e-10 per second; since 0.4),
+ * or burst < 1. Since 0.3. */
 BERTH_API berth_status berth_bucket_new(berth_bucket** out_bucket, double rate, int64_t burst);
 
 /* Frees a bucket. NULL is a no-op; later calls with it get
@@ -906,7 +908,8 @@ BERTH_API berth_status berth_bucket_cancel(berth_bucket* bucket, berth_reservati
 
 /* Change the rate or the burst from now_ns on; tokens accrue at the old rate
  * until now_ns (any time at INFINITY fills the bucket). Each takes what
- * berth_bucket_new takes and fails as it does, changing nothing. Since 0.3. */
+ * berth_bucket_new takes and fails as it does (since 0.4 also for a rate too
+ * slow for one token in INT64_MAX ns), changing nothing. Since 0.3. */
 BERTH_API berth_status berth_bucket_set_rate(berth_bucket* bucket, double rate, int64_t now_ns);
 BERTH_API berth_status berth_bucket_set_burst(berth_bucket* bucket, int64_t burst,
                                               int64_t now_ns);

@@ -279,6 +279,25 @@ TEST(CApiBucket, ReservationDueAtInt64MaxIsGrantedAndCancelGivesItBack) {
   EXPECT_NEAR(b.Tokens(kMaxNs), 1, 1e-9);
 }
 
+TEST(CApiBucket, RateTooSmallForOneTokenInInt64NanosIsRefused) {
+  // 1e-300 tokens/s: one token takes 1e309 ns. Two reserves overflowed.
+  berth_bucket* b = nullptr;
+  EXPECT_EQ(berth_bucket_new(&b, 1e-300, 1), BERTH_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("INT64_MAX"), std::string::npos) << LastError();
+  EXPECT_EQ(b, nullptr);
+  EXPECT_EQ(berth_bucket_new(&b, 1e-10, 1), BERTH_ERR_INVALID_ARGUMENT);  // 317 years a token
+  Bucket ok(1.1e-10, 1);  // 288 years a token: fits
+  EXPECT_EQ(berth_bucket_set_rate(ok.b, 1e-300, kSec), BERTH_ERR_INVALID_ARGUMENT);
+  berth_bucket_stats s{};
+  ASSERT_EQ(berth_bucket_get_stats(&s, ok.b, kSec), BERTH_OK);
+  EXPECT_EQ(s.rate, 1.1e-10);  // unchanged
+  berth_reservation r{};
+  ASSERT_EQ(berth_bucket_reserve(&r, ok.b, 1, kSec), BERTH_OK);
+  ASSERT_EQ(berth_bucket_reserve(&r, ok.b, 1, 0), BERTH_OK) << LastError();
+  EXPECT_GT(r.delay_ns, 0);
+  EXPECT_EQ(berth_bucket_reserve(&r, ok.b, 1, kSec), BERTH_ERR_INVALID_ARGUMENT);  // 2 tokens owed
+}
+
 TEST(CApiBucket, HugeBurstAndNDoNotOverflow) {
   Bucket b(10, kMaxNs);
   berth_reservation r{};

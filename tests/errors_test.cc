@@ -659,6 +659,7 @@ Table Build(World& w) {
         {"rate 0", [](const Handles&) { return berth_bucket_new(&new_bucket, 0, 1); }},
         {"rate -1", [](const Handles&) { return berth_bucket_new(&new_bucket, -1, 1); }},
         {"rate NaN", [](const Handles&) { return berth_bucket_new(&new_bucket, NAN, 1); }},
+        {"rate 1e-300 (a token in 1e309 ns)", [](const Handles&) { return berth_bucket_new(&new_bucket, 1e-300, 1); }},
         {"burst 0", [](const Handles&) { return berth_bucket_new(&new_bucket, 1, 0); }}});
   t.Fn("berth_bucket_free", {bucket}, [](const Handles& h) { return berth_bucket_free(h.bucket()); }, {});
   t.Fn("berth_bucket_allow", {bucket}, [](const Handles& h) { return berth_bucket_allow(&flag, h.bucket(), 1, kSec); },
@@ -679,7 +680,8 @@ Table Build(World& w) {
            return berth_bucket_cancel(h.bucket(), &r, kSec); }}});
   t.Fn("berth_bucket_set_rate", {bucket}, [](const Handles& h) { return berth_bucket_set_rate(h.bucket(), 5, kSec); },
        {{"rate 0", [](const Handles& h) { return berth_bucket_set_rate(h.bucket(), 0, kSec); }},
-        {"rate NaN", [](const Handles& h) { return berth_bucket_set_rate(h.bucket(), NAN, kSec); }}});
+        {"rate NaN", [](const Handles& h) { return berth_bucket_set_rate(h.bucket(), NAN, kSec); }},
+        {"rate 1e-300 (a token in 1e309 ns)", [](const Handles& h) { return berth_bucket_set_rate(h.bucket(), 1e-300, kSec); }}});
   t.Fn("berth_bucket_set_burst", {bucket}, [](const Handles& h) { return berth_bucket_set_burst(h.bucket(), 3, kSec); },
        {{"burst 0", [](const Handles& h) { return berth_bucket_set_burst(h.bucket(), 0, kSec); }},
         {"burst -2", [](const Handles& h) { return berth_bucket_set_burst(h.bucket(), -2, kSec); }}});

@@ -4,6 +4,7 @@
 #include <poll.h>
 
 #include <atomic>
+#include <cmath>
 #include <limits>
 #include <memory>
 #include <random>
@@ -348,6 +349,18 @@ TEST(BucketEdges, TinyRateWaitLongerThanInt64NanosIsRefused) {
   EXPECT_FALSE(b.Reserve(1, kSec).ok);  // 1e309 ns away
   EXPECT_FALSE(b.Reserve(1, 0).ok);     // even at 0: INT64_MAX would not be the real time
   EXPECT_NEAR(b.Stats(kSec).tokens, 0, 1e-9);
+}
+
+TEST(BucketEdges, CheckRateRefusesRatesTooSlowForOneTokenInInt64Nanos) {
+  EXPECT_TRUE(TokenBucket::CheckRate(1.1e-10).ok());  // ~288 years a token
+  EXPECT_TRUE(TokenBucket::CheckRate(kInfiniteRate).ok());
+  EXPECT_TRUE(TokenBucket::CheckRate(1e308).ok());
+  for (double bad : {1e-10, 1e-300, 5e-324, 0.0, -1.0, -kInfiniteRate, std::nan("")}) {
+    const Status s = TokenBucket::CheckRate(bad);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(TokenBucket::CheckRate(1e-300).message(),
+            "rate (1e-300) is too slow: one token would take more than INT64_MAX ns (~292 years)");
 }
 
 TEST(BucketEdges, TimeToActOfExactlyInt64MaxIsGrantedAndCancellable) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 namespace berth {
 
@@ -15,6 +16,19 @@ constexpr double kTwoTo63 = 9223372036854775808.0;  // INT64_MAX + 1, exact as a
 
 TokenBucket::TokenBucket(double rate, int64_t burst)
     : rate_(rate), burst_(burst), tokens_(static_cast<double>(burst)) {}
+
+Status TokenBucket::CheckRate(double rate) {
+  if (!(rate > 0)) return {Code::kInvalidArgument, "rate must be > 0 (or INFINITY)"};
+  int64_t ns;
+  if (!NanosFor(rate, 1, &ns)) {
+    char text[160];
+    std::snprintf(text, sizeof text,
+                  "rate (%g) is too slow: one token would take more than INT64_MAX ns (~292 years)",
+                  rate);
+    return {Code::kInvalidArgument, text};
+  }
+  return {};
+}
 
 bool TokenBucket::NanosFor(double rate, double tokens, int64_t* ns) {
   if (!(tokens > 0)) {

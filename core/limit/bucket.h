@@ -18,6 +18,8 @@
 #include <limits>
 #include <mutex>
 
+#include "core/common/status.h"
+
 namespace berth {
 
 inline constexpr double kInfiniteRate = std::numeric_limits<double>::infinity();
@@ -44,8 +46,13 @@ struct BucketStats {
 
 class TokenBucket {
  public:
-  // rate > 0 (kInfiniteRate: no limit), burst >= 1; validated by the caller.
+  // rate passes CheckRate, burst >= 1; validated by the caller (any rate > 0
+  // is safe here, but a slower one refuses every reservation in debt).
   TokenBucket(double rate, int64_t burst);
+
+  // kInvalidArgument unless rate > 0 (kInfiniteRate: no limit) and one
+  // token accrues within INT64_MAX ns (~292 years: rate > ~1.08e-10/s).
+  static Status CheckRate(double rate);
 
   bool Allow(int64_t n, int64_t now);
   Reservation Reserve(int64_t n, int64_t now);
