@@ -897,12 +897,14 @@ BERTH_API berth_status berth_bucket_reserve(berth_reservation* out_reservation,
 /* Gives back what a reservation took, less the tokens reserved after it,
  * and never more than it took (unlike x/time/rate, which can give back more
  * when a later reservation was cancelled first); a no-op once its time to
- * act has passed, while the rate is INFINITY, and for a reservation with
- * tokens <= 0. Works up to a time to act of INT64_MAX. Sets reservation->tokens
- * to 0, so cancelling the same reservation again gives nothing back (a copy
- * made before the first cancel is not protected: cancel each reservation
- * once). Fails: BERTH_ERR_INVALID_ARGUMENT for NULL reservation, or one
- * with tokens > 0 and a rate <= 0 or NaN. Since 0.3. */
+ * act has passed, while the rate is INFINITY, for a reservation with tokens
+ * <= 0, and (since 0.4) for one made at an infinite rate, which took
+ * nothing. Works up to a time to act of INT64_MAX. Sets
+ * reservation->tokens to 0, so cancelling the same reservation again gives
+ * nothing back (a copy made before the first cancel is not protected:
+ * cancel each reservation once). Fails: BERTH_ERR_INVALID_ARGUMENT for
+ * NULL reservation, or one with tokens > 0 and a rate <= 0 or NaN.
+ * Since 0.3. */
 BERTH_API berth_status berth_bucket_cancel(berth_bucket* bucket, berth_reservation* reservation,
                                            int64_t now_ns);
 

@@ -314,4 +314,20 @@ TEST(CApiBucket, HugeBurstAndNDoNotOverflow) {
   EXPECT_NEAR(fast.Tokens(kMaxNs), 9.223372036854775807e18, 1e4);
 }
 
+TEST(CApiBucket, CancellingAReservationMadeAtAnInfiniteRateGivesNothingBack) {
+  Bucket b(10, 2);
+  ASSERT_EQ(berth_bucket_set_rate(b.b, INFINITY, kSec), BERTH_OK);
+  berth_reservation r{};
+  ASSERT_EQ(berth_bucket_reserve(&r, b.b, 1, kSec + 1), BERTH_OK);
+  EXPECT_EQ(r.rate, INFINITY);
+  ASSERT_EQ(berth_bucket_set_rate(b.b, 10, kSec + 1), BERTH_OK);
+  int ok = -1;
+  ASSERT_EQ(berth_bucket_allow(&ok, b.b, 2, kSec + 1), BERTH_OK);
+  ASSERT_EQ(ok, 1);
+  ASSERT_EQ(berth_bucket_cancel(b.b, &r, kSec + 1), BERTH_OK);
+  EXPECT_NEAR(b.Tokens(kSec + 1), 0, 1e-9);  // it took nothing (was NaN: every allow passed)
+  ASSERT_EQ(berth_bucket_allow(&ok, b.b, 1, kSec + 1), BERTH_OK);
+  EXPECT_EQ(ok, 0);
+}
+
 }  // namespace

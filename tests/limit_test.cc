@@ -432,5 +432,18 @@ TEST(BucketEdges, LeavingAnInfiniteRateAtTheSameInstantKeepsTheTokens) {
   EXPECT_NEAR(b.Stats(2 * kSec + 1).tokens, 2, 1e-9);
 }
 
+TEST(BucketEdges, CancellingAReservationMadeAtAnInfiniteRateGivesNothingBack) {
+  TokenBucket b(10, 2);
+  const int64_t t = kSec + 1;
+  b.SetRate(kInfiniteRate, kSec);
+  const Reservation r = b.Reserve(1, t);  // takes no tokens
+  ASSERT_TRUE(r.ok);
+  b.SetRate(10, t);
+  ASSERT_TRUE(b.Allow(2, t));
+  b.Cancel(r, t);  // was 1 - 0 * inf = NaN; without the time term, a token it never took
+  EXPECT_NEAR(b.Stats(t).tokens, 0, 1e-9);
+  EXPECT_FALSE(b.Allow(1, t));
+}
+
 }  // namespace
 }  // namespace berth

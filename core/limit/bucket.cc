@@ -105,7 +105,10 @@ bool TokenBucket::Allow(int64_t n, int64_t now) {
 
 void TokenBucket::Cancel(const Reservation& r, int64_t now) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!r.ok || std::isinf(rate_) || r.tokens == 0 || r.time_to_act < now) return;
+  // A reservation made at an infinite rate took no tokens: none come back.
+  if (!r.ok || std::isinf(rate_) || std::isinf(r.rate) || r.tokens == 0 || r.time_to_act < now) {
+    return;
+  }
   // Tokens reserved after this reservation (between its time to act and the
   // latest one) stay taken; the rest come back, and never more than it took.
   // x/time/rate has no such clamp, and its latest time can fall behind a
