@@ -1299,7 +1299,7 @@ berth_status berth_bucket_new(berth_bucket** out_bucket, double rate, int64_t bu
   static const char* fn = "berth_bucket_new";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_bucket != nullptr, fn, "out_bucket is NULL");
-    BERTH_REQUIRE(ValidRate(rate), fn, "rate must be > 0 (or INFINITY)");
+    BERTH_CHECK(berth::TokenBucket::CheckRate(rate), fn);
     if (berth_status st = CheckCount(fn, "burst", burst); st != BERTH_OK) return st;
     return Publish(fn, out_bucket, berth::MakeMiUnique<BucketObject>(rate, burst));
   });
@@ -1329,11 +1329,15 @@ berth_status berth_bucket_reserve(berth_reservation* out_reservation, berth_buck
     const int64_t now = Now(now_ns);
     if (berth_status st = CheckTokens(fn, bk, n, now); st != BERTH_OK) return st;
     const berth::Reservation r = bk->bucket.Reserve(n, now);
-    if (!r.ok) {  // the burst shrank between the check and the reservation
-      return Fail(fn, BERTH_ERR_INVALID_ARGUMENT, "n exceeds the burst");
+    if (!r.ok) {  // kOverBurst: the burst shrank since the check
+      return Fail(fn, BERTH_ERR_INVALID_ARGUMENT,
+                  r.refusal == berth::ReserveRefusal::kTooLate
+                      ? "the time to act would be after INT64_MAX ns (the tokens owed take too "
+                        "long at this rate); nothing was taken"
+                      : "n exceeds the burst");
     }
-    *out_reservation = berth_reservation{r.time_to_act, std::max<int64_t>(0, r.time_to_act - now),
-                                         r.tokens, r.rate};
+    // time_to_act >= now >= 0: the difference fits.
+    *out_reservation = berth_reservation{r.time_to_act, r.time_to_act - now, r.tokens, r.rate};
     return BERTH_OK;
   });
 }
@@ -1360,7 +1364,7 @@ berth_status berth_bucket_set_rate(berth_bucket* bucket, double rate, int64_t no
   static const char* fn = "berth_bucket_set_rate";
   return Guard(fn, [&]() -> berth_status {
     BERTH_HANDLE(bk, bucket, fn);
-    BERTH_REQUIRE(ValidRate(rate), fn, "rate must be > 0 (or INFINITY)");
+    BERTH_CHECK(berth::TokenBucket::CheckRate(rate), fn);
     bk->bucket.SetRate(rate, Now(now_ns));
     return BERTH_OK;
   });

@@ -889,14 +889,19 @@ BERTH_API berth_status berth_shared_limiter_get_stats(berth_shared_limiter_stats
 /*                                                                           */
 /* Time: every call takes now_ns on Berth's monotonic clock                  */
 /* (berth_clock_now_ns); BERTH_NOW (any negative value) means "now".         */
-/* Passing explicit times makes behaviour exact and testable.                */
+/* Passing explicit times makes behaviour exact and testable. Every now_ns   */
+/* from 0 to INT64_MAX is valid; a now_ns earlier than one already seen      */
+/* accrues nothing (time does not run backwards), as in x/time/rate. No time */
+/* a bucket hands out is past INT64_MAX: a reservation due later is refused  */
+/* (since 0.4; before, its time wrapped negative).                           */
+/* Tokens are doubles: with a burst above 2^53 counts are rounded.           */
 /* Threading: every bucket call is thread-safe.                              */
 /* ------------------------------------------------------------------------ */
 
 #define BERTH_NOW (-1)
 
 typedef struct berth_reservation {
-  int64_t time_to_act_ns;  /* when the caller may act (monotonic ns) */
+  int64_t time_to_act_ns;  /* when the caller may act (monotonic ns), >= now */
   int64_t delay_ns;        /* time_to_act_ns - now: how long to wait, >= 0 */
   int64_t tokens;
   double rate;             /* the rate when reserved; used by cancel */
@@ -912,7 +917,10 @@ typedef struct berth_bucket_stats {
 BERTH_API int64_t berth_clock_now_ns(void);
 
 /* Creates a bucket: rate > 0 tokens per second (INFINITY: no limit), burst
- * >= 1. Fails: BERTH_ERR_INVALID_ARGUMENT. Since 0.3. */
+ * >= 1 (up to INT64_MAX). Fails: BERTH_ERR_INVALID_ARGUMENT for NULL
+ * out_bucket, rate <= 0 or NaN, a rate so slow that one token takes more
+ * than INT64_MAX ns (~292 years: below ~1.08e-10 per second; since 0.4),
+ * or burst < 1. Since 0.3. */
 BERTH_API berth_status berth_bucket_new(berth_bucket** out_bucket, double rate, int64_t burst);
 
 /* Frees a bucket. NULL is a no-op; later calls with it get
@@ -925,7 +933,10 @@ BERTH_API berth_status berth_bucket_allow(int* out_allowed, berth_bucket* bucket
                                           int64_t now_ns);
 
 /* Takes n tokens, into debt if need be, and fills *out_reservation with when
- * the caller may act. Fails: BERTH_ERR_INVALID_ARGUMENT (n < 1, n > burst).
+ * the caller may act: time_to_act_ns >= now_ns, delay_ns >= 0. Fails:
+ * BERTH_ERR_INVALID_ARGUMENT (n < 1, n > burst, or, since 0.4, a time to act
+ * after INT64_MAX ns: the tokens owed would take that long at the current
+ * rate; nothing is taken, and a cancel or a higher rate can make room).
  * Since 0.3. */
 BERTH_API berth_status berth_bucket_reserve(berth_reservation* out_reservation,
                                             berth_bucket* bucket, int64_t n, int64_t now_ns);
@@ -933,20 +944,27 @@ BERTH_API berth_status berth_bucket_reserve(berth_reservation* out_reservation,
 /* Gives back what a reservation took, less the tokens reserved after it,
  * and never more than it took (unlike x/time/rate, which can give back more
  * when a later reservation was cancelled first); a no-op once its time to
- * act has passed. Sets reservation->tokens to 0, so
- * cancelling the same reservation again gives nothing back (a copy made
- * before the first cancel is not protected: cancel each reservation once).
+ * act has passed, while the rate is INFINITY, for a reservation with tokens
+ * <= 0, and (since 0.4) for one made at an infinite rate, which took
+ * nothing. Works up to a time to act of INT64_MAX. Sets
+ * reservation->tokens to 0, so cancelling the same reservation again gives
+ * nothing back (a copy made before the first cancel is not protected:
+ * cancel each reservation once). Fails: BERTH_ERR_INVALID_ARGUMENT for
+ * NULL reservation, or one with tokens > 0 and a rate <= 0 or NaN.
  * Since 0.3. */
 BERTH_API berth_status berth_bucket_cancel(berth_bucket* bucket, berth_reservation* reservation,
                                            int64_t now_ns);
 
-/* Change the rate (> 0 or INFINITY) or the burst (>= 1) from now_ns on.
- * Since 0.3. */
+/* Change the rate or the burst from now_ns on; tokens accrue at the old rate
+ * until now_ns (any time at INFINITY fills the bucket). Each takes what
+ * berth_bucket_new takes and fails as it does (since 0.4 also for a rate too
+ * slow for one token in INT64_MAX ns), changing nothing. Since 0.3. */
 BERTH_API berth_status berth_bucket_set_rate(berth_bucket* bucket, double rate, int64_t now_ns);
 BERTH_API berth_status berth_bucket_set_burst(berth_bucket* bucket, int64_t burst,
                                               int64_t now_ns);
 
-/* Reads rate, burst and the tokens at now_ns. Since 0.3. */
+/* Reads rate, burst and the tokens at now_ns (never above the burst).
+ * Fails: BERTH_ERR_INVALID_ARGUMENT for NULL out_stats. Since 0.3. */
 BERTH_API berth_status berth_bucket_get_stats(berth_bucket_stats* out_stats,
                                               const berth_bucket* bucket, int64_t now_ns);
 

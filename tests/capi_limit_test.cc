@@ -236,4 +236,98 @@ TEST(CApiBucket, CancelNeverGivesBackMoreThanItTook) {
   EXPECT_EQ(berth_bucket_free(b), BERTH_OK);
 }
 
+// Issue 10, item 6: `t + wait` overflowed int64 (UBSan) when a reservation
+// was due after INT64_MAX ns; time_to_act came back negative and a cancel of
+// it did nothing. Such a reservation is now refused and takes nothing.
+struct Bucket {
+  berth_bucket* b = nullptr;
+  Bucket(double rate, int64_t burst) { EXPECT_EQ(berth_bucket_new(&b, rate, burst), BERTH_OK) << LastError(); }
+  ~Bucket() { EXPECT_EQ(berth_bucket_free(b), BERTH_OK); }
+  double Tokens(int64_t now) const {
+    berth_bucket_stats s{};
+    EXPECT_EQ(berth_bucket_get_stats(&s, b, now), BERTH_OK) << LastError();
+    return s.tokens;
+  }
+};
+
+constexpr int64_t kMaxNs = INT64_MAX;
+
+TEST(CApiBucket, ReserveDueAfterInt64MaxIsRefusedAndTakesNothing) {
+  Bucket b(10, 1);
+  berth_reservation r{};
+  ASSERT_EQ(berth_bucket_reserve(&r, b.b, 1, kMaxNs - 2), BERTH_OK) << LastError();
+  EXPECT_EQ(r.time_to_act_ns, kMaxNs - 2);
+  EXPECT_EQ(r.delay_ns, 0);
+  berth_reservation r2{};
+  EXPECT_EQ(berth_bucket_reserve(&r2, b.b, 1, kMaxNs - 2), BERTH_ERR_INVALID_ARGUMENT)
+      << "time_to_act_ns " << r2.time_to_act_ns << ", delay_ns " << r2.delay_ns;
+  EXPECT_NE(LastError().find("INT64_MAX"), std::string::npos) << LastError();
+  EXPECT_NEAR(b.Tokens(kMaxNs - 2), 0, 1e-9);  // nothing taken
+}
+
+TEST(CApiBucket, ReservationDueAtInt64MaxIsGrantedAndCancelGivesItBack) {
+  Bucket b(10, 1);
+  const int64_t t = kMaxNs - 100 * kMs;
+  berth_reservation r{};
+  ASSERT_EQ(berth_bucket_reserve(&r, b.b, 1, t), BERTH_OK);
+  ASSERT_EQ(berth_bucket_reserve(&r, b.b, 1, t), BERTH_OK) << LastError();
+  EXPECT_EQ(r.time_to_act_ns, kMaxNs);
+  EXPECT_EQ(r.delay_ns, 100 * kMs);
+  EXPECT_NEAR(b.Tokens(t), -1, 1e-9);
+  ASSERT_EQ(berth_bucket_cancel(b.b, &r, t), BERTH_OK);
+  EXPECT_NEAR(b.Tokens(t), 0, 1e-9);
+  EXPECT_NEAR(b.Tokens(kMaxNs), 1, 1e-9);
+}
+
+TEST(CApiBucket, RateTooSmallForOneTokenInInt64NanosIsRefused) {
+  // 1e-300 tokens/s: one token takes 1e309 ns. Two reserves overflowed.
+  berth_bucket* b = nullptr;
+  EXPECT_EQ(berth_bucket_new(&b, 1e-300, 1), BERTH_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(LastError().find("INT64_MAX"), std::string::npos) << LastError();
+  EXPECT_EQ(b, nullptr);
+  EXPECT_EQ(berth_bucket_new(&b, 1e-10, 1), BERTH_ERR_INVALID_ARGUMENT);  // 317 years a token
+  Bucket ok(1.1e-10, 1);  // 288 years a token: fits
+  EXPECT_EQ(berth_bucket_set_rate(ok.b, 1e-300, kSec), BERTH_ERR_INVALID_ARGUMENT);
+  berth_bucket_stats s{};
+  ASSERT_EQ(berth_bucket_get_stats(&s, ok.b, kSec), BERTH_OK);
+  EXPECT_EQ(s.rate, 1.1e-10);  // unchanged
+  berth_reservation r{};
+  ASSERT_EQ(berth_bucket_reserve(&r, ok.b, 1, kSec), BERTH_OK);
+  ASSERT_EQ(berth_bucket_reserve(&r, ok.b, 1, 0), BERTH_OK) << LastError();
+  EXPECT_GT(r.delay_ns, 0);
+  EXPECT_EQ(berth_bucket_reserve(&r, ok.b, 1, kSec), BERTH_ERR_INVALID_ARGUMENT);  // 2 tokens owed
+}
+
+TEST(CApiBucket, HugeBurstAndNDoNotOverflow) {
+  Bucket b(10, kMaxNs);
+  berth_reservation r{};
+  ASSERT_EQ(berth_bucket_reserve(&r, b.b, kMaxNs, kSec), BERTH_OK);
+  EXPECT_EQ(berth_bucket_reserve(&r, b.b, kMaxNs, kSec), BERTH_ERR_INVALID_ARGUMENT);
+  Bucket fast(1e12, kMaxNs);
+  ASSERT_EQ(berth_bucket_reserve(&r, fast.b, kMaxNs, kSec), BERTH_OK);
+  ASSERT_EQ(berth_bucket_reserve(&r, fast.b, kMaxNs, kSec), BERTH_OK) << LastError();
+  EXPECT_GT(r.delay_ns, 0);
+  EXPECT_EQ(r.time_to_act_ns, kSec + r.delay_ns);
+  ASSERT_EQ(berth_bucket_cancel(fast.b, &r, kSec), BERTH_OK);
+  EXPECT_NEAR(fast.Tokens(kSec), 0, 1e3);
+  EXPECT_EQ(berth_bucket_set_burst(fast.b, kMaxNs - 1, kMaxNs), BERTH_OK);
+  EXPECT_NEAR(fast.Tokens(kMaxNs), 9.223372036854775807e18, 1e4);
+}
+
+TEST(CApiBucket, CancellingAReservationMadeAtAnInfiniteRateGivesNothingBack) {
+  Bucket b(10, 2);
+  ASSERT_EQ(berth_bucket_set_rate(b.b, INFINITY, kSec), BERTH_OK);
+  berth_reservation r{};
+  ASSERT_EQ(berth_bucket_reserve(&r, b.b, 1, kSec + 1), BERTH_OK);
+  EXPECT_EQ(r.rate, INFINITY);
+  ASSERT_EQ(berth_bucket_set_rate(b.b, 10, kSec + 1), BERTH_OK);
+  int ok = -1;
+  ASSERT_EQ(berth_bucket_allow(&ok, b.b, 2, kSec + 1), BERTH_OK);
+  ASSERT_EQ(ok, 1);
+  ASSERT_EQ(berth_bucket_cancel(b.b, &r, kSec + 1), BERTH_OK);
+  EXPECT_NEAR(b.Tokens(kSec + 1), 0, 1e-9);  // it took nothing (was NaN: every allow passed)
+  ASSERT_EQ(berth_bucket_allow(&ok, b.b, 1, kSec + 1), BERTH_OK);
+  EXPECT_EQ(ok, 0);
+}
+
 }  // namespace

@@ -41,6 +41,7 @@ using berth::testing::LastError;
 using berth::testing::TakeBytes;
 
 constexpr int64_t kSec = 1'000'000'000;
+constexpr int64_t kNearTheEnd = INT64_MAX - kSec / 10;  // 100 ms before int64 time runs out
 const std::string kDocPath = std::string(BERTH_SOURCE_DIR) + "/docs/errors.md";
 const std::string kHeaderPath = std::string(BERTH_SOURCE_DIR) + "/capi/berth.h";
 // Functions that take no input they could reject.
@@ -123,7 +124,9 @@ std::vector<uint8_t> Events(const std::vector<std::pair<int, Obj>>& events) {
 }
 
 // A live handle of every type with some state in it, a freed handle of
-// every type, and a cache that was never synced.
+// every type, a cache that was never synced, and a bucket (rate 5, burst 3)
+// spent at kNearTheEnd: its next token would be due 200 ms later, after
+// INT64_MAX ns.
 class World {
  public:
   World() : shared_name_("errors-test-" + std::to_string(getpid()) + "-" + std::to_string(count_++)) {
@@ -148,11 +151,15 @@ class World {
     Free(fresh);  // their values are the freed handles
     freed = fresh;
     Ok(berth_cache_new(&unsynced, nullptr));
+    Ok(berth_bucket_new(&spent_near_the_end, 5, 3));
+    int allowed = 0;
+    Ok(berth_bucket_allow(&allowed, spent_near_the_end, 3, kNearTheEnd));
   }
 
   ~World() {
     Free(live);
     berth_cache_free(unsynced);
+    berth_bucket_free(spent_near_the_end);
     berth_shared_limiter_unlink(shared_name_.data(), shared_name_.size());
   }
 
@@ -185,6 +192,8 @@ class World {
     berth_bucket_stats bs{};
     berth_bucket_get_stats(&bs, live.bucket(), 10 * kSec);
     out << "|bucket " << bs.rate << " " << bs.burst << " " << bs.tokens;
+    berth_bucket_get_stats(&bs, spent_near_the_end, kNearTheEnd);
+    out << "|spent " << bs.tokens;
     size_t drained = 0;
     uint64_t tokens[4];
     berth_notifier_drain(&drained, live.notifier(), tokens, 4);
@@ -194,6 +203,7 @@ class World {
 
   Handles live, freed;
   berth_cache* unsynced = nullptr;
+  berth_bucket* spent_near_the_end = nullptr;
 
  private:
   static void Ok(berth_status st) { ASSERT_EQ(st, BERTH_OK) << LastError(); }
@@ -658,6 +668,7 @@ Table Build(World& w) {
         {"rate 0", [](const Handles&) { return berth_bucket_new(&new_bucket, 0, 1); }},
         {"rate -1", [](const Handles&) { return berth_bucket_new(&new_bucket, -1, 1); }},
         {"rate NaN", [](const Handles&) { return berth_bucket_new(&new_bucket, NAN, 1); }},
+        {"rate 1e-300 (a token in 1e309 ns)", [](const Handles&) { return berth_bucket_new(&new_bucket, 1e-300, 1); }},
         {"burst 0", [](const Handles&) { return berth_bucket_new(&new_bucket, 1, 0); }}});
   t.Fn("berth_bucket_free", {bucket}, [](const Handles& h) { return berth_bucket_free(h.bucket()); }, {});
   t.Fn("berth_bucket_allow", {bucket}, [](const Handles& h) { return berth_bucket_allow(&flag, h.bucket(), 1, kSec); },
@@ -667,7 +678,8 @@ Table Build(World& w) {
   t.Fn("berth_bucket_reserve", {bucket}, [](const Handles& h) { return berth_bucket_reserve(&reservation, h.bucket(), 1, kSec); },
        {{"NULL out_reservation", [](const Handles& h) { return berth_bucket_reserve(nullptr, h.bucket(), 1, kSec); }},
         {"n 0", [](const Handles& h) { return berth_bucket_reserve(&reservation, h.bucket(), 0, kSec); }},
-        {"n over the burst", [](const Handles& h) { return berth_bucket_reserve(&reservation, h.bucket(), 4, kSec); }}});
+        {"n over the burst", [](const Handles& h) { return berth_bucket_reserve(&reservation, h.bucket(), 4, kSec); }},
+        {"due after INT64_MAX ns", [wp](const Handles&) { return berth_bucket_reserve(&reservation, wp->spent_near_the_end, 1, kNearTheEnd); }}});
   t.Fn("berth_bucket_cancel", {bucket}, [](const Handles& h) {
          berth_reservation r{};
          return berth_bucket_cancel(h.bucket(), &r, kSec); },
@@ -677,7 +689,8 @@ Table Build(World& w) {
            return berth_bucket_cancel(h.bucket(), &r, kSec); }}});
   t.Fn("berth_bucket_set_rate", {bucket}, [](const Handles& h) { return berth_bucket_set_rate(h.bucket(), 5, kSec); },
        {{"rate 0", [](const Handles& h) { return berth_bucket_set_rate(h.bucket(), 0, kSec); }},
-        {"rate NaN", [](const Handles& h) { return berth_bucket_set_rate(h.bucket(), NAN, kSec); }}});
+        {"rate NaN", [](const Handles& h) { return berth_bucket_set_rate(h.bucket(), NAN, kSec); }},
+        {"rate 1e-300 (a token in 1e309 ns)", [](const Handles& h) { return berth_bucket_set_rate(h.bucket(), 1e-300, kSec); }}});
   t.Fn("berth_bucket_set_burst", {bucket}, [](const Handles& h) { return berth_bucket_set_burst(h.bucket(), 3, kSec); },
        {{"burst 0", [](const Handles& h) { return berth_bucket_set_burst(h.bucket(), 0, kSec); }},
         {"burst -2", [](const Handles& h) { return berth_bucket_set_burst(h.bucket(), -2, kSec); }}});

@@ -4,6 +4,8 @@
 #include <poll.h>
 
 #include <atomic>
+#include <cmath>
+#include <limits>
 #include <memory>
 #include <random>
 #include <thread>
@@ -320,6 +322,127 @@ TEST(Bucket, InfiniteRateAllowsEverythingUpToTheBurst) {
   TokenBucket b(kInfiniteRate, 5);
   for (int i = 0; i < 1000; ++i) ASSERT_TRUE(b.Allow(5, kSec));
   EXPECT_EQ(b.Reserve(5, kSec).time_to_act, kSec);
+}
+
+// ---- TokenBucket at the edges of int64 time (issue 10, item 6) -------------
+// Every case here overflowed int64 arithmetic (UBSan) or left the bucket in a
+// state it could not leave (NaN tokens, a negative time to act).
+
+constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+
+TEST(BucketEdges, ReserveDueAfterInt64MaxIsRefusedAndTakesNothing) {
+  TokenBucket b(10, 1);
+  const Reservation r1 = b.Reserve(1, kMax - 2);
+  ASSERT_TRUE(r1.ok);
+  EXPECT_EQ(r1.time_to_act, kMax - 2);
+  const Reservation r2 = b.Reserve(1, kMax - 2);  // due at kMax - 2 + 100 ms
+  EXPECT_FALSE(r2.ok);
+  EXPECT_EQ(r2.refusal, ReserveRefusal::kTooLate);
+  EXPECT_EQ(b.Reserve(2, kMax - 2).refusal, ReserveRefusal::kOverBurst);
+  EXPECT_NEAR(b.Stats(kMax - 2).tokens, 0, 1e-9);  // nothing taken
+}
+
+TEST(BucketEdges, TinyRateWaitLongerThanInt64NanosIsRefused) {
+  TokenBucket b(1e-300, 1);  // the C ABI refuses this rate; the core must not overflow
+  ASSERT_TRUE(b.Reserve(1, kSec).ok);
+  EXPECT_FALSE(b.Reserve(1, kSec).ok);  // 1e309 ns away
+  EXPECT_FALSE(b.Reserve(1, 0).ok);     // even at 0: INT64_MAX would not be the real time
+  EXPECT_NEAR(b.Stats(kSec).tokens, 0, 1e-9);
+}
+
+TEST(BucketEdges, CheckRateRefusesRatesTooSlowForOneTokenInInt64Nanos) {
+  EXPECT_TRUE(TokenBucket::CheckRate(1.1e-10).ok());  // ~288 years a token
+  EXPECT_TRUE(TokenBucket::CheckRate(kInfiniteRate).ok());
+  EXPECT_TRUE(TokenBucket::CheckRate(1e308).ok());
+  for (double bad : {1e-10, 1e-300, 5e-324, 0.0, -1.0, -kInfiniteRate, std::nan("")}) {
+    const Status s = TokenBucket::CheckRate(bad);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(TokenBucket::CheckRate(1e-300).message(),
+            "rate (1e-300) is too slow: one token would take more than INT64_MAX ns (~292 years)");
+}
+
+TEST(BucketEdges, TimeToActOfExactlyInt64MaxIsGrantedAndCancellable) {
+  TokenBucket b(10, 1);
+  const int64_t t = kMax - 100 * kMs;
+  ASSERT_TRUE(b.Reserve(1, t).ok);
+  const Reservation r = b.Reserve(1, t);
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.time_to_act, kMax);
+  b.Cancel(r, t);
+  EXPECT_NEAR(b.Stats(t).tokens, 0, 1e-9);  // its token came back
+  EXPECT_EQ(b.Reserve(1, t).time_to_act, kMax);
+  EXPECT_FALSE(b.Reserve(1, t).ok);
+}
+
+TEST(BucketEdges, TimesFromInt64MinToInt64MaxDoNotOverflow) {
+  TokenBucket b(10, 3);
+  ASSERT_TRUE(b.Allow(1, kMin));
+  EXPECT_NEAR(b.Stats(kMin).tokens, 2, 1e-9);
+  EXPECT_NEAR(b.Stats(kMax).tokens, 3, 1e-9);  // refilled over the whole range
+  b.SetRate(20, kMax);
+  b.SetBurst(5, kMax);
+  EXPECT_NEAR(b.Stats(kMax).tokens, 3, 1e-9);
+  EXPECT_TRUE(b.Allow(3, kMax));
+  const Reservation r = b.Reserve(1, kMin);  // time runs backwards: nothing accrues
+  ASSERT_TRUE(r.ok);
+  EXPECT_GE(r.time_to_act, kMin);
+}
+
+TEST(BucketEdges, CancelAtInt64MinDoesNotOverflow) {
+  TokenBucket b(10, 1);
+  const Reservation first = b.Reserve(1, kMin);  // no wait: acts at kMin
+  ASSERT_TRUE(first.ok);
+  b.Cancel(first, kMin);  // rolling the latest time back 100 ms would pass kMin
+  EXPECT_NEAR(b.Stats(kMin).tokens, 1, 1e-9);
+
+  TokenBucket c(10, 1);
+  ASSERT_TRUE(c.Reserve(1, kMin).ok);
+  const Reservation pending = c.Reserve(1, kMin);  // acts at kMin + 100 ms
+  ASSERT_TRUE(pending.ok);
+  ASSERT_TRUE(c.Reserve(1, kMax - kSec).ok);  // the latest time is now near kMax
+  c.Cancel(pending, kMin);                    // kMax - kSec - (kMin + 100 ms) overflows
+  EXPECT_LE(c.Stats(kMin).tokens, 1);
+}
+
+TEST(BucketEdges, BurstAndNNearInt64Max) {
+  TokenBucket b(10, kMax);
+  EXPECT_TRUE(b.Allow(kMax, kSec));
+  EXPECT_FALSE(b.Reserve(kMax, kSec).ok);  // 9.2e18 tokens at 10/s: 2.9e10 years
+  TokenBucket fast(1e12, kMax);
+  ASSERT_TRUE(fast.Reserve(kMax, kSec).ok);
+  const Reservation r = fast.Reserve(kMax, kSec);  // 9.2e18 tokens at 1e12/s
+  ASSERT_TRUE(r.ok);
+  EXPECT_NEAR(static_cast<double>(r.time_to_act - kSec), 9.223372036854775807e15, 1e3);
+  fast.Cancel(r, kSec);
+  EXPECT_NEAR(fast.Stats(kSec).tokens, 0, 1e3);
+}
+
+TEST(BucketEdges, LeavingAnInfiniteRateAtTheSameInstantKeepsTheTokens) {
+  TokenBucket b(10, 2);
+  ASSERT_TRUE(b.Allow(2, kSec));
+  b.SetRate(kInfiniteRate, kSec);
+  b.SetRate(10, kSec);  // no time passed at the infinite rate: 0 * inf was NaN
+  EXPECT_NEAR(b.Stats(kSec).tokens, 0, 1e-9);
+  EXPECT_FALSE(b.Allow(1, kSec));
+  ASSERT_TRUE(b.Allow(2, 2 * kSec));
+  b.SetRate(kInfiniteRate, 2 * kSec);
+  b.SetRate(10, 2 * kSec + 1);  // 1 ns at the infinite rate fills the bucket
+  EXPECT_NEAR(b.Stats(2 * kSec + 1).tokens, 2, 1e-9);
+}
+
+TEST(BucketEdges, CancellingAReservationMadeAtAnInfiniteRateGivesNothingBack) {
+  TokenBucket b(10, 2);
+  const int64_t t = kSec + 1;
+  b.SetRate(kInfiniteRate, kSec);
+  const Reservation r = b.Reserve(1, t);  // takes no tokens
+  ASSERT_TRUE(r.ok);
+  b.SetRate(10, t);
+  ASSERT_TRUE(b.Allow(2, t));
+  b.Cancel(r, t);  // was 1 - 0 * inf = NaN; without the time term, a token it never took
+  EXPECT_NEAR(b.Stats(t).tokens, 0, 1e-9);
+  EXPECT_FALSE(b.Allow(1, t));
 }
 
 }  // namespace

@@ -109,7 +109,8 @@ type Bucket struct {
 }
 
 // NewBucket creates a full bucket: rate > 0 tokens per second (math.Inf(1):
-// no limit), burst >= 1.
+// no limit), burst >= 1. A rate so slow that one token takes more than
+// math.MaxInt64 ns (~292 years; rate below ~1.08e-10) is ErrInvalidArgument.
 func NewBucket(rate float64, burst int64) (*Bucket, error) {
 	if err := checkABI(); err != nil {
 		return nil, err
@@ -194,7 +195,8 @@ type reservation struct {
 
 // Reserve takes n tokens now, into debt if need be; the caller must wait
 // Delay before acting, or Cancel. n < 1 or n > the burst is
-// ErrInvalidArgument.
+// ErrInvalidArgument, and so is a time to act after math.MaxInt64 ns
+// (nothing is taken).
 func (b *Bucket) Reserve(n int64) (Reservation, error) { return b.reserve(now, n, "Reserve") }
 
 // ReserveAt is Reserve at time t.
@@ -323,8 +325,8 @@ func (b *Bucket) Wait(ctx context.Context, n int64) error {
 	}
 }
 
-// SetRate changes the rate (> 0, or math.Inf(1) for no limit) from now on,
-// keeping the tokens accrued so far.
+// SetRate changes the rate (as NewBucket takes it) from now on, keeping the
+// tokens accrued so far.
 func (b *Bucket) SetRate(rate float64) error { return b.set(now, 0, rate, 0, "SetRate") }
 
 // SetRateAt is SetRate at time t.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -252,6 +253,39 @@ func TestBucket_BadArgumentsAreInvalidArgument(t *testing.T) {
 	if s, err := b.Stats(); err != nil || s.Tokens != 5 {
 		t.Fatalf("stats %+v, %v after bad calls; want the bucket untouched", s, err)
 	}
+}
+
+func TestBucket_TimesPastMaxInt64AreInvalidArgument(t *testing.T) {
+	// 1e-300 tokens/s: one token in 1e309 ns; two reserves overflowed int64.
+	if _, err := NewBucket(1e-300, 1); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("NewBucket(1e-300, 1): %v; want ErrInvalidArgument", err)
+	}
+	slow := newBucket(t, 1.1e-10, 1) // ~288 years a token: fits
+	if err := slow.SetRateAt(t0, 1e-10); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("SetRateAt(1e-10): %v; want ErrInvalidArgument", err)
+	}
+
+	end := Instant(math.MaxInt64)
+	b := newBucket(t, 10, 1)
+	if r := reserveAt(t, b, end-2, 1); r.TimeToAct() != end-2 {
+		t.Fatalf("TimeToAct %d; want %d", r.TimeToAct(), end-2)
+	}
+	r, err := b.ReserveAt(end-2, 1) // due 100 ms later: it wrapped negative
+	if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "INT64_MAX") {
+		t.Fatalf("ReserveAt past the end: %+v, %v; want ErrInvalidArgument", r, err)
+	}
+	wantTokens(t, b, end-2, 0) // nothing taken
+
+	// Due exactly at the end: granted, and a cancel gives it back.
+	b2 := newBucket(t, 10, 1)
+	at := end - Instant(ms(100))
+	reserveAt(t, b2, at, 1)
+	r2 := reserveAt(t, b2, at, 1)
+	if r2.TimeToAct() != end || r2.DelayFrom(at) != ms(100) {
+		t.Fatalf("TimeToAct %d, delay %v; want %d, 100ms", r2.TimeToAct(), r2.DelayFrom(at), end)
+	}
+	r2.CancelAt(at)
+	wantTokens(t, b2, at, 0)
 }
 
 func TestBucket_NowIsTheLibrarysMonotonicClock(t *testing.T) {

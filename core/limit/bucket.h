@@ -7,7 +7,10 @@
 // burst change at run time, keeping the tokens accrued so far.
 //
 // Time is passed in (monotonic nanoseconds), so behaviour is exact and
-// testable; the C ABI fills in the current time when asked to.
+// testable; the C ABI fills in the current time when asked to. Any int64
+// time is accepted and no arithmetic on times overflows: spans between two
+// times are taken as unsigned, and a reservation due after INT64_MAX ns is
+// refused rather than wrapped.
 // Thread-safe; every operation is O(1) under one lock.
 #pragma once
 
@@ -15,14 +18,23 @@
 #include <limits>
 #include <mutex>
 
+#include "core/common/status.h"
+
 namespace berth {
 
 inline constexpr double kInfiniteRate = std::numeric_limits<double>::infinity();
 
+enum class ReserveRefusal {
+  kNone,
+  kOverBurst,  // n > burst: could never be satisfied
+  kTooLate,    // the wait or the time to act would not fit in int64 ns
+};
+
 struct Reservation {
-  bool ok = false;         // false: n > burst, nothing was taken
+  bool ok = false;         // false: nothing was taken; `refusal` says why
+  ReserveRefusal refusal = ReserveRefusal::kNone;
   int64_t tokens = 0;      // tokens taken
-  int64_t time_to_act = 0; // ns: when the caller may act
+  int64_t time_to_act = 0; // ns: when the caller may act, >= the time reserved
   double rate = 0;         // the rate when reserved
 };
 
@@ -34,8 +46,13 @@ struct BucketStats {
 
 class TokenBucket {
  public:
-  // rate > 0 (kInfiniteRate: no limit), burst >= 1; validated by the caller.
+  // rate passes CheckRate, burst >= 1; validated by the caller (any rate > 0
+  // is safe here, but a slower one refuses every reservation in debt).
   TokenBucket(double rate, int64_t burst);
+
+  // kInvalidArgument unless rate > 0 (kInfiniteRate: no limit) and one
+  // token accrues within INT64_MAX ns (~292 years: rate > ~1.08e-10/s).
+  static Status CheckRate(double rate);
 
   bool Allow(int64_t n, int64_t now);
   Reservation Reserve(int64_t n, int64_t now);
@@ -47,8 +64,11 @@ class TokenBucket {
  private:
   // Tokens at `now` (not stored); x/time/rate's advance().
   double TokensAt(int64_t now, int64_t* effective_now) const;
-  static double TokensFor(double rate, int64_t ns) { return static_cast<double>(ns) * 1e-9 * rate; }
-  static int64_t NanosFor(double rate, double tokens);
+  // Tokens accrued at `rate` from `from` to `to` (0 unless to > from).
+  static double TokensBetween(double rate, int64_t from, int64_t to);
+  // The ns `tokens` take to accrue at `rate`, truncated as x/time/rate's
+  // durationFromTokens; false if that does not fit in int64.
+  static bool NanosFor(double rate, double tokens, int64_t* ns);
 
   mutable std::mutex mu_;
   double rate_;

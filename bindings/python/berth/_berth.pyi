@@ -701,7 +701,9 @@ class Bucket:
 
     def __init__(self, rate: float, burst: int) -> None:
         """Creates a full bucket (berth_bucket_new). rate: tokens per second,
-        > 0 (math.inf: no limit); burst >= 1. InvalidArgumentError otherwise."""
+        > 0 (math.inf: no limit) and fast enough for one token within
+        2**63 - 1 ns (~292 years, rate > ~1.08e-10); burst >= 1.
+        InvalidArgumentError otherwise."""
     def close(self) -> None:
         """Frees the bucket (berth_bucket_free). Idempotent; afterwards every
         method raises ClosedError (Reservation.cancel included)."""
@@ -734,9 +736,11 @@ class Bucket:
         burst, or now_ns < 0."""
     def reserve(self, n: int = 1, now_ns: int | None = None) -> Reservation:
         """Takes n tokens now, into debt if need be (berth_bucket_reserve):
-        act after Reservation.delay seconds, or cancel() it. Raises as allow()."""
+        act after Reservation.delay seconds, or cancel() it. Raises as allow(),
+        and InvalidArgumentError, taking nothing, if the time to act would be
+        after 2**63 - 1 ns."""
     def set_rate(self, rate: float, now_ns: int | None = None) -> None:
-        """Changes the rate (> 0 or math.inf) from now_ns on, keeping the
+        """Changes the rate (as __init__ takes it) from now_ns on, keeping the
         tokens accrued (berth_bucket_set_rate)."""
     def set_burst(self, burst: int, now_ns: int | None = None) -> None:
         """Changes the burst (>= 1) from now_ns on; a lower burst caps the

@@ -136,6 +136,32 @@ def test_bad_burst_is_an_invalid_argument(burst):
         berth.Bucket(1.0, burst)
 
 
+def test_a_rate_too_slow_for_one_token_in_int64_ns_is_an_invalid_argument():
+    # 1e-300 tokens/s: one token in 1e309 ns; two reserves overflowed int64.
+    with pytest.raises(berth.InvalidArgumentError, match="INT64_MAX"):
+        berth.Bucket(1e-300, 1)
+    b = berth.Bucket(1.1e-10, 1)  # ~288 years a token: fits
+    with pytest.raises(berth.InvalidArgumentError, match="too slow"):
+        b.set_rate(1e-10)
+    assert b.rate == 1.1e-10
+
+
+def test_a_reservation_due_after_int64_max_is_refused_and_takes_nothing():
+    end = 2**63 - 1
+    b = berth.Bucket(10, 1)
+    assert b.reserve(1, end - 2).time_to_act_ns == end - 2
+    with pytest.raises(berth.InvalidArgumentError, match="INT64_MAX"):
+        b.reserve(1, end - 2)  # due 100 ms later: it wrapped negative
+    assert b.stats(end - 2).tokens == pytest.approx(0)
+    # Due exactly at the end: granted, and a cancel gives it back.
+    b2 = berth.Bucket(10, 1)
+    b2.reserve(1, end - 100 * MS)
+    r = b2.reserve(1, end - 100 * MS)
+    assert (r.time_to_act_ns, r.delay_ns) == (end, 100 * MS)
+    r.cancel(now_ns=end - 100 * MS)
+    assert b2.stats(end - 100 * MS).tokens == pytest.approx(0)
+
+
 def test_argument_types():
     with pytest.raises(TypeError):
         berth.Bucket("10", 1)  # type: ignore[arg-type]
