@@ -277,9 +277,10 @@ ObjectCache::~ObjectCache() {
 }
 
 void ObjectCache::TakeIfEmptiedLocked(std::optional<Index>* dropped) {
-  // Below this many slots keeping the arrays costs less than regrowing them.
+  // Below this many slots the arrays are cheap to regrow.
   constexpr size_t kMinSlots = 1024;
-  if (!index_.by_key.empty() || index_.entries.size() < kMinSlots) return;
+  if (!index_.by_key.empty() || index_.entries.empty()) return;
+  if (index_.entries.size() < kMinSlots && index_.ApproxBytes() < kReleaseMinBytes) return;
   dropped->emplace(std::move(index_));
   index_ = Index();
 }

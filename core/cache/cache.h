@@ -171,11 +171,13 @@ class ObjectCache {
 
   bool UpsertLocked(ObjectRef object);
   bool DeleteLocked(std::string_view ns, std::string_view name, uint64_t rv);
-  // After deletes: if the last object is gone, moves the index (its arrays
-  // are sized for the most objects the cache held) to *dropped and starts a
-  // fresh one. The caller passes it to Drop after unlocking.
+  // After deletes: if the last object is gone, moves the index to *dropped
+  // and starts a fresh one, unless it is small and little was deleted (then
+  // keeping it beats regrowing it). A kept index would keep the bulk memory
+  // around it from going back. The caller passes it to Drop after unlocking.
   void TakeIfEmptiedLocked(std::optional<Index>* dropped);
-  // Frees a dropped index and returns the memory to the OS.
+  // Frees a dropped index and returns its memory, and the memory of the
+  // objects deleted from it, to the OS.
   static void Drop(std::optional<Index> dropped);
 
   const size_t tombstone_limit_;

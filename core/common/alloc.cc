@@ -91,13 +91,6 @@ void CatchUp() {
 
 }  // namespace alloc_internal
 
-namespace {
-// Below this, ReleaseFreedMemory does nothing: a forced collection visits
-// every page of the thread's arena heaps and every cached segment, about the
-// cost of freeing a few thousand keys.
-constexpr size_t kReleaseMinBytes = size_t{1} << 20;
-}  // namespace
-
 void ReleaseFreedMemory(size_t bytes) {
   if (bytes < kReleaseMinBytes) return;
   using namespace alloc_internal;

@@ -47,6 +47,11 @@ namespace berth {
 enum class Heap : uint8_t { kBulk, kTombstones };
 inline constexpr size_t kHeaps = 2;
 
+// Below this, ReleaseFreedMemory does nothing: its forced collection visits
+// every page of the thread's arena heaps and every cached segment, about the
+// cost of freeing a few thousand keys.
+inline constexpr size_t kReleaseMinBytes = size_t{1} << 20;
+
 #ifdef BERTH_SYSTEM_ALLOCATOR
 template <class T>
 using Alloc = std::allocator<T>;
@@ -113,8 +118,7 @@ struct HeapAlloc {
 // wide: mi_heap_collect with force). Blocks this thread freed that other
 // threads allocated sit on those threads' free lists until they collect:
 // each does at its next CollectIfReleased. `bytes` is roughly what was
-// dropped; below a threshold this does nothing, as the collection costs
-// about as much as freeing a few thousand keys.
+// dropped; below kReleaseMinBytes this does nothing.
 void ReleaseFreedMemory(size_t bytes);
 
 // Collects this thread's arena heaps if some thread released memory since
