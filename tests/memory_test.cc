@@ -97,33 +97,36 @@ void DeleteFromCache(berth_cache* c, size_t n) {
   }
 }
 
-// The figures, printed so a failure (or a run) shows where memory went.
-struct Rss {
-  double baseline = 0, filled = 0, after = 0;
-  void Check(const char* what) const {
-    std::printf("%s: baseline %.1f MiB, filled %.1f MiB, after %.1f MiB\n", what, baseline,
-                filled, after);
-    // The fill must have been big enough for the check to mean something.
-    EXPECT_GT(filled, baseline + 100) << what;
-    EXPECT_LE(after, baseline * 1.10) << what;
-  }
-};
+// Fills and drops `warm_up` once, so what Berth sets up once per process
+// and thread is in the baseline; then fills `n`, drops it, and checks that
+// the fill took 100+ MiB and that RSS came back to within 10% of the
+// baseline. The figures are printed, so a run shows where memory went.
+void CheckMemoryReturns(const char* what, size_t warm_up, size_t n,
+                        const std::function<void(size_t)>& fill,
+                        const std::function<void(size_t)>& drop) {
+  fill(warm_up);
+  drop(warm_up);
+  const double baseline = RssMiB();
+  fill(n);
+  const double filled = RssMiB();
+  drop(n);
+  const double after = RssMiB();
+  std::printf("%s: baseline %.1f MiB, filled %.1f MiB, after %.1f MiB\n", what, baseline, filled,
+              after);
+  EXPECT_GT(filled, baseline + 100) << what;
+  EXPECT_LE(after, baseline * 1.10) << what;
+}
 
 TEST_F(MemoryReturn, RemovePool_Of1MKeys_ReturnsItsMemoryToTheOS) {
   berth_engine* e = nullptr;
   ASSERT_EQ(berth_engine_new(&e), BERTH_OK);
-  FillPool(e, kWarmUp);
-  ASSERT_EQ(berth_pool_remove_pool(nullptr, e, kPool.data(), kPool.size()), BERTH_OK);
-
-  Rss rss;
-  rss.baseline = RssMiB();
-  FillPool(e, kKeys);
-  rss.filled = RssMiB();
-  int removed = 0;
-  ASSERT_EQ(berth_pool_remove_pool(&removed, e, kPool.data(), kPool.size()), BERTH_OK);
-  EXPECT_EQ(removed, 1);
-  rss.after = RssMiB();
-  rss.Check("remove_pool");
+  CheckMemoryReturns("remove_pool", kWarmUp, kKeys, [&](size_t n) { FillPool(e, n); },
+                     [&](size_t) {
+                       int removed = 0;
+                       ASSERT_EQ(berth_pool_remove_pool(&removed, e, kPool.data(), kPool.size()),
+                                 BERTH_OK);
+                       EXPECT_EQ(removed, 1);
+                     });
   berth_engine_free(e);
 }
 
@@ -171,23 +174,16 @@ TEST_F(MemoryReturn, RemovePool_FilledByAnotherThread_ReturnsAtThatThreadsNextCa
   // thread frees them, and only that thread can collect them. Berth has it
   // do so at its next call into Berth.
   Worker filler;
-  auto any_call = [&] {
-    int removed = -1;
-    EXPECT_EQ(berth_pool_remove(&removed, e, kPool.data(), kPool.size(), "", 0, "absent", 6),
-              BERTH_OK);
-  };
-  filler.Run([&] { FillPool(e, kWarmUp); });
-  ASSERT_EQ(berth_pool_remove_pool(nullptr, e, kPool.data(), kPool.size()), BERTH_OK);
-  filler.Run(any_call);
-
-  Rss rss;
-  rss.baseline = RssMiB();
-  filler.Run([&] { FillPool(e, kKeys); });
-  rss.filled = RssMiB();
-  ASSERT_EQ(berth_pool_remove_pool(nullptr, e, kPool.data(), kPool.size()), BERTH_OK);
-  filler.Run(any_call);
-  rss.after = RssMiB();
-  rss.Check("remove_pool from another thread");
+  CheckMemoryReturns(
+      "remove_pool from another thread", kWarmUp, kKeys,
+      [&](size_t n) { filler.Run([&] { FillPool(e, n); }); },
+      [&](size_t) {
+        ASSERT_EQ(berth_pool_remove_pool(nullptr, e, kPool.data(), kPool.size()), BERTH_OK);
+        filler.Run([&] {  // any call will do
+          EXPECT_EQ(berth_pool_remove(nullptr, e, kPool.data(), kPool.size(), "", 0, "absent", 6),
+                    BERTH_OK);
+        });
+      });
   berth_engine_free(e);
 }
 
@@ -198,39 +194,25 @@ TEST_F(MemoryReturn, CacheDeleteAll_Of1MObjects_ReturnsTheirMemoryToTheOS) {
   options.tombstone_limit = 1000;
   berth_cache* c = nullptr;
   ASSERT_EQ(berth_cache_new(&c, &options), BERTH_OK);
-  FillCache(c, kWarmUp);
-  DeleteFromCache(c, kWarmUp);
-
-  Rss rss;
-  rss.baseline = RssMiB();
-  FillCache(c, kKeys);
-  rss.filled = RssMiB();
-  DeleteFromCache(c, kKeys);
-  rss.after = RssMiB();
-  berth_cache_stats stats{};
-  ASSERT_EQ(berth_cache_get_stats(&stats, c), BERTH_OK);
-  EXPECT_EQ(stats.objects, 0u);
-  rss.Check("delete every object");
+  CheckMemoryReturns("delete every object", kWarmUp, kKeys, [&](size_t n) { FillCache(c, n); },
+                     [&](size_t n) {
+                       DeleteFromCache(c, n);
+                       berth_cache_stats stats{};
+                       ASSERT_EQ(berth_cache_get_stats(&stats, c), BERTH_OK);
+                       EXPECT_EQ(stats.objects, 0u);
+                     });
   berth_cache_free(c);
 }
 
 TEST_F(MemoryReturn, CacheDeleteAll_OfAFewLargeObjects_ReturnsTheirMemoryToTheOS) {
   // A small index, but 256 MiB of payloads (each a large block of its own
   // in mimalloc).
-  constexpr size_t kObjects = 256;
   const std::string payload(size_t{1} << 20, 'p');
   berth_cache* c = nullptr;
   ASSERT_EQ(berth_cache_new(&c, nullptr), BERTH_OK);
-  FillCache(c, kObjects / 8, payload);
-  DeleteFromCache(c, kObjects / 8);
-
-  Rss rss;
-  rss.baseline = RssMiB();
-  FillCache(c, kObjects, payload);
-  rss.filled = RssMiB();
-  DeleteFromCache(c, kObjects);
-  rss.after = RssMiB();
-  rss.Check("delete every large object");
+  CheckMemoryReturns(
+      "delete every large object", 32, 256, [&](size_t n) { FillCache(c, n, payload); },
+      [&](size_t n) { DeleteFromCache(c, n); });
   berth_cache_free(c);
 }
 
@@ -241,42 +223,26 @@ TEST_F(MemoryReturn, CacheReplaceWithNothing_Of1MObjects_ReturnsTheirMemoryToThe
   fbb.Finish(berth::fb::CreateObjectListDirect(fbb, 2 * kKeys, &none), BERTH_FB_OBJECT_LIST_ID);
   berth_cache* c = nullptr;
   ASSERT_EQ(berth_cache_new(&c, nullptr), BERTH_OK);
-  FillCache(c, kWarmUp);
-  ASSERT_EQ(berth_cache_replace(c, fbb.GetBufferPointer(), fbb.GetSize()), BERTH_OK) << LastError();
-
-  Rss rss;
-  rss.baseline = RssMiB();
-  FillCache(c, kKeys);
-  rss.filled = RssMiB();
-  ASSERT_EQ(berth_cache_replace(c, fbb.GetBufferPointer(), fbb.GetSize()), BERTH_OK) << LastError();
-  rss.after = RssMiB();
-  berth_cache_stats stats{};
-  ASSERT_EQ(berth_cache_get_stats(&stats, c), BERTH_OK);
-  EXPECT_EQ(stats.objects, 0u);
-  rss.Check("replace with an empty list");
+  CheckMemoryReturns("replace with an empty list", kWarmUp, kKeys,
+                     [&](size_t n) { FillCache(c, n); },
+                     [&](size_t) {
+                       ASSERT_EQ(berth_cache_replace(c, fbb.GetBufferPointer(), fbb.GetSize()),
+                                 BERTH_OK)
+                           << LastError();
+                     });
   berth_cache_free(c);
 }
 
 TEST_F(MemoryReturn, CacheFree_Of1MObjectsAndTombstones_ReturnsItsMemoryToTheOS) {
-  auto fill_and_free = [](size_t n) {
-    berth_cache* c = nullptr;
-    ASSERT_EQ(berth_cache_new(&c, nullptr), BERTH_OK);
-    FillCache(c, n);
-    DeleteFromCache(c, n / 10);  // tombstones too (the default limit keeps them all)
-    ASSERT_EQ(berth_cache_free(c), BERTH_OK);
-  };
-  fill_and_free(kWarmUp);
-
-  Rss rss;
-  rss.baseline = RssMiB();
   berth_cache* c = nullptr;
-  ASSERT_EQ(berth_cache_new(&c, nullptr), BERTH_OK);
-  FillCache(c, kKeys);
-  DeleteFromCache(c, kKeys / 10);
-  rss.filled = RssMiB();
-  ASSERT_EQ(berth_cache_free(c), BERTH_OK);
-  rss.after = RssMiB();
-  rss.Check("cache_free");
+  CheckMemoryReturns(
+      "cache_free", kWarmUp, kKeys,
+      [&](size_t n) {
+        ASSERT_EQ(berth_cache_new(&c, nullptr), BERTH_OK);
+        FillCache(c, n);
+        DeleteFromCache(c, n / 10);  // tombstones too (the default limit keeps them all)
+      },
+      [&](size_t) { ASSERT_EQ(berth_cache_free(c), BERTH_OK); });
 }
 
 }  // namespace
