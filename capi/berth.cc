@@ -162,6 +162,9 @@ berth_status Fail(const char* fn, const Status& s) {
 template <class F>
 berth_status Guard(const char* fn, F&& body) noexcept {
   ClearError();
+  // Memory this thread allocated for a pool or cache that another thread
+  // dropped since can only be returned to the OS by this thread.
+  berth::CollectIfReleased();
   try {
     return body();
   } catch (const std::bad_alloc&) {

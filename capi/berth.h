@@ -55,6 +55,23 @@
  *    the parent's permits or asynchronous tickets (see "Shared limiter").
  *  - new handles made in the child work normally.
  * Nothing Berth keeps process-wide is held locked across a fork.
+ *
+ * Memory (since 0.5): removing a pool, freeing an engine or a cache,
+ * deleting a cache's last object and a replace that drops large old
+ * contents give the memory they free back to the operating system before
+ * the call returns (below about 1 MiB it stays with the allocator for
+ * reuse). Two exceptions:
+ *  - Memory another thread allocated (keys it added, objects it upserted)
+ *    goes back when that thread next makes a berth_* call, or exits: the
+ *    allocator returns a freed block to the thread that allocated it.
+ *  - Data of other pools or caches made by the same thread at the same
+ *    time may share allocator segments (32 MiB) with it; the free part of
+ *    such a segment goes back when the allocator next works in it.
+ * Berth keeps this data in mimalloc arenas of its own and never changes the
+ * allocator's options, so the host's allocation is unaffected even if the
+ * host uses mimalloc too (the release does also empty mimalloc's
+ * process-wide cache of free segments). Builds with the system allocator
+ * (sanitizer builds) leave freed memory to it.
  */
 #ifndef BERTH_H
 #define BERTH_H
@@ -255,7 +272,8 @@ BERTH_API const char* berth_last_error(size_t* out_len);
  * Thread-safe. Since 0.1. */
 BERTH_API berth_status berth_engine_new(berth_engine** out_engine);
 
-/* Releases an engine and everything it owns. NULL is a no-op (BERTH_OK).
+/* Releases an engine and everything it owns, and returns the memory to the
+ * OS (see Memory at the top). NULL is a no-op (BERTH_OK).
  * Threading: no other call may be in flight on this engine; later calls
  * with it get BERTH_ERR_BAD_HANDLE. Buffers already returned stay valid (they do not borrow from the
  * engine). Since 0.1. */
@@ -353,8 +371,9 @@ BERTH_API berth_status berth_pool_remove(int* out_removed, berth_engine* engine,
                                          size_t namespace_len, const char* name,
                                          size_t name_len);
 
-/* Drops a pool and frees everything it held, including its put_back records.
- * *out_removed (optional) is 1 if the pool existed. Calls racing with the
+/* Drops a pool and frees everything it held, including its put_back records;
+ * the memory goes back to the OS before the call returns (see Memory at the
+ * top). *out_removed (optional) is 1 if the pool existed. Calls racing with the
  * removal either happen before it or see the pool as absent (an add then
  * creates a new, empty pool).
  * Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME. Since 0.1. */
@@ -532,8 +551,9 @@ typedef struct berth_cache_stats {
 BERTH_API berth_status berth_cache_new(berth_cache** out_cache,
                                        const berth_cache_options* options);
 
-/* Frees a cache and everything in it. NULL is a no-op. No call may be in
- * flight on it; later calls with it get BERTH_ERR_BAD_HANDLE. Buffers
+/* Frees a cache and everything in it, tombstones included, and returns the
+ * memory to the OS (see Memory at the top). NULL is a no-op. No call may be
+ * in flight on it; later calls with it get BERTH_ERR_BAD_HANDLE. Buffers
  * already returned stay valid.
  * Since 0.2. */
 BERTH_API berth_status berth_cache_free(berth_cache* cache);
@@ -567,6 +587,10 @@ BERTH_API berth_status berth_cache_upsert(int* out_applied, berth_cache* cache,
  *  - absent, resource_version > 0: a tombstone is recorded (a delete that
  *    overtook its add) and *out_applied = 1, unless a tombstone at least as
  *    new exists (ignored).
+ * The delete that removes the last object also drops the cache's index
+ * (sized for the most objects it held) and returns the memory of the index
+ * and of the deleted objects to the OS (see Memory at the top); the
+ * tombstones stay, up to tombstone_limit.
  * Fails: BERTH_ERR_INVALID_ARGUMENT; BERTH_ERR_INVALID_NAME. Since 0.2. */
 BERTH_API berth_status berth_cache_delete(int* out_applied, berth_cache* cache,
                                           const char* namespace_, size_t namespace_len,
@@ -579,7 +603,8 @@ BERTH_API berth_status berth_cache_delete(int* out_applied, berth_cache* cache,
  * the buffer and every event are validated first (the message names the bad
  * event's index). A Deleted event uses only the object's namespace, name and
  * resource_version (0 allowed, as in berth_cache_delete). *out_applied
- * (optional) counts the events that changed the cache.
+ * (optional) counts the events that changed the cache. A batch that leaves
+ * the cache without objects drops its index as berth_cache_delete does.
  * Fails: BERTH_ERR_INVALID_ARGUMENT (also: an event without an object, an
  *   unknown event type); BERTH_ERR_INVALID_NAME; BERTH_ERR_BAD_BUFFER.
  * Since 0.2. */
@@ -592,8 +617,10 @@ BERTH_API berth_status berth_cache_apply(size_t* out_applied, berth_cache* cache
  * after it); everything else comes from the list. An object named twice in
  * the list keeps its newer entry (the later one on a tie). Then the cache is
  * synced, and its resourceVersion is the largest of its previous one, the
- * list's and the listed objects'. Validated completely before anything
- * changes. Fails: as berth_cache_apply. Since 0.2. */
+ * list's and the listed objects'. The old contents are freed after the swap
+ * and their memory returned to the OS (see Memory at the top). Validated
+ * completely before anything changes. Fails: as berth_cache_apply.
+ * Since 0.2. */
 BERTH_API berth_status berth_cache_replace(berth_cache* cache,
                                            const uint8_t* buf, size_t buf_len);
 

@@ -67,7 +67,7 @@ const Object* ObjectCache::Index::Find(std::string_view key) const {
 uint32_t ObjectCache::Index::Add(StringMap<Posting>& map, std::string_view key, uint32_t id,
                                  uint32_t which) {
   auto it = map.find(key);
-  if (it == map.end()) it = map.try_emplace(String(key.data(), key.size())).first;
+  if (it == map.end()) it = map.try_emplace(BulkString(key.data(), key.size())).first;
   it->second.push_back({id, which, entries[id].gen});
   ++live_members;
   return static_cast<uint32_t>(it->second.size() - 1);
@@ -115,7 +115,8 @@ void ObjectCache::Index::Put(ObjectRef object) {
       free_ids.pop_back();
     }
     const Object& o = *object;
-    by_key.emplace(String(o.key().data(), o.key().size()), Slot{id, &o});
+    by_key.emplace(BulkString(o.key().data(), o.key().size()), Slot{id, &o});
+    object_bytes += o.footprint();
     Entry& e = entries[id];
     e.pos.resize(1 + 2 * o.label_count());
     e.object = std::move(object);
@@ -134,12 +135,13 @@ void ObjectCache::Index::Put(ObjectRef object) {
   Entry& e = entries[id];
   const Object& old = *e.object;
   const Object& now = *object;
+  object_bytes = object_bytes - old.footprint() + now.footprint();
   if (SameLabels(old, now)) {  // the common update (status, payload): no posting moves
     it->second.object = &now;
     e.object = std::move(object);
     return;
   }
-  std::vector<uint32_t, Alloc<uint32_t>> pos(1 + 2 * now.label_count());
+  std::vector<uint32_t, BulkAlloc<uint32_t>> pos(1 + 2 * now.label_count());
   pos[0] = e.pos[0];
   // Label indices in `now`: new key=value members, new key members, and
   // kept members whose index moved (their back-references need fixing).
@@ -200,12 +202,22 @@ void ObjectCache::Index::Erase(std::string_view key) {
   by_key.erase(it);
   Entry& e = entries[id];
   const size_t members = 1 + 2 * e.object->label_count();
+  object_bytes -= e.object->footprint();
+  erased_bytes += e.object->footprint();
   e.object = ObjectRef();
   ++e.gen;  // its members in the postings are dead from here on
   free_ids.push_back(id);
   live_members -= members;
   dead_members += members;
   if (dead_members > live_members + 1024) Compact();
+}
+
+size_t ObjectCache::Index::ApproxBytes() const {
+  // A slot: its entry, its position record, its by_key node with the key
+  // (rounded up by the allocator).
+  constexpr size_t kPerSlot = sizeof(Entry) + 32 + sizeof(StringMap<Slot>::value_type) + 32;
+  return object_bytes + erased_bytes + entries.capacity() * kPerSlot +
+         (live_members + dead_members) * sizeof(Member);
 }
 
 // ---- Tombstones --------------------------------------------------------------
@@ -221,9 +233,9 @@ void ObjectCache::Tombstones::Put(std::string_view key, uint64_t rv, size_t limi
   if (it != by_key.end()) {
     it->second = Entry{rv, seq};
   } else {
-    by_key.emplace(String(key.data(), key.size()), Entry{rv, seq});
+    by_key.emplace(Key(key.data(), key.size()), Entry{rv, seq});
   }
-  fifo.emplace_back(String(key.data(), key.size()), seq);
+  fifo.emplace_back(Key(key.data(), key.size()), seq);
   // Forget the oldest beyond the limit; FIFO entries whose tombstone was
   // replaced or erased since are skipped.
   while (by_key.size() > limit) {
@@ -247,10 +259,38 @@ void ObjectCache::Tombstones::Erase(std::string_view key) {
   if (it != by_key.end()) by_key.erase(it);
 }
 
+size_t ObjectCache::Tombstones::ApproxBytes() const {
+  // A map node and a FIFO record, each with its own copy of the key (a block
+  // beyond 15 bytes).
+  constexpr size_t kPerNode = sizeof(StringMap<Entry, Heap::kTombstones>::value_type) +
+                              2 * sizeof(void*) + 32;
+  constexpr size_t kPerRecord = sizeof(decltype(fifo)::value_type) + 32;
+  return by_key.size() * kPerNode + fifo.size() * kPerRecord;
+}
+
 // ---- ObjectCache --------------------------------------------------------------
 
 ObjectCache::ObjectCache(size_t tombstone_limit) : tombstone_limit_(tombstone_limit) {}
-ObjectCache::~ObjectCache() = default;
+
+ObjectCache::~ObjectCache() {
+  release_at_end_.bytes = index_.ApproxBytes() + tombstones_.ApproxBytes();
+}
+
+void ObjectCache::TakeIfEmptiedLocked(std::optional<Index>* dropped) {
+  // Below this many slots the arrays are cheap to regrow.
+  constexpr size_t kMinSlots = 1024;
+  if (!index_.by_key.empty() || index_.entries.empty()) return;
+  if (index_.entries.size() < kMinSlots && index_.ApproxBytes() < kReleaseMinBytes) return;
+  dropped->emplace(std::move(index_));
+  index_ = Index();
+}
+
+void ObjectCache::Drop(std::optional<Index> dropped) {
+  if (!dropped) return;
+  const size_t bytes = dropped->ApproxBytes();
+  dropped.reset();
+  ReleaseFreedMemory(bytes);
+}
 
 bool ObjectCache::UpsertLocked(ObjectRef object) {
   const std::string_view key = object->key();
@@ -305,18 +345,30 @@ bool ObjectCache::Upsert(ObjectRef object) {
 }
 
 bool ObjectCache::Delete(std::string_view ns, std::string_view name, uint64_t rv) {
-  std::unique_lock lock(mu_);
-  return DeleteLocked(ns, name, rv);
+  std::optional<Index> dropped;
+  bool applied;
+  {
+    std::unique_lock lock(mu_);
+    applied = DeleteLocked(ns, name, rv);
+    TakeIfEmptiedLocked(&dropped);
+  }
+  Drop(std::move(dropped));
+  return applied;
 }
 
 size_t ObjectCache::Apply(std::span<const CacheEvent> events) {
-  std::unique_lock lock(mu_);
+  std::optional<Index> dropped;
   size_t applied = 0;
-  for (const CacheEvent& e : events) {
-    const bool changed = e.type == CacheEvent::Type::kUpsert ? UpsertLocked(e.object)
-                                                             : DeleteLocked(e.ns, e.name, e.rv);
-    applied += changed ? 1 : 0;
+  {
+    std::unique_lock lock(mu_);
+    for (const CacheEvent& e : events) {
+      const bool changed = e.type == CacheEvent::Type::kUpsert ? UpsertLocked(e.object)
+                                                               : DeleteLocked(e.ns, e.name, e.rv);
+      applied += changed ? 1 : 0;
+    }
+    TakeIfEmptiedLocked(&dropped);
   }
+  Drop(std::move(dropped));
   return applied;
 }
 
@@ -353,7 +405,9 @@ void ObjectCache::Replace(std::span<const ObjectRef> objects, uint64_t list_rv) 
     synced_ = true;
     max_rv_ = std::max(max_rv_, newest);
   }
-  // The old contents are freed here, after the lock is released.
+  // The old contents are freed here, after the lock is released, and their
+  // memory goes back to the OS.
+  Drop(std::move(fresh));
 }
 
 Status ObjectCache::List(std::string_view ns, const Selector* selector,

@@ -12,10 +12,18 @@
 // "ns\0name" to id, from namespace, "key\0value" and label key to the set of
 // ids. A list costs the smallest candidate set the selector allows plus the
 // result.
+//
+// Memory: the objects and the index live on the bulk heap, the tombstones
+// on a heap of their own (core/common/alloc.h): they outlive the objects
+// they record, and would otherwise keep bulk memory from going back. When
+// the last object is deleted the index drops its arrays, and the memory
+// goes back to the OS; so it does when the cache is destroyed, or when a
+// Replace drops large old contents.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <shared_mutex>  // std::shared_lock
 #include <span>
 #include <string_view>
@@ -54,6 +62,7 @@ struct CacheEvent {
 class ObjectCache {
  public:
   explicit ObjectCache(size_t tombstone_limit = kDefaultTombstoneLimit);
+  // Frees everything and returns the memory to the OS (ReleaseFreedMemory).
   ~ObjectCache();
   ObjectCache(const ObjectCache&) = delete;
   ObjectCache& operator=(const ObjectCache&) = delete;
@@ -79,8 +88,9 @@ class ObjectCache {
   CacheStats Stats() const;
 
  private:
-  template <class V>
-  using StringMap = std::unordered_map<String, V, StringHash, StringEq, Alloc<std::pair<const String, V>>>;
+  template <class V, Heap H = Heap::kBulk>
+  using StringMap = std::unordered_map<HeapString<H>, V, StringHash, StringEq,
+                                       HeapAlloc<std::pair<const HeapString<H>, V>, H>>;
   // The objects with one namespace, one key=value or one label key,
   // unordered and contiguous. Each element also says which of its object's
   // position records points back at it, so a removal moves the last element
@@ -94,7 +104,7 @@ class ObjectCache {
     uint32_t which;  // index into entries[id].pos
     uint32_t gen;    // entries[id].gen when added
   };
-  using Posting = std::vector<Member, Alloc<Member>>;
+  using Posting = std::vector<Member, BulkAlloc<Member>>;
 
   // The objects and their indexes. External synchronization needed.
   struct Index {
@@ -106,11 +116,11 @@ class ObjectCache {
     // pos[0] namespace, pos[1 + 2i] label i's key=value, pos[2 + 2i] its key.
     struct Entry {
       ObjectRef object;
-      std::vector<uint32_t, Alloc<uint32_t>> pos;
+      std::vector<uint32_t, BulkAlloc<uint32_t>> pos;
       uint32_t gen = 0;  // bumped when the object is deleted
     };
-    std::vector<Entry, Alloc<Entry>> entries;
-    std::vector<uint32_t, Alloc<uint32_t>> free_ids;
+    std::vector<Entry, BulkAlloc<Entry>> entries;
+    std::vector<uint32_t, BulkAlloc<uint32_t>> free_ids;
     StringMap<Slot> by_key;        // "ns\0name"
     StringMap<Posting> by_ns;
     StringMap<Posting> by_label;   // "key\0value"
@@ -118,6 +128,12 @@ class ObjectCache {
 
     size_t live_members = 0;
     size_t dead_members = 0;
+    size_t object_bytes = 0;  // allocation sizes of the objects it holds
+    size_t erased_bytes = 0;  // ... and of those erased from it
+
+    // Roughly the bytes this index and its objects took and take: what
+    // dropping it (with the objects erased before) frees.
+    size_t ApproxBytes() const;
 
     const Object* Find(std::string_view key) const;
     void Put(ObjectRef object);  // inserts or replaces by key
@@ -136,20 +152,37 @@ class ObjectCache {
       uint64_t rv;
       uint64_t seq;  // insertion order, for eviction
     };
-    StringMap<Entry> by_key;
-    std::deque<std::pair<String, uint64_t>, Alloc<std::pair<String, uint64_t>>> fifo;
+    using Key = HeapString<Heap::kTombstones>;
+    StringMap<Entry, Heap::kTombstones> by_key;
+    std::deque<std::pair<Key, uint64_t>, TombstoneAlloc<std::pair<Key, uint64_t>>> fifo;
     uint64_t next_seq = 1;
 
     const Entry* Find(std::string_view key) const;
     void Put(std::string_view key, uint64_t rv, size_t limit);
     void Erase(std::string_view key);
+    size_t ApproxBytes() const;
+  };
+  // Returns `bytes` of freed memory to the OS when destroyed. Declared
+  // before the contents, so it is destroyed after them.
+  struct ReleaseAtEnd {
+    size_t bytes = 0;
+    ~ReleaseAtEnd() { ReleaseFreedMemory(bytes); }
   };
 
   bool UpsertLocked(ObjectRef object);
   bool DeleteLocked(std::string_view ns, std::string_view name, uint64_t rv);
+  // After deletes: if the last object is gone, moves the index to *dropped
+  // and starts a fresh one, unless it is small and little was deleted (then
+  // keeping it beats regrowing it). A kept index would keep the bulk memory
+  // around it from going back. The caller passes it to Drop after unlocking.
+  void TakeIfEmptiedLocked(std::optional<Index>* dropped);
+  // Frees a dropped index and returns its memory, and the memory of the
+  // objects deleted from it, to the OS.
+  static void Drop(std::optional<Index> dropped);
 
   const size_t tombstone_limit_;
   mutable RwLock mu_;
+  ReleaseAtEnd release_at_end_;  // set by the destructor
   Index index_;
   Tombstones tombstones_;
   uint64_t max_rv_ = 0;

@@ -69,7 +69,7 @@ ObjectRef Object::Make(std::string_view ns, std::string_view name, uint64_t rv,
   for (size_t i = 0; i < n; ++i) text += sorted[i].key.size() + sorted[i].value.size();
   const size_t size = sizeof(Object) + n * sizeof(Span) + text + payload.size();
   static_assert(alignof(Object) <= alignof(std::max_align_t));  // both allocators align to 16
-  void* mem = Malloc(size);
+  void* mem = BulkMalloc(size);
   if (mem == nullptr) throw std::bad_alloc();
   Object* o = new (mem) Object();
   o->ns_len_ = static_cast<uint32_t>(ns.size());

@@ -1,6 +1,7 @@
 // Object: one cached Kubernetes object (namespace, name, resourceVersion,
 // labels, opaque payload), immutable once made and shared by reference count
-// between the cache and its readers. One allocation holds everything.
+// between the cache and its readers. One allocation, on the bulk heap
+// (core/common/alloc.h), holds everything.
 // Thread-safe to read; ObjectRef copies are atomic reference-count updates.
 #pragma once
 
@@ -49,6 +50,10 @@ class Object {
   std::optional<std::string_view> Get(std::string_view key) const;
   // The index of the label with this key, or label_count() if absent.
   size_t LabelIndex(std::string_view key) const;
+  // The size of its one allocation.
+  size_t footprint() const {
+    return sizeof(Object) + n_labels_ * sizeof(Span) + payload_off_ + payload_len_;
+  }
 
  private:
   friend class ObjectRef;

@@ -112,13 +112,13 @@ WarmPool::Node* WarmPool::Intern(std::string_view node) {
   if (node.empty()) return &unscheduled_;
   auto it = nodes_.find(node);
   if (it != nodes_.end()) return it->second.get();
-  auto n = MakeMiUnique<Node>();
+  auto n = MakeBulkUnique<Node>();
   n->name.assign(node.data(), node.size());
   // Heaps hold at most every node (+ the unscheduled one in kAny), so with
   // room reserved here their updates never allocate.
   for (NodeHeap& h : heap_) h.Reserve(nodes_.size() + 2);
   Node* raw = n.get();
-  nodes_.emplace(String(node.data(), node.size()), std::move(n));
+  nodes_.emplace(BulkString(node.data(), node.size()), std::move(n));
   return raw;
 }
 
@@ -182,7 +182,7 @@ WarmPool::Entry** WarmPool::SlotFor(uint64_t stamp) {
     if (*slot == nullptr || ring_.size() >= kPutBackWindow) return slot;
     // Still inside the window: make room. Live stamps have distinct residues
     // modulo size(), hence also modulo 2 * size().
-    std::vector<Entry*, Alloc<Entry*>> bigger(ring_.size() * 2, nullptr);
+    std::vector<Entry*, BulkAlloc<Entry*>> bigger(ring_.size() * 2, nullptr);
     for (Entry* x : ring_) {
       if (x != nullptr) bigger[x->stamp & (bigger.size() - 1)] = x;
     }
@@ -231,7 +231,7 @@ bool WarmPool::Add(const KeyView& key) {
   Node* target = Intern(key.node);
   const bool fresh = it == entries_.end();
   if (fresh) {
-    it = entries_.try_emplace(String(c.view().data(), c.view().size())).first;
+    it = entries_.try_emplace(BulkString(c.view().data(), c.view().size())).first;
     it->second.key = &it->first;
     it->second.ns_len = c.first_len();
     it->second.state = State::kDeparted;  // not linked yet
@@ -359,6 +359,14 @@ PoolStats WarmPool::Stats() const {
   s.nodes = active_nodes_;
   s.put_back_records = departed_;
   return s;
+}
+
+size_t WarmPool::ApproxBytes() const {
+  // An entry: its map node (keys up to 15 bytes inline, a block beyond) and,
+  // while linked, its node's set node; with allocator rounding.
+  constexpr size_t kPerEntry = sizeof(EntryMap::value_type) + sizeof(void*) + 32 + 48;
+  return entries_.size() * kPerEntry + entries_.bucket_count() * sizeof(void*) +
+         nodes_.size() * sizeof(Node) + ring_.capacity() * sizeof(Entry*);
 }
 
 void WarmPool::ForEachKey(const std::function<void(const KeyInfo&)>& f) const {

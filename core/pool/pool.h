@@ -126,6 +126,8 @@ class WarmPool {
 
   PoolStats Stats() const;
   bool Empty() const { return keys_ == 0; }
+  // Roughly the bytes the pool's data takes: what dropping it frees.
+  size_t ApproxBytes() const;
   // Visits every key, oldest first (O(N log N)). Views are valid during the
   // call only.
   void ForEachKey(const std::function<void(const KeyInfo&)>& f) const;
@@ -138,7 +140,7 @@ class WarmPool {
   struct BySeq {
     bool operator()(const Entry* a, const Entry* b) const;
   };
-  using EntrySet = std::set<Entry*, BySeq, Alloc<Entry*>>;
+  using EntrySet = std::set<Entry*, BySeq, BulkAlloc<Entry*>>;
   enum class State : uint8_t {
     kLinked,    // in the pool
     kDeparted,  // handed out; eligible for PutBack with token == stamp
@@ -148,7 +150,7 @@ class WarmPool {
     uint64_t stamp = 0;       // token of the latest hand-out
     Node* node = nullptr;     // departed entries pin their node
     EntrySet::iterator in_node;  // position in node->keys[class] when linked
-    const String* key = nullptr; // the map key this entry belongs to
+    const BulkString* key = nullptr; // the map key this entry belongs to
     uint32_t ns_len = 0;      // key layout: ns '\0' name
     bool ready = false;
     State state = State::kLinked;
@@ -156,7 +158,7 @@ class WarmPool {
   // Heaps: NodeSpread per class, and FIFO (oldest key of any class).
   static constexpr int kReady = 0, kUnready = 1, kAny = 2;
   struct Node {
-    String name;
+    BulkString name;
     uint32_t count = 0;          // linked keys on this node, both classes
     uint32_t pins = 0;           // departed entries that will need it back
     EntrySet keys[2];            // per class, oldest first
@@ -185,12 +187,12 @@ class WarmPool {
     void SiftDown(size_t i);
     void Erase(Node* n);
     int kind_;
-    std::vector<Item, Alloc<Item>> v_;
+    std::vector<Item, BulkAlloc<Item>> v_;
   };
-  using EntryMap = std::unordered_map<String, Entry, StringHash, StringEq,
-                                      Alloc<std::pair<const String, Entry>>>;
-  using NodeMap = std::unordered_map<String, MiUnique<Node>, StringHash, StringEq,
-                                     Alloc<std::pair<const String, MiUnique<Node>>>>;
+  using EntryMap = std::unordered_map<BulkString, Entry, StringHash, StringEq,
+                                      BulkAlloc<std::pair<const BulkString, Entry>>>;
+  using NodeMap = std::unordered_map<BulkString, BulkUnique<Node>, StringHash, StringEq,
+                                     BulkAlloc<std::pair<const BulkString, BulkUnique<Node>>>>;
 
   static int Class(bool ready) { return ready ? kReady : kUnready; }
   Node* Intern(std::string_view node);
@@ -216,7 +218,7 @@ class WarmPool {
   uint64_t active_nodes_ = 0;  // nodes with count > 0
   // Departed entries by stamp % ring size; grows by doubling up to
   // kPutBackWindow slots, after which a collision is an expiry.
-  std::vector<Entry*, Alloc<Entry*>> ring_;
+  std::vector<Entry*, BulkAlloc<Entry*>> ring_;
   uint64_t next_stamp_ = 1;
   uint64_t departed_ = 0;  // entries in kDeparted
 };

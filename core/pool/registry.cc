@@ -13,6 +13,18 @@ std::shared_ptr<PoolRegistry::Slot> PoolRegistry::Find(std::string_view name, bo
   return slot;
 }
 
+PoolRegistry::~PoolRegistry() {
+  // No call is in flight (the engine's contract), so no locks.
+  size_t bytes = 0;
+  for (Shard& shard : shards_) {
+    for (auto& [name, slot] : shard.pools) {
+      bytes += slot->pool->ApproxBytes();
+      slot->pool.reset();
+    }
+  }
+  ReleaseFreedMemory(bytes);
+}
+
 bool PoolRegistry::Remove(std::string_view name) {
   std::shared_ptr<Slot> slot;
   MiUnique<WarmPool> doomed;  // freed after the locks are released
@@ -30,6 +42,9 @@ bool PoolRegistry::Remove(std::string_view name) {
     doomed = std::move(slot->pool);
     shard.pools.erase(it);
   }
+  const size_t bytes = doomed->ApproxBytes();
+  doomed.reset();
+  ReleaseFreedMemory(bytes);
   return true;
 }
 

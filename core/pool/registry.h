@@ -21,6 +21,12 @@ namespace berth {
 
 class PoolRegistry {
  public:
+  PoolRegistry() = default;
+  // Frees every pool and returns the memory to the OS (ReleaseFreedMemory).
+  ~PoolRegistry();
+  PoolRegistry(const PoolRegistry&) = delete;
+  PoolRegistry& operator=(const PoolRegistry&) = delete;
+
   // Runs f(WarmPool&) under the pool's mutex and returns true. If the pool
   // does not exist: creates it when `create`, else returns false without
   // calling f. The pool name must have passed CheckPoolName.
@@ -36,7 +42,8 @@ class PoolRegistry {
     }
   }
 
-  // Drops a pool; true if it existed.
+  // Drops a pool; true if it existed. Its memory goes back to the OS before
+  // this returns (ReleaseFreedMemory) unless the pool was small.
   bool Remove(std::string_view name);
 
  private:

@@ -8,6 +8,7 @@ bindings/python, so that the source tree's berth/ is not imported instead).
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -18,6 +19,12 @@ import pytest
 import berth
 
 POOL = "ns/warm"
+
+
+def rss_mib() -> float:
+    """The process's resident set now (ru_maxrss is the peak), in MiB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sys
 from types import MappingProxyType
 
 import pytest
-from conftest import rows
+from conftest import rows, rss_mib
 
 import berth
 
@@ -807,6 +807,40 @@ def test_dropping_an_open_cache_frees_it():
     gc.collect()
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 40
+
+
+@pytest.mark.parametrize("how", ["delete every object", "close"])
+def test_emptying_or_closing_a_cache_gives_its_memory_back_to_the_os(how):
+    # The current resident set, not the peak (berth.h, "Memory"). Tombstones
+    # are state the cache keeps: a small limit keeps them out of the figure.
+    def fill(c: berth.Cache, n: int) -> None:
+        for start in range(0, n, 10_000):  # in chunks: Python's own memory stays flat
+            c.apply([("ADDED", "ns", f"o{i:08d}", i + 1, {"app": "web"}, b"p" * 200) for i in range(start, start + 10_000)])
+
+    def empty(c: berth.Cache, n: int) -> None:
+        for start in range(0, n, 10_000):
+            c.apply([("DELETED", "ns", f"o{i:08d}", 0) for i in range(start, start + 10_000)])
+
+    def fill_and_drop(n: int) -> tuple[float, float]:
+        c = berth.Cache(tombstone_limit=1000)
+        fill(c, n)
+        grown = rss_mib() - before
+        if how == "close":
+            c.close()
+        else:
+            empty(c, n)
+            assert c.stats().objects == 0
+        gc.collect()
+        left = rss_mib() - before
+        c.close()
+        return grown, left
+
+    before = rss_mib()
+    fill_and_drop(20_000)  # once-per-process setup before the baseline
+    before = rss_mib()
+    grown, left = fill_and_drop(200_000)
+    assert grown > 50, grown  # the cache took memory worth measuring
+    assert left < grown / 10, (before, grown, left)
 
 
 def test_no_python_objects_leak_on_any_path(synced):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import re
 
 import pytest
-from conftest import POOL, drain, names
+from conftest import POOL, drain, names, rss_mib
 
 import berth
 
@@ -128,6 +129,27 @@ def test_add_after_remove_pool_starts_an_empty_pool(engine):
     assert engine.add(POOL, "ns", "c") is True
     assert names(engine.snapshot(POOL)) == ["c"]
     assert engine.stats(POOL).put_back_records == 0
+
+
+def test_remove_pool_gives_its_memory_back_to_the_os(engine):
+    # The current resident set, not the peak: after the removal it must be
+    # back near where it was before the fill (berth.h, "Memory").
+    def fill(n: int) -> None:
+        for start in range(0, n, 10_000):  # in chunks: Python's own memory stays flat
+            keys = [("ns", f"key-{i:08d}", f"node-{i % 50}", True) for i in range(start, start + 10_000)]
+            engine.add_batch(POOL, keys)
+
+    fill(20_000)  # once-per-process setup (Berth's arenas, Python's caches) before the baseline
+    engine.remove_pool(POOL)
+    gc.collect()
+    before = rss_mib()
+    fill(300_000)
+    grown = rss_mib() - before
+    engine.remove_pool(POOL)
+    gc.collect()
+    left = rss_mib() - before
+    assert grown > 30, grown  # the pool took memory worth measuring
+    assert left < grown / 10, (before, grown, left)
 
 
 def test_pools_are_independent(engine):
