@@ -487,9 +487,12 @@ TEST(SharedLimiterNamespaces, APid1HolderThatDiesIsReclaimedByTheNextPid1) {
       bool got = false;
       if (!l->Acquire(1, SharedLimiter::Clock::now() + std::chrono::seconds(5), &got).ok() || !got) return 11;
       board->held.store(1);
-      // Busy in the region (inside its lock much of the time) until killed.
+      // Busy in the region (inside its lock much of the time) until killed;
+      // bounded, so a test that fails before the kill leaves nothing running.
       Refusal why;
-      for (;;) (void)l->TryAcquire(1, &why);
+      const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (std::chrono::steady_clock::now() < end) (void)l->TryAcquire(1, &why);
+      return 20;
     });
     if (doomed.child < 0) GTEST_SKIP() << "no pid/mount namespaces here (needs CAP_SYS_ADMIN)";
     while (board->held.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
