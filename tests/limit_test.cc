@@ -322,5 +322,39 @@ TEST(Bucket, InfiniteRateAllowsEverythingUpToTheBurst) {
   EXPECT_EQ(b.Reserve(5, kSec).time_to_act, kSec);
 }
 
+// Found by fuzz_capi: at an infinite rate, the tokens accrued since the last
+// update at that same instant were 0 * inf = NaN, and a NaN level allowed
+// everything once the rate was finite again.
+TEST(Bucket, AnInfiniteRateAtTheInstantOfTheLastUpdateLeavesANumber) {
+  TokenBucket b(10, 4);
+  ASSERT_TRUE(b.Allow(1, kSec));
+  b.SetRate(kInfiniteRate, kSec);
+  EXPECT_EQ(b.Stats(kSec).tokens, 3);
+  b.SetRate(10, kSec);
+  EXPECT_EQ(b.Stats(kSec).tokens, 3);
+  EXPECT_TRUE(b.Allow(3, kSec));
+  EXPECT_FALSE(b.Allow(1, kSec));
+}
+
+// Found by fuzz_capi: the time to act was now + wait, past INT64_MAX (signed
+// overflow) when the wait at a tiny rate is longer than the clock.
+TEST(Bucket, AWaitLongerThanTheClockActsAtItsEnd) {
+  TokenBucket b(1e-12, 1);
+  ASSERT_TRUE(b.Allow(1, kSec));
+  const Reservation r = b.Reserve(1, 2 * kSec);  // 1e21 ns away
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.time_to_act, INT64_MAX);
+}
+
+TEST(Bucket, CancellingAReservationMadeAtAnInfiniteRateGivesNothingBack) {
+  TokenBucket b(kInfiniteRate, 4);
+  const Reservation r = b.Reserve(4, kSec);  // took nothing
+  b.SetRate(10, kSec);
+  ASSERT_TRUE(b.Allow(4, kSec));
+  b.Cancel(r, kSec);
+  EXPECT_EQ(b.Stats(kSec).tokens, 0);
+  EXPECT_FALSE(b.Allow(1, kSec));
+}
+
 }  // namespace
 }  // namespace berth

@@ -44,7 +44,8 @@ Reservation TokenBucket::Reserve(int64_t n, int64_t now) {
   const int64_t wait = tokens < 0 ? NanosFor(rate_, -tokens) : 0;
   r.ok = true;
   r.tokens = n;
-  r.time_to_act = t + wait;
+  // A wait past the end of the clock (a tiny rate) is "never", not an overflow.
+  if (__builtin_add_overflow(t, wait, &r.time_to_act)) r.time_to_act = INT64_MAX;
   started_ = true;
   last_ = t;
   tokens_ = tokens;
@@ -68,7 +69,9 @@ bool TokenBucket::Allow(int64_t n, int64_t now) {
 
 void TokenBucket::Cancel(const Reservation& r, int64_t now) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!r.ok || std::isinf(rate_) || r.tokens == 0 || r.time_to_act < now) return;
+  // A reservation made at an infinite rate took nothing (x/time/rate checks
+  // the reservation's rate too).
+  if (!r.ok || std::isinf(rate_) || std::isinf(r.rate) || r.tokens == 0 || r.time_to_act < now) return;
   // Tokens reserved after this reservation (between its time to act and the
   // latest one) stay taken; the rest come back, and never more than it took.
   // x/time/rate has no such clamp, and its latest time can fall behind a

@@ -47,7 +47,11 @@ class TokenBucket {
  private:
   // Tokens at `now` (not stored); x/time/rate's advance().
   double TokensAt(int64_t now, int64_t* effective_now) const;
-  static double TokensFor(double rate, int64_t ns) { return static_cast<double>(ns) * 1e-9 * rate; }
+  // No time, no tokens, even at an infinite rate (0 * inf is NaN, and a NaN
+  // level would allow everything from then on).
+  static double TokensFor(double rate, int64_t ns) {
+    return ns <= 0 ? 0.0 : static_cast<double>(ns) * 1e-9 * rate;
+  }
   static int64_t NanosFor(double rate, double tokens);
 
   mutable std::mutex mu_;
