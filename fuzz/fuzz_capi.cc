@@ -281,14 +281,16 @@ class Run {
     Expect((restored == 1) == pool_model_.PutBack("ns", h.name, token));
   }
 
-  void PoolSnapshot() {
+  // A pool call that returns a buffer: NOT_FOUND until the pool exists.
+  berth_buffer* PoolBuffer(berth_status (*call)(berth_buffer**, berth_engine*, const char*, size_t)) {
     berth_buffer* buf = nullptr;
-    const berth_status s = Checked(berth_pool_snapshot(&buf, engine_, pool_, 1));
-    if (!pool_exists_) {
-      Expect(s == BERTH_ERR_NOT_FOUND);
-      return;
-    }
-    Expect(s == BERTH_OK);
+    Expect(Checked(call(&buf, engine_, pool_, 1)) == (pool_exists_ ? BERTH_OK : BERTH_ERR_NOT_FOUND));
+    return buf;
+  }
+
+  void PoolSnapshot() {
+    berth_buffer* buf = PoolBuffer(berth_pool_snapshot);
+    if (buf == nullptr) return;
     const auto* snap = Read<berth::fb::PoolSnapshot>(buf, BERTH_FB_POOL_SNAPSHOT_ID);
     const auto& want = pool_model_.keys();  // oldest first
     Expect(Str(snap->pool()) == pool_ && snap->keys() != nullptr && snap->keys()->size() == want.size());
@@ -301,13 +303,8 @@ class Run {
   }
 
   void PoolNodeStats() {
-    berth_buffer* buf = nullptr;
-    const berth_status s = Checked(berth_pool_node_stats(&buf, engine_, pool_, 1));
-    if (!pool_exists_) {
-      Expect(s == BERTH_ERR_NOT_FOUND);
-      return;
-    }
-    Expect(s == BERTH_OK);
+    berth_buffer* buf = PoolBuffer(berth_pool_node_stats);
+    if (buf == nullptr) return;
     const auto* stats = Read<berth::fb::PoolNodeStats>(buf, BERTH_FB_POOL_NODE_STATS_ID);
     const auto want = pool_model_.NodeCounts();
     Expect(stats->nodes() != nullptr && stats->nodes()->size() == want.size());

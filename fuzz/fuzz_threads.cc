@@ -20,7 +20,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -78,20 +77,53 @@ struct Board {
   }
 };
 
+// The two limiters take the same calls: these pick one by the handle's type.
+berth_status TryAcquire(int* why, berth_limiter* l, int64_t n) { return berth_limiter_try_acquire(why, l, n); }
+berth_status TryAcquire(int* why, berth_shared_limiter* l, int64_t n) {
+  return berth_shared_limiter_try_acquire(why, l, n);
+}
+berth_status Acquire(berth_limiter* l, int64_t n, int64_t t) { return berth_limiter_acquire(l, n, t); }
+berth_status Acquire(berth_shared_limiter* l, int64_t n, int64_t t) { return berth_shared_limiter_acquire(l, n, t); }
+berth_status AcquireAsync(int* now, uint64_t* ticket, berth_limiter* l, int64_t n, berth_notifier* ntf, uint64_t token) {
+  return berth_limiter_acquire_async(now, ticket, l, n, ntf, token);
+}
+berth_status AcquireAsync(int* now, uint64_t* ticket, berth_shared_limiter* l, int64_t n, berth_notifier* ntf,
+                          uint64_t token) {
+  return berth_shared_limiter_acquire_async(now, ticket, l, n, ntf, token);
+}
+berth_status Claim(int* claimed, berth_limiter* l, uint64_t t) { return berth_limiter_claim(claimed, l, t); }
+berth_status Claim(int* claimed, berth_shared_limiter* l, uint64_t t) { return berth_shared_limiter_claim(claimed, l, t); }
+berth_status Cancel(int* outcome, berth_limiter* l, uint64_t t) { return berth_limiter_cancel(outcome, l, t); }
+berth_status Cancel(int* outcome, berth_shared_limiter* l, uint64_t t) {
+  return berth_shared_limiter_cancel(outcome, l, t);
+}
+berth_status Release(berth_limiter* l, int64_t n) { return berth_limiter_release(l, n); }
+berth_status Release(berth_shared_limiter* l, int64_t n) { return berth_shared_limiter_release(l, n); }
+berth_status SetCapacity(berth_limiter* l, int64_t c) { return berth_limiter_set_capacity(l, c); }
+berth_status SetCapacity(berth_shared_limiter* l, int64_t c) { return berth_shared_limiter_set_capacity(l, c); }
+
+// One limiter as the threads share it: the handle, its board of tickets and
+// the largest capacity it was given.
+template <class H>
+struct Limit {
+  H* handle = nullptr;
+  Board board;
+  std::atomic<int64_t> cap_max{4};
+  uint64_t token_tag = 0;  // on the tokens of its tickets
+};
+
 struct Shared {
   berth_engine* engine = nullptr;
   berth_cache* cache = nullptr;
   berth_selector* selector = nullptr;
-  berth_limiter* limiter = nullptr;
+  Limit<berth_limiter> limiter;
+  Limit<berth_shared_limiter> shared;
   berth_notifier* notifier = nullptr;
   berth_bucket* bucket = nullptr;
-  berth_shared_limiter* shared = nullptr;
   std::string shared_name;
   berth_cache* freed = nullptr;  // a handle value that is no longer live
 
-  std::atomic<int64_t> lim_cap_max{4}, sh_cap_max{4};
   std::atomic<uint64_t> next_token{0}, next_rv{10};
-  Board lim_board, sh_board;
   std::atomic<uint8_t> drained[kMaxTokens] = {};
 };
 
@@ -185,46 +217,32 @@ class Worker {
       }
       case 8: CacheApply(); break;
       case 9: CacheReads(); break;
-      case 10: LimiterTry(); break;
-      case 11: LimiterWait(); break;
-      case 12: LimiterAsync(); break;
-      case 13: TakeTicket(w_.lim_board, false); break;
-      case 14: LimiterRelease(); break;
-      case 15: {
-        const int64_t c = 1 + in_.byte() % 4;
-        int64_t max = w_.lim_cap_max.load();
-        while (c > max && !w_.lim_cap_max.compare_exchange_weak(max, c)) {
-        }
-        Expect(Checked(berth_limiter_set_capacity(w_.limiter, c)) == BERTH_OK);
-        break;
-      }
+      case 10: Try(w_.limiter, t_.lim_held); break;
+      case 11: Wait(w_.limiter, t_.lim_held); break;
+      case 12: Async(w_.limiter, t_.lim_held); break;
+      case 13: TakeTicket(w_.limiter, t_.lim_held); break;
+      case 14: Give(w_.limiter, t_.lim_held); break;
+      case 15: Resize(w_.limiter); break;
       case 16: {
         berth_limiter_stats st{};
-        Expect(Checked(berth_limiter_get_stats(&st, w_.limiter)) == BERTH_OK);
-        Expect(st.in_use >= 0 && st.in_use <= w_.lim_cap_max.load() && st.waiting >= 0 &&
+        Expect(Checked(berth_limiter_get_stats(&st, w_.limiter.handle)) == BERTH_OK);
+        Expect(st.in_use >= 0 && st.in_use <= w_.limiter.cap_max.load() && st.waiting >= 0 &&
                st.waiting_permits >= st.waiting);
         break;
       }
       case 17: DrainInto(w_); break;
       case 18:
       case 19: Bucket(); break;
-      case 20: SharedTry(); break;
-      case 21: SharedWait(); break;
-      case 22: SharedAsync(); break;
-      case 23: TakeTicket(w_.sh_board, true); break;
-      case 24: SharedRelease(); break;
-      case 25: {
-        const int64_t c = 1 + in_.byte() % 4;
-        int64_t max = w_.sh_cap_max.load();
-        while (c > max && !w_.sh_cap_max.compare_exchange_weak(max, c)) {
-        }
-        Expect(Checked(berth_shared_limiter_set_capacity(w_.shared, c)) == BERTH_OK);
-        break;
-      }
+      case 20: Try(w_.shared, t_.sh_held); break;
+      case 21: Wait(w_.shared, t_.sh_held); break;
+      case 22: Async(w_.shared, t_.sh_held); break;
+      case 23: TakeTicket(w_.shared, t_.sh_held); break;
+      case 24: Give(w_.shared, t_.sh_held); break;
+      case 25: Resize(w_.shared); break;
       case 26: {
         berth_shared_limiter_stats st{};
-        Expect(Checked(berth_shared_limiter_get_stats(&st, w_.shared)) == BERTH_OK);
-        Expect(st.in_use >= 0 && st.in_use <= w_.sh_cap_max.load() && st.waiting >= 0 && st.holders <= 1 &&
+        Expect(Checked(berth_shared_limiter_get_stats(&st, w_.shared.handle)) == BERTH_OK);
+        Expect(st.in_use >= 0 && st.in_use <= w_.shared.cap_max.load() && st.waiting >= 0 && st.holders <= 1 &&
                st.reclaimed == 0);
         break;
       }
@@ -300,69 +318,81 @@ class Worker {
     Expect(Checked(berth_cache_get_stats(&st, w_.cache)) == BERTH_OK && st.synced == 1 && st.tombstones <= 4);
   }
 
-  // n may exceed a capacity another thread just lowered: that is an error.
   int64_t Permits() { return 1 + in_.byte() % 4; }
   int64_t Timeout() { return waits_++ < kMaxWaits ? (in_.byte() % 2 ? 1'000 : 1'000'000) : 0; }
   uint64_t Token() { return w_.next_token.fetch_add(1) + 1; }
 
-  void LimiterTry() {
+  // n may exceed a capacity another thread just lowered: that is an error.
+  template <class H>
+  void Try(Limit<H>& l, int64_t& held) {
     const int64_t n = Permits();
     int why = -1;
-    if (OneOf(berth_limiter_try_acquire(&why, w_.limiter, n), {BERTH_OK, BERTH_ERR_INVALID_ARGUMENT}) != BERTH_OK) return;
+    if (OneOf(TryAcquire(&why, l.handle, n), {BERTH_OK, BERTH_ERR_INVALID_ARGUMENT}) != BERTH_OK) return;
     Expect(why >= BERTH_LIMIT_GRANTED && why <= BERTH_LIMIT_WAITERS_QUEUED);
-    if (why == BERTH_LIMIT_GRANTED) t_.lim_held += n;
+    if (why == BERTH_LIMIT_GRANTED) held += n;
   }
 
-  void LimiterWait() {
+  template <class H>
+  void Wait(Limit<H>& l, int64_t& held) {
     const int64_t n = Permits();
-    const berth_status s = OneOf(berth_limiter_acquire(w_.limiter, n, Timeout()),
-                                 {BERTH_OK, BERTH_ERR_TIMEOUT, BERTH_ERR_INVALID_ARGUMENT});
-    if (s == BERTH_OK) t_.lim_held += n;
+    const berth_status s =
+        OneOf(Acquire(l.handle, n, Timeout()), {BERTH_OK, BERTH_ERR_TIMEOUT, BERTH_ERR_INVALID_ARGUMENT});
+    if (s == BERTH_OK) held += n;
   }
 
-  void LimiterAsync() {
+  template <class H>
+  void Async(Limit<H>& l, int64_t& held) {
     const int64_t n = Permits();
-    const uint64_t token = Token();
+    const uint64_t token = l.token_tag | Token();
     int now = -1;
     uint64_t ticket = 0;
-    if (OneOf(berth_limiter_acquire_async(&now, &ticket, w_.limiter, n, w_.notifier, token),
-              {BERTH_OK, BERTH_ERR_INVALID_ARGUMENT}) != BERTH_OK) {
+    if (OneOf(AcquireAsync(&now, &ticket, l.handle, n, w_.notifier, token), {BERTH_OK, BERTH_ERR_INVALID_ARGUMENT}) !=
+        BERTH_OK) {
       return;
     }
     Expect((now == 1) == (ticket == 0));
     if (now == 1) {
-      t_.lim_held += n;
+      held += n;
     } else {
-      w_.lim_board.Post(ticket, n, token);
+      l.board.Post(ticket, n, token);
     }
   }
 
-  void LimiterRelease() {
-    if (t_.lim_held == 0) return;
-    const int64_t n = 1 + in_.byte() % t_.lim_held;
-    Expect(Checked(berth_limiter_release(w_.limiter, n)) == BERTH_OK);  // the others hold theirs
-    t_.lim_held -= n;
+  // Releases some of what this thread holds (the others hold theirs).
+  template <class H>
+  void Give(Limit<H>& l, int64_t& held) {
+    if (held == 0) return;
+    const int64_t n = 1 + in_.byte() % held;
+    Expect(Checked(Release(l.handle, n)) == BERTH_OK);
+    held -= n;
+  }
+
+  template <class H>
+  void Resize(Limit<H>& l) {
+    const int64_t c = 1 + in_.byte() % 4;
+    int64_t max = l.cap_max.load();
+    while (c > max && !l.cap_max.compare_exchange_weak(max, c)) {
+    }
+    Expect(Checked(SetCapacity(l.handle, c)) == BERTH_OK);
   }
 
   // Claims or cancels a ticket of any thread's.
-  void TakeTicket(Board& board, bool shared) {
+  template <class H>
+  void TakeTicket(Limit<H>& l, int64_t& held) {
     const uint8_t b = in_.byte();
-    Board::Entry* e = board.Pick(b >> 1);
+    Board::Entry* e = l.board.Pick(b >> 1);
     if (e == nullptr) return;
     if (b % 2) {
       int claimed = -1;
-      Expect(Checked(shared ? berth_shared_limiter_claim(&claimed, w_.shared, e->ticket)
-                            : berth_limiter_claim(&claimed, w_.limiter, e->ticket)) == BERTH_OK);
-      Expect(claimed == 0 || claimed == 1);
+      Expect(Checked(Claim(&claimed, l.handle, e->ticket)) == BERTH_OK && (claimed == 0 || claimed == 1));
       if (claimed == 0) return;
-      board.Done(e, true);
-      (shared ? t_.sh_held : t_.lim_held) += e->n;
+      l.board.Done(e, true);
+      held += e->n;
     } else {
       int outcome = -1;
-      Expect(Checked(shared ? berth_shared_limiter_cancel(&outcome, w_.shared, e->ticket)
-                            : berth_limiter_cancel(&outcome, w_.limiter, e->ticket)) == BERTH_OK);
+      Expect(Checked(Cancel(&outcome, l.handle, e->ticket)) == BERTH_OK);
       Expect(outcome >= BERTH_CANCEL_UNKNOWN && outcome <= BERTH_CANCEL_WAS_GRANTED);
-      if (outcome != BERTH_CANCEL_UNKNOWN) board.Done(e, outcome == BERTH_CANCEL_WAS_GRANTED);
+      if (outcome != BERTH_CANCEL_UNKNOWN) l.board.Done(e, outcome == BERTH_CANCEL_WAS_GRANTED);
     }
   }
 
@@ -408,48 +438,6 @@ class Worker {
     }
   }
 
-  void SharedTry() {
-    const int64_t n = Permits();
-    int why = -1;
-    if (OneOf(berth_shared_limiter_try_acquire(&why, w_.shared, n), {BERTH_OK, BERTH_ERR_INVALID_ARGUMENT}) !=
-        BERTH_OK) {
-      return;
-    }
-    Expect(why >= BERTH_LIMIT_GRANTED && why <= BERTH_LIMIT_WAITERS_QUEUED);
-    if (why == BERTH_LIMIT_GRANTED) t_.sh_held += n;
-  }
-
-  void SharedWait() {
-    const int64_t n = Permits();
-    const berth_status s = OneOf(berth_shared_limiter_acquire(w_.shared, n, Timeout()),
-                                 {BERTH_OK, BERTH_ERR_TIMEOUT, BERTH_ERR_INVALID_ARGUMENT});
-    if (s == BERTH_OK) t_.sh_held += n;
-  }
-
-  void SharedAsync() {
-    const int64_t n = Permits();
-    const uint64_t token = kSharedToken | Token();
-    int now = -1;
-    uint64_t ticket = 0;
-    if (OneOf(berth_shared_limiter_acquire_async(&now, &ticket, w_.shared, n, w_.notifier, token),
-              {BERTH_OK, BERTH_ERR_INVALID_ARGUMENT}) != BERTH_OK) {
-      return;
-    }
-    Expect((now == 1) == (ticket == 0));
-    if (now == 1) {
-      t_.sh_held += n;
-    } else {
-      w_.sh_board.Post(ticket, n, token);
-    }
-  }
-
-  void SharedRelease() {
-    if (t_.sh_held == 0) return;
-    const int64_t n = 1 + in_.byte() % t_.sh_held;
-    Expect(Checked(berth_shared_limiter_release(w_.shared, n)) == BERTH_OK);
-    t_.sh_held -= n;
-  }
-
   // Handles made and freed while the others use theirs; a freed one refused.
   void Handles() {
     switch (in_.byte() % 4) {
@@ -493,15 +481,18 @@ class Worker {
 };
 
 // Every open ticket cancelled (none may be unknown: nobody took it), then
-// every permit released.
-void CancelOpen(Board& board, const std::function<int(uint64_t)>& cancel) {
-  for (int i = 0; i < board.count.load(); ++i) {
-    Board::Entry& e = board.entry[i];
+// every permit the threads hold released.
+template <class H>
+void Empty(Limit<H>& l, int64_t held) {
+  for (int i = 0; i < l.board.count.load(); ++i) {
+    Board::Entry& e = l.board.entry[i];
     if (e.state.load() != 1) continue;
-    const int outcome = cancel(e.ticket);
+    int outcome = -1;
+    Expect(Checked(Cancel(&outcome, l.handle, e.ticket)) == BERTH_OK);
     Expect(outcome == BERTH_CANCEL_WAS_WAITING || outcome == BERTH_CANCEL_WAS_GRANTED);
-    board.Done(&e, outcome == BERTH_CANCEL_WAS_GRANTED);
+    l.board.Done(&e, outcome == BERTH_CANCEL_WAS_GRANTED);
   }
+  if (held > 0) Expect(Checked(Release(l.handle, held)) == BERTH_OK);
 }
 
 }  // namespace
@@ -525,12 +516,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   list.Finish(berth::fb::CreateObjectList(list, 1), BERTH_FB_OBJECT_LIST_ID);
   Expect(Checked(berth_cache_replace(w.cache, list.GetBufferPointer(), list.GetSize())) == BERTH_OK);
   Expect(Checked(berth_selector_parse(&w.selector, "app=web", 7)) == BERTH_OK);
-  Expect(Checked(berth_limiter_new(&w.limiter, 4)) == BERTH_OK);
+  Expect(Checked(berth_limiter_new(&w.limiter.handle, 4)) == BERTH_OK);
   Expect(Checked(berth_notifier_new(&w.notifier)) == BERTH_OK);
   Expect(Checked(berth_bucket_new(&w.bucket, 1000, kBurst)) == BERTH_OK);
   w.shared_name = "fuzz_threads." + std::to_string(getpid());
   OneOf(berth_shared_limiter_unlink(w.shared_name.data(), w.shared_name.size()), {BERTH_OK, BERTH_ERR_NOT_FOUND});
-  Expect(Checked(berth_shared_limiter_open(&w.shared, w.shared_name.data(), w.shared_name.size(), 4, 1)) == BERTH_OK);
+  Expect(Checked(berth_shared_limiter_open(&w.shared.handle, w.shared_name.data(), w.shared_name.size(), 4, 1)) ==
+         BERTH_OK);
+  w.shared.token_tag = kSharedToken;
   Expect(Checked(berth_cache_new(&w.freed, nullptr)) == BERTH_OK && Checked(berth_cache_free(w.freed)) == BERTH_OK);
 
   std::vector<Worker> workers;
@@ -560,25 +553,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Expect(flatbuffers::GetRoot<berth::fb::ObjectList>(bytes)->objects()->size() == cs.objects);
   Expect(Checked(berth_buffer_free(buf)) == BERTH_OK);
 
-  CancelOpen(w.lim_board, [&](uint64_t t) {
-    int outcome = -1;
-    Expect(Checked(berth_limiter_cancel(&outcome, w.limiter, t)) == BERTH_OK);
-    return outcome;
-  });
-  if (sum.lim_held > 0) Expect(Checked(berth_limiter_release(w.limiter, sum.lim_held)) == BERTH_OK);
+  Empty(w.limiter, sum.lim_held);
   berth_limiter_stats ls{};
-  Expect(Checked(berth_limiter_get_stats(&ls, w.limiter)) == BERTH_OK);
+  Expect(Checked(berth_limiter_get_stats(&ls, w.limiter.handle)) == BERTH_OK);
   Expect(ls.in_use == 0 && ls.waiting == 0 && ls.waiting_permits == 0);
 
-  CancelOpen(w.sh_board, [&](uint64_t t) {
-    int outcome = -1;
-    Expect(Checked(berth_shared_limiter_cancel(&outcome, w.shared, t)) == BERTH_OK);
-    return outcome;
-  });
-  if (sum.sh_held > 0) Expect(Checked(berth_shared_limiter_release(w.shared, sum.sh_held)) == BERTH_OK);
+  Empty(w.shared, sum.sh_held);
   // The handle's thread may still be leaving the region's queue for a
   // cancelled ticket (or giving back its late grant): closing stops it.
-  Expect(Checked(berth_shared_limiter_close(w.shared)) == BERTH_OK);
+  Expect(Checked(berth_shared_limiter_close(w.shared.handle)) == BERTH_OK);
   berth_shared_limiter_stats ss{};
   berth_shared_limiter* again = nullptr;
   Expect(Checked(berth_shared_limiter_open(&again, w.shared_name.data(), w.shared_name.size(), 0, 0)) == BERTH_OK);
@@ -589,7 +572,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // The notifier got exactly the tokens of the tickets that were granted.
   DrainInto(w);
-  for (Board* board : {&w.lim_board, &w.sh_board}) {
+  for (Board* board : {&w.limiter.board, &w.shared.board}) {
     for (int i = 0; i < board->count.load(); ++i) {
       const Board::Entry& e = board->entry[i];
       Expect(w.drained[e.token & ~kSharedToken].load() == (e.granted ? 1 : 0));
@@ -599,7 +582,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Expect(Checked(berth_selector_free(w.selector)) == BERTH_OK);
   Expect(Checked(berth_bucket_free(w.bucket)) == BERTH_OK);
   Expect(Checked(berth_notifier_free(w.notifier)) == BERTH_OK);
-  Expect(Checked(berth_limiter_free(w.limiter)) == BERTH_OK);
+  Expect(Checked(berth_limiter_free(w.limiter.handle)) == BERTH_OK);
   Expect(Checked(berth_cache_free(w.cache)) == BERTH_OK);
   Expect(Checked(berth_engine_free(w.engine)) == BERTH_OK);
   return 0;
