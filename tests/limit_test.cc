@@ -445,5 +445,19 @@ TEST(BucketEdges, CancellingAReservationMadeAtAnInfiniteRateGivesNothingBack) {
   EXPECT_FALSE(b.Allow(1, t));
 }
 
+// Found by fuzz_capi: at an infinite rate, the tokens accrued since the last
+// update at that same instant were 0 * inf = NaN, and a NaN level allowed
+// everything once the rate was finite again.
+TEST(Bucket, AnInfiniteRateAtTheInstantOfTheLastUpdateLeavesANumber) {
+  TokenBucket b(10, 4);
+  ASSERT_TRUE(b.Allow(1, kSec));
+  b.SetRate(kInfiniteRate, kSec);
+  EXPECT_EQ(b.Stats(kSec).tokens, 3);
+  b.SetRate(10, kSec);
+  EXPECT_EQ(b.Stats(kSec).tokens, 3);
+  EXPECT_TRUE(b.Allow(3, kSec));
+  EXPECT_FALSE(b.Allow(1, kSec));
+}
+
 }  // namespace
 }  // namespace berth

@@ -777,9 +777,11 @@ Status SharedLimiter::Open(std::string_view name, int64_t capacity, bool create,
 }
 
 SharedLimiter::Layout SharedLimiter::LayoutForTesting() {
-  return Layout{sizeof(Region), offsetof(Region, mu) + offsetof(RegionMutex, owner),
-                offsetof(Region, capacity), offsetof(Region, in_use), offsetof(Region, slot),
-                sizeof(Slot)};
+  return Layout{sizeof(Region),       offsetof(Region, mu) + offsetof(RegionMutex, owner),
+                offsetof(Region, capacity), offsetof(Region, in_use),
+                offsetof(Region, slot),     sizeof(Slot),
+                offsetof(Region, ready),    offsetof(Region, waiter),
+                sizeof(Waiter)};
 }
 
 Status SharedLimiter::Unlink(std::string_view name) {

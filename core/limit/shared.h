@@ -126,6 +126,9 @@ class SharedLimiter {
     size_t in_use;      // offset of in-use (int64)
     size_t slots;       // offset of the first slot
     size_t slot_size;   // bytes per slot; a slot starts with its epoch (uint32)
+    size_t ready;       // offset of the ready flag (uint32): the header ends here
+    size_t waiters;     // offset of the first waiter
+    size_t waiter_size; // bytes per waiter; a waiter starts with its ticket (uint64)
   };
   static Layout LayoutForTesting();
 
