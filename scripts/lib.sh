@@ -4,8 +4,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-APT_PACKAGES=(libflatbuffers-dev flatbuffers-compiler libconcurrentqueue-dev libmimalloc-dev
-              libgtest-dev cmake ninja-build clang libclang-rt-14-dev)
+APT_PACKAGES=(libflatbuffers-dev flatbuffers-compiler libconcurrentqueue-dev
+              libgtest-dev cmake ninja-build pkgconf clang libclang-rt-14-dev)
+# mimalloc is compiled into libberth from Debian's source package (the binary
+# package is the overriding build, which would change the host's allocator).
+MIMALLOC_DEB_VERSION=2.0.9+ds-2
+MIMALLOC_ORIG=mimalloc_2.0.9+ds.orig.tar.xz
+MIMALLOC_ORIG_SHA256=cbc9d207ff105ad1f0cb739c378076143a6452b8d0624309cea0abfb040e972b
 PIP_PACKAGES=(pybind11 scikit-build-core pytest anyio)
 
 # The scripts install into this interpreter on purpose (CI runs as root on a
@@ -44,8 +49,38 @@ ensure_go_modules() {
   done
 }
 
+# third_party/mimalloc: the upstream tarball of Debian's source package,
+# checked against the hash above. apt needs a deb-src entry for it: one is
+# added beside the machine's deb entries if none exists.
+ensure_mimalloc_source() {
+  local dir="$ROOT/third_party/mimalloc"
+  [ -f "$dir/src/static.c" ] && return 0
+  log "mimalloc $MIMALLOC_DEB_VERSION source (apt-get source) into third_party/mimalloc"
+  if ! grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+      sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources |
+        as_root tee /etc/apt/sources.list.d/berth-deb-src.sources >/dev/null
+    else
+      sed -n 's/^deb /deb-src /p' /etc/apt/sources.list |
+        as_root tee /etc/apt/sources.list.d/berth-deb-src.list >/dev/null
+    fi
+    as_root apt-get update -qq
+  fi
+  local tmp
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  (cd "$tmp" && apt-get source -qq --download-only "mimalloc=$MIMALLOC_DEB_VERSION" >/dev/null 2>&1) || {
+    echo "apt-get source mimalloc=$MIMALLOC_DEB_VERSION failed; unpack mimalloc 2.0.9's source into $dir by hand" >&2
+    rm -rf "$tmp"; return 1; }
+  echo "$MIMALLOC_ORIG_SHA256  $tmp/$MIMALLOC_ORIG" | sha256sum -c --quiet - || { rm -rf "$tmp"; return 1; }
+  rm -rf "$dir.partial" && mkdir -p "$dir.partial"
+  tar -xJf "$tmp/$MIMALLOC_ORIG" -C "$dir.partial" --strip-components=1
+  rm -rf "$tmp" "$dir" && mv "$dir.partial" "$dir"
+}
+
 ensure_deps() {
   ensure_apt
+  ensure_mimalloc_source
   ensure_pip
   ensure_go_modules
 }
@@ -55,6 +90,39 @@ ensure_deps() {
 build_cpp() {
   log "build C++ (Release) in build/"
   "$ROOT/scripts/build" >/dev/null
+}
+
+# Berth as a user outside this repository takes it: `cmake --install` of build/
+# into build/prefix, then examples/c built against that prefix with
+# pkg-config (cc, shared), and as a CMake project with find_package(Berth)
+# (Berth::berth and Berth::berth_static). Prints the prefix's path.
+install_check() {
+  local prefix="$ROOT/build/prefix" out="$ROOT/build/consumer" pcdir
+  log "cmake --install build --prefix build/prefix; examples/c against it" >&2
+  rm -rf "$prefix" "$out" && mkdir -p "$out"
+  cmake --install build --prefix "$prefix" >/dev/null
+  pcdir=$(dirname "$(find "$prefix" -name berth.pc)")
+  local version
+  version=$(PKG_CONFIG_PATH="$pcdir" pkg-config --modversion berth)
+  [ "$version" = "$(berth_version)" ] || { echo "berth.pc says $version, berth.h $(berth_version)" >&2; return 1; }
+  # shellcheck disable=SC2046
+  cc -std=c99 -Wall -Wextra -Werror -o "$out/pool_example" examples/c/pool_example.c \
+    $(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs berth)
+  LD_LIBRARY_PATH="$pcdir/.." "$out/pool_example" >/dev/null
+  cmake -S examples/c -B "$out/cmake" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+  cmake --build "$out/cmake" >/dev/null
+  "$out/cmake/pool_example" >/dev/null
+  "$out/cmake/pool_example_static" >/dev/null
+  if readelf -d "$out/cmake/pool_example_static" | grep -q 'NEEDED.*libberth'; then
+    echo "pool_example_static needs libberth.so" >&2; return 1
+  fi
+  echo "$prefix"
+}
+
+# The one version: the BERTH_ABI_VERSION_* macros of capi/berth.h.
+berth_version() {
+  awk '/^#define BERTH_ABI_VERSION_(MAJOR|MINOR|PATCH) / {v = v (v == "" ? "" : ".") $3}
+       END {print v}' "$ROOT/capi/berth.h"
 }
 
 # A GoogleTest build under sanitizers in build-<name>/ (system allocator, so
