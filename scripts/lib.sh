@@ -5,7 +5,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 APT_PACKAGES=(libflatbuffers-dev flatbuffers-compiler libconcurrentqueue-dev libmimalloc-dev
-              libgtest-dev cmake ninja-build clang libclang-rt-14-dev)
+              libgtest-dev cmake ninja-build clang libclang-rt-14-dev abigail-tools)
 PIP_PACKAGES=(pybind11 scikit-build-core pytest anyio)
 
 # The scripts install into this interpreter on purpose (CI runs as root on a
