@@ -1,11 +1,12 @@
 # Shared by the scripts: install what a fresh machine lacks (idempotent, and
 # quick when everything is there), then build. Source it; do not run it.
 set -euo pipefail
+shopt -s inherit_errexit
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 APT_PACKAGES=(libflatbuffers-dev flatbuffers-compiler libconcurrentqueue-dev
-              libgtest-dev cmake ninja-build pkgconf clang libclang-rt-14-dev)
+              libgtest-dev cmake ninja-build pkgconf clang libclang-rt-14-dev abigail-tools)
 # mimalloc is compiled into libberth from Debian's source package (the binary
 # package is the overriding build, which would change the host's allocator).
 MIMALLOC_DEB_VERSION=2.0.9+ds-2
@@ -95,10 +96,10 @@ build_cpp() {
 # Berth as a user outside this repository takes it: `cmake --install` of build/
 # into build/prefix, then examples/c built against that prefix with
 # pkg-config (cc, shared), and as a CMake project with find_package(Berth)
-# (Berth::berth and Berth::berth_static). Prints the prefix's path.
+# (Berth::berth and Berth::berth_static). Sets BERTH_PREFIX to the prefix.
 install_check() {
   local prefix="$ROOT/build/prefix" out="$ROOT/build/consumer" pcdir
-  log "cmake --install build --prefix build/prefix; examples/c against it" >&2
+  log "cmake --install build --prefix build/prefix; examples/c against it"
   rm -rf "$prefix" "$out" && mkdir -p "$out"
   cmake --install build --prefix "$prefix" >/dev/null
   pcdir=$(dirname "$(find "$prefix" -name berth.pc)")
@@ -116,7 +117,7 @@ install_check() {
   if readelf -d "$out/cmake/pool_example_static" | grep -q 'NEEDED.*libberth'; then
     echo "pool_example_static needs libberth.so" >&2; return 1
   fi
-  echo "$prefix"
+  BERTH_PREFIX="$prefix"
 }
 
 # The one version: the BERTH_ABI_VERSION_* macros of capi/berth.h.
