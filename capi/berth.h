@@ -920,7 +920,7 @@ BERTH_API berth_status berth_shared_limiter_get_stats(berth_shared_limiter_stats
 /* from 0 to INT64_MAX is valid; a now_ns earlier than one already seen      */
 /* accrues nothing (time does not run backwards), as in x/time/rate. No time */
 /* a bucket hands out is past INT64_MAX: a reservation due later is refused  */
-/* (since 0.4; before, its time wrapped negative).                           */
+/* (since 0.5; before, its time wrapped negative).                           */
 /* Tokens are doubles: with a burst above 2^53 counts are rounded.           */
 /* Threading: every bucket call is thread-safe.                              */
 /* ------------------------------------------------------------------------ */
@@ -946,7 +946,7 @@ BERTH_API int64_t berth_clock_now_ns(void);
 /* Creates a bucket: rate > 0 tokens per second (INFINITY: no limit), burst
  * >= 1 (up to INT64_MAX). Fails: BERTH_ERR_INVALID_ARGUMENT for NULL
  * out_bucket, rate <= 0 or NaN, a rate so slow that one token takes more
- * than INT64_MAX ns (~292 years: below ~1.08e-10 per second; since 0.4),
+ * than INT64_MAX ns (~292 years: below ~1.08e-10 per second; since 0.5),
  * or burst < 1. Since 0.3. */
 BERTH_API berth_status berth_bucket_new(berth_bucket** out_bucket, double rate, int64_t burst);
 
@@ -961,7 +961,7 @@ BERTH_API berth_status berth_bucket_allow(int* out_allowed, berth_bucket* bucket
 
 /* Takes n tokens, into debt if need be, and fills *out_reservation with when
  * the caller may act: time_to_act_ns >= now_ns, delay_ns >= 0. Fails:
- * BERTH_ERR_INVALID_ARGUMENT (n < 1, n > burst, or, since 0.4, a time to act
+ * BERTH_ERR_INVALID_ARGUMENT (n < 1, n > burst, or, since 0.5, a time to act
  * after INT64_MAX ns: the tokens owed would take that long at the current
  * rate; nothing is taken, and a cancel or a higher rate can make room).
  * Since 0.3. */
@@ -972,7 +972,7 @@ BERTH_API berth_status berth_bucket_reserve(berth_reservation* out_reservation,
  * and never more than it took (unlike x/time/rate, which can give back more
  * when a later reservation was cancelled first); a no-op once its time to
  * act has passed, while the rate is INFINITY, for a reservation with tokens
- * <= 0, and (since 0.4) for one made at an infinite rate, which took
+ * <= 0, and (since 0.5) for one made at an infinite rate, which took
  * nothing. Works up to a time to act of INT64_MAX. Sets
  * reservation->tokens to 0, so cancelling the same reservation again gives
  * nothing back (a copy made before the first cancel is not protected:
@@ -984,7 +984,7 @@ BERTH_API berth_status berth_bucket_cancel(berth_bucket* bucket, berth_reservati
 
 /* Change the rate or the burst from now_ns on; tokens accrue at the old rate
  * until now_ns (any time at INFINITY fills the bucket). Each takes what
- * berth_bucket_new takes and fails as it does (since 0.4 also for a rate too
+ * berth_bucket_new takes and fails as it does (since 0.5 also for a rate too
  * slow for one token in INT64_MAX ns), changing nothing. Since 0.3. */
 BERTH_API berth_status berth_bucket_set_rate(berth_bucket* bucket, double rate, int64_t now_ns);
 BERTH_API berth_status berth_bucket_set_burst(berth_bucket* bucket, int64_t burst,

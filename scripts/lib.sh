@@ -114,6 +114,11 @@ install_check() {
   cmake --build "$out/cmake" >/dev/null
   "$out/cmake/pool_example" >/dev/null
   "$out/cmake/pool_example_static" >/dev/null
+  # libberth.a defines nothing global but berth_* (and libstdc++'s weak
+  # template instances): the core and mimalloc are local to it.
+  local leaked
+  leaked=$(nm -g --defined-only "$pcdir/../libberth.a" | awk '$2 ~ /^[TDBR]$/ && $3 !~ /^berth_/')
+  [ -z "$leaked" ] || { echo "libberth.a exports more than berth_*:"; echo "$leaked"; return 1; } >&2
   if readelf -d "$out/cmake/pool_example_static" | grep -q 'NEEDED.*libberth'; then
     echo "pool_example_static needs libberth.so" >&2; return 1
   fi
