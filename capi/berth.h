@@ -56,6 +56,12 @@
  *  - new handles made in the child work normally.
  * Nothing Berth keeps process-wide is held locked across a fork.
  *
+ * Loading (since 0.5): libberth carries its own allocator (mimalloc, built
+ * in without replacing malloc/free/operator new: no symbol of the host
+ * resolves into libberth except berth_*). dlclose never unloads it (it is
+ * linked -z nodelete): threads that called into Berth keep per-thread
+ * allocator state whose thread-exit hooks run its code.
+ *
  * Memory (since 0.5): removing a pool, freeing an engine or a cache,
  * deleting a cache's last object and a replace that drops large old
  * contents give the memory they free back to the operating system before
