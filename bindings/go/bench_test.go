@@ -1,3 +1,5 @@
+//go:build cgo
+
 package berth
 
 import (
@@ -203,11 +205,13 @@ func benchContended(b *testing.B, one func()) {
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for range goroutines {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for next.Add(1) <= n {
 				one()
 			}
-		})
+		}()
 	}
 	wg.Wait()
 }

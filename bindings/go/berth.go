@@ -1,8 +1,13 @@
+//go:build cgo
+
 package berth
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../capi
-#cgo LDFLAGS: -L${SRCDIR}/../../build/lib -lberth -Wl,-rpath,${SRCDIR}/../../build/lib
+// The header and the library come from pkg-config (berth.pc): an installed
+// Berth (<prefix>/lib/pkgconfig), or, in this repository, the build tree's
+// build/pkgconfig (scripts/go sets PKG_CONFIG_PATH and LD_LIBRARY_PATH).
+// This is the package's only cgo flag directive: every preamble sees it.
+#cgo pkg-config: berth
 
 // The library never calls back into Go and keeps no pointer it is given past
 // the call, so Go may keep out-parameters and string bytes on its stack.

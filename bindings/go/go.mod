@@ -1,6 +1,6 @@
 module github.com/berth-sched/berth/bindings/go
 
-go 1.26
+go 1.24.0
 
 require github.com/google/flatbuffers v2.0.8+incompatible
 

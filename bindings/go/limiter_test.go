@@ -1,3 +1,5 @@
+//go:build cgo
+
 package berth
 
 import (
@@ -716,10 +718,12 @@ func TestLimiter_GrantReachesTheWaiterPromptlyWhenEveryPIsBusy(t *testing.T) {
 	var stop atomic.Bool
 	var spinners sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
-		spinners.Go(func() {
+		spinners.Add(1)
+		go func() {
+			defer spinners.Done()
 			for !stop.Load() {
 			}
-		})
+		}()
 	}
 	defer spinners.Wait()
 	defer stop.Store(true)

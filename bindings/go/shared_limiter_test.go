@@ -1,3 +1,5 @@
+//go:build cgo
+
 package berth
 
 import (
@@ -340,7 +342,9 @@ func TestSharedLimiter_RandomCancellationsLeakNoPermit(t *testing.T) {
 	}()
 	for g := range 2 * goroutines {
 		l := handles[g%2]
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			r := rand.New(rand.NewPCG(uint64(g), 7))
 			for range perG {
 				n := int64(1 + r.IntN(3))
@@ -380,7 +384,7 @@ func TestSharedLimiter_RandomCancellationsLeakNoPermit(t *testing.T) {
 					return
 				}
 			}
-		})
+		}()
 	}
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
@@ -478,7 +482,9 @@ func TestSharedLimiter_CloseWhileCallsAreInFlight(t *testing.T) {
 		}
 		var wg sync.WaitGroup
 		for g := range 6 {
-			wg.Go(func() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
 				for {
 					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(g*100)*time.Microsecond)
 					err := l.Acquire(ctx, 1)
@@ -502,7 +508,7 @@ func TestSharedLimiter_CloseWhileCallsAreInFlight(t *testing.T) {
 						}
 					}
 				}
-			})
+			}()
 		}
 		time.Sleep(time.Duration(1+round%4) * time.Millisecond)
 		if err := l.Close(); err != nil {

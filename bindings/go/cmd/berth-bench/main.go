@@ -396,11 +396,13 @@ func contended(one func()) func(iters int) {
 		per := max(1, iters/limiterThreads)
 		var wg sync.WaitGroup
 		for range limiterThreads {
-			wg.Go(func() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
 				for range per {
 					one()
 				}
-			})
+			}()
 		}
 		wg.Wait()
 	}
