@@ -45,7 +45,7 @@ ensure_pip() {
 
 ensure_go_modules() {
   local m
-  for m in bindings/go examples/go tests/k8sref; do
+  for m in bindings/go examples/go tests/k8sref tests/gomodzip; do
     (cd "$m" && go mod download)
   done
 }
