@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <map>
 #include <optional>
 #include <random>
@@ -352,6 +353,52 @@ TEST(WarmPoolDifferential, FewNodesManyTies) {
 
 TEST(WarmPoolDifferential, ManyNodesSmallCounts) {
   for (uint64_t seed = 31; seed <= 34; ++seed) RunDifferential(seed, 150000, {600, 200, 0.5});
+}
+
+}  // namespace
+}  // namespace berth
+
+namespace berth {
+namespace {
+
+// pool.h's promise, counted by Berth's allocator (every block it hands this
+// thread): once warm, hand-outs followed by re-adds, put_backs and node or
+// readiness moves of the keys allocate nothing.
+TEST(PoolTest, PopThenReAddAllocatesNothing) {
+#ifdef BERTH_SYSTEM_ALLOCATOR
+  GTEST_SKIP() << "allocations are counted by Berth's mimalloc paths only";
+#else
+  WarmPool pool;
+  char name[32];
+  for (int i = 0; i < 1000; ++i) {
+    std::snprintf(name, sizeof name, "sb-%d", i);
+    pool.Add(KeyView{"ns", name, i % 3 == 0 ? "node-a" : (i % 3 == 1 ? "node-b" : "node-c"),
+                     i % 4 != 0});
+  }
+  auto cycle = [&](int rounds) {
+    for (int i = 0; i < rounds; ++i) {
+      HandOut h;
+      ASSERT_TRUE(i % 2 == 0 ? pool.PopSpread(&h) : pool.PopFifo(&h));
+      if (i % 3 == 0) {
+        ASSERT_TRUE(pool.PutBack(h.ns.view(), h.name.view(), h.token));
+        ASSERT_TRUE(pool.PopSpread(&h));
+      }
+      // Re-added, alternately on its node with its readiness flipped, and
+      // then moved to another node while linked.
+      ASSERT_TRUE(pool.Add(KeyView{h.ns.view(), h.name.view(), h.node.view(), !h.ready}));
+      ASSERT_FALSE(pool.Add(KeyView{h.ns.view(), h.name.view(),
+                                    h.node.view() == "node-a" ? "node-b" : "node-a", h.ready}));
+    }
+  };
+  cycle(kPutBackWindow * 2);  // warm: the departure ring reaches its full size
+  const uint64_t before = AllocationsOnThisThread();
+  cycle(20000);
+  EXPECT_EQ(AllocationsOnThisThread() - before, 0u);
+  EXPECT_EQ(pool.Stats().keys, 1000u);
+  // The counter counts: a key never seen before allocates its entry.
+  pool.Add(KeyView{"ns", "fresh", "node-a", true});
+  EXPECT_GT(AllocationsOnThisThread() - before, 0u);
+#endif
 }
 
 }  // namespace

@@ -8,6 +8,7 @@ namespace alloc_internal {
 __thread mi_heap_t* t_heaps[kHeaps] __attribute__((tls_model("initial-exec"))) = {};
 std::atomic<uint64_t> g_release_epoch{0};
 __thread uint64_t t_release_seen __attribute__((tls_model("initial-exec"))) = 0;
+__thread uint64_t t_allocations __attribute__((tls_model("initial-exec"))) = 0;
 
 namespace {
 

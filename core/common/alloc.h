@@ -62,11 +62,41 @@ inline void* BulkMalloc(size_t size) { return std::malloc(size); }
 inline void Free(void* p) { std::free(p); }
 inline void ReleaseFreedMemory(size_t) {}
 inline void CollectIfReleased() {}
+inline uint64_t AllocationsOnThisThread() { return 0; }
 #else
-template <class T>
-using Alloc = mi_stl_allocator<T>;
-inline void* Malloc(size_t size) { return mi_malloc(size); }
+namespace alloc_internal {
+// Blocks handed to this thread by every allocation path below.
+extern __thread uint64_t t_allocations __attribute__((tls_model("initial-exec")));
+}  // namespace alloc_internal
+
+// How many blocks Berth's allocator has handed this thread so far (every
+// path below counts: one increment of a thread-local). Tests use it to prove
+// that a path allocates nothing; builds with the system allocator return 0.
+inline uint64_t AllocationsOnThisThread() { return alloc_internal::t_allocations; }
+
+inline void* Malloc(size_t size) {
+  ++alloc_internal::t_allocations;
+  return mi_malloc(size);
+}
 inline void Free(void* p) { mi_free(p); }
+
+// std::allocator over Malloc (the thread's default mimalloc heap).
+template <class T>
+struct Alloc {
+  using value_type = T;
+  static_assert(alignof(T) <= alignof(std::max_align_t), "mimalloc aligns to 16");
+  Alloc() noexcept = default;
+  template <class U>
+  Alloc(const Alloc<U>&) noexcept {}
+  T* allocate(size_t n) {
+    if (n > SIZE_MAX / sizeof(T)) throw std::bad_array_new_length();
+    void* p = Malloc(n * sizeof(T));
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) noexcept { mi_free(p); }
+  friend bool operator==(const Alloc&, const Alloc&) noexcept { return true; }
+};
 
 namespace alloc_internal {
 // This thread's heap of each kind; null until its first allocation there,
@@ -83,6 +113,7 @@ template <Heap H>
 inline void* HeapMalloc(size_t size) {
   mi_heap_t* heap = alloc_internal::t_heaps[static_cast<size_t>(H)];
   if (heap == nullptr) [[unlikely]] heap = alloc_internal::HeapSlow(H);
+  ++alloc_internal::t_allocations;
   void* p = mi_heap_malloc(heap, size);
   if (p == nullptr) [[unlikely]] p = mi_malloc(size);  // the arena is full
   return p;

@@ -152,8 +152,13 @@ void WarmPool::UpdateHeaps(Node* n) {
 WarmPool::EntrySet::iterator WarmPool::InsertByAge(Entry* e, Node* n, bool ready) {
   EntrySet& set = n->keys[Class(ready)];
   // Appending the youngest key is the common case; the end hint makes it O(1).
-  if (set.empty() || (*set.rbegin())->seq < e->seq) return set.emplace_hint(set.end(), e);
-  return set.insert(e).first;
+  const bool youngest = set.empty() || (*set.rbegin())->seq < e->seq;
+  if (!e->spare.empty()) {
+    assert(e->spare.value() == e);
+    return youngest ? set.insert(set.end(), std::move(e->spare))
+                    : set.insert(std::move(e->spare)).position;
+  }
+  return youngest ? set.emplace_hint(set.end(), e) : set.insert(e).first;
 }
 
 void WarmPool::Count(Node* n, bool ready, int delta) {
@@ -169,7 +174,7 @@ void WarmPool::Count(Node* n, bool ready, int delta) {
 }
 
 void WarmPool::Unlink(Entry* e) {
-  e->node->keys[Class(e->ready)].erase(e->in_node);
+  e->spare = e->node->keys[Class(e->ready)].extract(e->in_node);
   Count(e->node, e->ready, -1);
 }
 
@@ -201,10 +206,10 @@ void WarmPool::Return(Entry* e) {
 void WarmPool::Move(Entry* e, const KeyView& key) {
   Node* old = e->node;
   const bool was_ready = e->ready;
-  Node* target = Intern(key.node);
+  Node* target = Intern(key.node);  // may throw; nothing changed yet
   if (target == old && was_ready == key.ready) return;
-  auto pos = InsertByAge(e, target, key.ready);  // may throw; nothing changed yet
-  old->keys[Class(was_ready)].erase(e->in_node);
+  e->spare = old->keys[Class(was_ready)].extract(e->in_node);
+  auto pos = InsertByAge(e, target, key.ready);  // reuses the node: cannot throw
   Count(old, was_ready, -1);
   e->node = target;
   e->ready = key.ready;
@@ -341,7 +346,7 @@ bool WarmPool::PutBack(std::string_view ns, std::string_view name, uint64_t toke
   Entry* e = &it->second;
   if (e->state != State::kDeparted || e->stamp != token) return false;
   assert(token + kPutBackWindow >= next_stamp_);  // older ones were expired
-  auto pos = InsertByAge(e, e->node, e->ready);     // may throw; nothing changed yet
+  auto pos = InsertByAge(e, e->node, e->ready);     // reuses the node: cannot throw
   Return(e);
   --e->node->pins;
   // Same seq, node and readiness as when handed out.

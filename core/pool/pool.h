@@ -16,9 +16,10 @@
 // so pop_spread is: top of heap (O(1)) + the node's oldest key + unlinking it
 // (O(log M) + O(1) amortized), against the reference's O(N) snapshot-and-scan.
 //
-// A handed-out key keeps its Entry (state kDeparted) for PutBack until it is
-// added again, put back, or falls out of the put-back window; so a pop
-// followed by a re-add of the same key allocates nothing. Departed entries
+// A handed-out key keeps its Entry (state kDeparted), and the age-set node it
+// occupied, for PutBack until it is added again, put back, or falls out of
+// the put-back window; so a pop followed by a re-add or put_back of the same
+// key allocates nothing (PoolTest.PopThenReAddAllocatesNothing counts). Departed entries
 // sit in a ring indexed by token: the hand-out kPutBackWindow later lands on
 // the same slot and expires the occupant, with no scan and no timer.
 
@@ -150,6 +151,10 @@ class WarmPool {
     uint64_t stamp = 0;       // token of the latest hand-out
     Node* node = nullptr;     // departed entries pin their node
     EntrySet::iterator in_node;  // position in node->keys[class] when linked
+    // The age-set node this entry last occupied, kept while it is not linked
+    // (handed out) or moving between sets, so linking it again reuses the
+    // block: a pop followed by a re-add or put_back allocates nothing.
+    EntrySet::node_type spare;
     const BulkString* key = nullptr; // the map key this entry belongs to
     uint32_t ns_len = 0;      // key layout: ns '\0' name
     bool ready = false;
@@ -198,6 +203,8 @@ class WarmPool {
   Node* Intern(std::string_view node);
   void Unpin(Entry* e);
   void DropIfUnused(Node* n);
+  // Links e into n's age set of its class; reuses e->spare when it holds a
+  // node (then it cannot throw), else allocates one (may throw).
   EntrySet::iterator InsertByAge(Entry* e, Node* n, bool ready);
   void Count(Node* n, bool ready, int delta);  // counters and heaps
   void Unlink(Entry* e);
