@@ -120,6 +120,10 @@ try:
 except ImportError as exc:  # pragma: no cover - only on a broken install
     raise ImportError(_native_import_error(exc)) from exc
 
+# "X.Y.Z": the BERTH_ABI_VERSION_* macros of the berth.h the extension was
+# compiled against, which are also the distribution's version.
+__version__: str = f"{ABI_VERSION // 10000}.{ABI_VERSION // 100 % 100}.{ABI_VERSION % 100}"
+
 __all__ = [
     "ABI_VERSION",
     "MAX_LABELS",
