@@ -71,6 +71,31 @@ from ._types import (
     SharedLimiterStats,
 )
 
+
+def _native_import_error(exc: ImportError) -> str:
+    """The message for a failed import of berth._berth: what actually failed.
+
+    Only a package directory without the extension file is the source tree
+    (bindings/python/berth on sys.path); anything else is a real load error
+    (libberth.so.0 missing, a missing symbol or GLIBCXX version, an ABI
+    mismatch), and its text is the useful part.
+    """
+    import importlib.machinery
+    import pathlib
+
+    pkg_dir = pathlib.Path(__file__).resolve().parent
+    has_extension = any(
+        (pkg_dir / f"_berth{suffix}").is_file() for suffix in importlib.machinery.EXTENSION_SUFFIXES
+    )
+    if not has_extension:
+        return (
+            f"berth: the native module berth._berth is not in {pkg_dir} ({exc}); this looks "
+            "like the source tree (bindings/python/berth): install the package "
+            "(pip install <repo root>) and import it from there instead."
+        )
+    return f"berth: cannot load the native module berth._berth from {pkg_dir}: {exc}"
+
+
 try:
     from ._berth import (
         ABI_VERSION,
@@ -93,10 +118,11 @@ try:
         clock_now_ns,
     )
 except ImportError as exc:  # pragma: no cover - only on a broken install
-    raise ImportError(
-        f"berth: cannot load the native module ({exc}). Install the package "
-        "(pip install <repo root>) rather than importing it from the source tree."
-    ) from exc
+    raise ImportError(_native_import_error(exc)) from exc
+
+# "X.Y.Z": the BERTH_ABI_VERSION_* macros of the berth.h the extension was
+# compiled against, which are also the distribution's version.
+__version__: str = f"{ABI_VERSION // 10000}.{ABI_VERSION // 100 % 100}.{ABI_VERSION % 100}"
 
 __all__ = [
     "ABI_VERSION",

@@ -141,3 +141,27 @@ def test_public_names_are_exported():
     for name in NATIVE_CLASSES:
         assert getattr(berth, name).__module__ == "berth", name
         assert name in berth.__all__
+
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+
+
+def test_version_is_the_header_version():
+    header = REPO / "capi" / "berth.h"
+    if not header.is_file():
+        pytest.skip("run from a source checkout")
+    parts = dict(re.findall(r"(?m)^#define BERTH_ABI_VERSION_(MAJOR|MINOR|PATCH) (\d+)", header.read_text()))
+    assert berth.__version__ == f"{parts['MAJOR']}.{parts['MINOR']}.{parts['PATCH']}"
+    major, minor, patch = (int(p) for p in berth.__version__.split("."))
+    assert berth.ABI_VERSION == major * 10000 + minor * 100 + patch
+
+
+def test_version_is_the_distribution_version():
+    import importlib.metadata
+
+    # The distribution installed beside the imported package (not whichever
+    # "berth" comes first on sys.path).
+    dists = [d for d in importlib.metadata.distributions(path=[str(PKG_DIR.parent)]) if d.metadata["Name"] == "berth"]
+    if not dists:
+        pytest.skip(f"no berth distribution metadata beside {PKG_DIR}")
+    assert [d.version for d in dists] == [berth.__version__]
