@@ -62,6 +62,7 @@ import "C"
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -77,11 +78,33 @@ type Instant int64
 // Now reads Berth's monotonic clock (berth_clock_now_ns).
 func Now() Instant { return Instant(C.berth_clock_now_ns()) }
 
-// Add returns t+d.
-func (t Instant) Add(d time.Duration) Instant { return t + Instant(d) }
+// Add returns t+d, saturating at the largest and smallest Instant instead
+// of wrapping (as time.Time.Sub saturates), so a deadline far in the future
+// stays in the future.
+func (t Instant) Add(d time.Duration) Instant {
+	sum := t + Instant(d)
+	if d > 0 && sum < t {
+		return math.MaxInt64
+	}
+	if d < 0 && sum > t {
+		return math.MinInt64
+	}
+	return sum
+}
 
-// Sub returns t-u.
-func (t Instant) Sub(u Instant) time.Duration { return time.Duration(t - u) }
+// Sub returns t-u, saturating at the largest and smallest time.Duration when
+// the difference does not fit (as time.Time.Sub does).
+func (t Instant) Sub(u Instant) time.Duration {
+	d := t - u
+	// Overflow only when t and u differ in sign and d's sign is not t's.
+	if (t >= 0) != (u >= 0) && (d >= 0) != (t >= 0) {
+		if t >= 0 {
+			return math.MaxInt64
+		}
+		return math.MinInt64
+	}
+	return time.Duration(d)
+}
 
 // now is BERTH_NOW: "the library reads its clock".
 const now C.int64_t = C.BERTH_NOW

@@ -483,3 +483,32 @@ func TestBucket_ConcurrentReservationsAreExact(t *testing.T) {
 		}
 	}
 }
+
+func TestInstant_AddAndSubSaturateInsteadOfWrapping(t *testing.T) {
+	cases := []struct {
+		name string
+		got  int64
+		want int64
+	}{
+		{"add far future", int64(Instant(math.MaxInt64 - 5).Add(time.Hour)), math.MaxInt64},
+		{"add far past", int64(Instant(math.MinInt64 + 5).Add(-time.Hour)), math.MinInt64},
+		{"add in range", int64(t0.Add(time.Second)), int64(t0) + int64(time.Second)},
+		{"add negative in range", int64(t0.Add(-time.Second)), int64(t0) - int64(time.Second)},
+		{"sub max - min", int64(Instant(math.MaxInt64).Sub(Instant(math.MinInt64))), math.MaxInt64},
+		{"sub min - max", int64(Instant(math.MinInt64).Sub(Instant(math.MaxInt64))), math.MinInt64},
+		{"sub 0 - min", int64(Instant(0).Sub(Instant(math.MinInt64))), math.MaxInt64},
+		{"sub -1 - max", int64(Instant(-1).Sub(Instant(math.MaxInt64))), math.MinInt64},
+		{"sub in range", int64(t0.Sub(t0.Add(-time.Second))), int64(time.Second)},
+		{"sub negative in range", int64(Instant(-5).Sub(Instant(7))), -12},
+	}
+	for _, c := range cases {
+		if c.got != c.want {
+			t.Errorf("%s: got %d, want %d", c.name, c.got, c.want)
+		}
+	}
+	// A far deadline stays usable: AllowAt with it is valid, not negative.
+	b := newBucket(t, 1, 1)
+	if _, err := b.AllowAt(Now().Add(math.MaxInt64), 1); err != nil {
+		t.Fatalf("AllowAt(far future): %v", err)
+	}
+}
