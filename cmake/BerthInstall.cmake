@@ -34,10 +34,24 @@ install(FILES "${CMAKE_CURRENT_BINARY_DIR}/BerthConfig.cmake"
         DESTINATION ${BERTH_CMAKE_DIR} COMPONENT dev)
 
 # berth.pc: relocatable (paths relative to the .pc file), so an unpacked
-# prefix works wherever it lands.
-set(BERTH_PC_PREFIX "\${pcfiledir}/../..")
-set(BERTH_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
-set(BERTH_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
+# prefix works wherever it lands. The .pc file is in <libdir>/pkgconfig, and
+# libdir may be more than one level (lib/x86_64-linux-gnu on Debian): the way
+# up to the prefix is counted from it. An absolute libdir or includedir is
+# not under the prefix, and is written as it is.
+if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
+  set(BERTH_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+  set(BERTH_PC_LIBDIR "${CMAKE_INSTALL_LIBDIR}")
+else()
+  file(RELATIVE_PATH _berth_pc_up "/prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/prefix")
+  string(REGEX REPLACE "/$" "" _berth_pc_up "${_berth_pc_up}")
+  set(BERTH_PC_PREFIX "\${pcfiledir}/${_berth_pc_up}")
+  set(BERTH_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
+endif()
+if(IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
+  set(BERTH_PC_INCLUDEDIR "${CMAKE_INSTALL_INCLUDEDIR}")
+else()
+  set(BERTH_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
+endif()
 configure_file(cmake/berth.pc.in "${CMAKE_CURRENT_BINARY_DIR}/berth.pc" @ONLY)
 install(FILES "${CMAKE_CURRENT_BINARY_DIR}/berth.pc"
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT dev)

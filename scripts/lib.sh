@@ -52,9 +52,17 @@ ensure_go_modules() {
 
 # third_party/mimalloc: the upstream tarball of Debian's source package,
 # checked against the hash above. apt needs a deb-src entry for it: one is
-# added beside the machine's deb entries if none exists.
-ensure_mimalloc_source() {
+# added beside the machine's deb entries if none exists. Several scripts may
+# start together on a fresh clone (scripts/test and scripts/bench): the
+# first fetches under a lock, the others wait and find the tree; each
+# unpacks into a directory of its own, moved into place only when complete.
+# (A subshell: the lock goes with it, whichever way it returns.)
+ensure_mimalloc_source() (
   local dir="$ROOT/third_party/mimalloc"
+  [ -f "$dir/src/static.c" ] && return 0
+  mkdir -p "$ROOT/third_party"
+  exec 8>"$ROOT/third_party/.mimalloc.lock"
+  flock 8
   [ -f "$dir/src/static.c" ] && return 0
   log "mimalloc $MIMALLOC_DEB_VERSION source (apt-get source) into third_party/mimalloc"
   if ! grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; then
@@ -73,11 +81,16 @@ ensure_mimalloc_source() {
   (cd "$tmp" && apt-get source -qq --download-only "mimalloc=$MIMALLOC_DEB_VERSION" >/dev/null 2>&1) || {
     echo "apt-get source mimalloc=$MIMALLOC_DEB_VERSION failed; unpack mimalloc 2.0.9's source into $dir by hand" >&2
     rm -rf "$tmp"; return 1; }
-  echo "$MIMALLOC_ORIG_SHA256  $tmp/$MIMALLOC_ORIG" | sha256sum -c --quiet - || { rm -rf "$tmp"; return 1; }
-  rm -rf "$dir.partial" && mkdir -p "$dir.partial"
-  tar -xJf "$tmp/$MIMALLOC_ORIG" -C "$dir.partial" --strip-components=1
-  rm -rf "$tmp" "$dir" && mv "$dir.partial" "$dir"
-}
+  echo "$MIMALLOC_ORIG_SHA256  $tmp/$MIMALLOC_ORIG" | sha256sum -c --quiet - || {
+    echo "$MIMALLOC_ORIG from apt-get source does not have the sha256 scripts/lib.sh expects" \
+         "($MIMALLOC_ORIG_SHA256); third_party/mimalloc left as it was" >&2
+    rm -rf "$tmp"; return 1; }
+  local partial
+  partial=$(mktemp -d "$dir.partial.XXXXXX")
+  tar -xJf "$tmp/$MIMALLOC_ORIG" -C "$partial" --strip-components=1 || { rm -rf "$tmp" "$partial"; return 1; }
+  chmod 755 "$partial"
+  rm -rf "$tmp" "$dir" && mv "$partial" "$dir"
+)
 
 ensure_deps() {
   ensure_apt
