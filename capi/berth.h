@@ -60,7 +60,9 @@
  * in without replacing malloc/free/operator new: no symbol of the host
  * resolves into libberth except berth_*). dlclose never unloads it (it is
  * linked -z nodelete): threads that called into Berth keep per-thread
- * allocator state whose thread-exit hooks run its code.
+ * allocator state whose thread-exit hooks run its code. mimalloc's
+ * MIMALLOC_* environment variables, if set for the host, also apply to
+ * Berth's copy (MIMALLOC_VERBOSE and MIMALLOC_SHOW_STATS print to stderr).
  *
  * Memory (since 0.5): removing a pool, freeing an engine or a cache,
  * deleting a cache's last object and a replace that drops large old

@@ -25,9 +25,8 @@ constexpr size_t kArenaSizes[] = {size_t{64} << 30, size_t{16} << 30, size_t{4} 
 mi_arena_id_t Reserve() {
   for (size_t size : kArenaSizes) {
     mi_arena_id_t id = 0;
-    // Exclusive: only heaps made in it allocate there, so the host's
-    // allocations (if it uses this mimalloc too) never land in it, nor
-    // Berth's of another kind.
+    // Exclusive: only heaps made in it allocate there, so Berth's blocks of
+    // another kind (default-heap ones) never land in it.
     if (mi_reserve_os_memory_ex(size, /*commit=*/false, /*allow_large=*/false,
                                 /*exclusive=*/true, &id) == 0) {
       return id;
@@ -78,8 +77,8 @@ mi_heap_t* HeapSlow(Heap h) {
       return heap;
     }
   }
-  // No arena heap of this kind on this thread: the default heap, looked up
-  // each time (the host may switch it with mi_heap_set_default).
+  // No arena heap of this kind on this thread: the thread's default heap of
+  // Berth's own mimalloc (compiled into libberth, invisible to the host).
   return mi_heap_get_default();
 }
 
