@@ -229,8 +229,9 @@ python_sanitizer_suite() {
     # allocator (no lock around fork in gcc 12's libsanitizer); the fork
     # test runs in the ordinary pytest step.
     test_fork.py
-    # UBSan calls catching abi::__forced_unwind by reference (or_park, at
-    # interpreter exit) "reference binding to null pointer": a forced unwind
+    # UBSan calls catching abi::__forced_unwind by reference (or_park in
+    # bindings/python/src/common.h, at interpreter exit) "reference binding
+    # to null pointer": a forced unwind
     # has no exception object, and the handler never reads it. The exit
     # tests run in the ordinary pytest step.
     test_exit.py

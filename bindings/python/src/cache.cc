@@ -1,0 +1,750 @@
+// Cache: the object cache (berth_cache_*), and the ObjectList / ObjectView
+// types its reads return.
+
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "flatbuf.h"
+#include "selector.h"
+
+namespace berth_py {
+namespace {
+
+// ---------------------------------------------------------------------------
+// ObjectList and ObjectView: lazy views over an ObjectList buffer
+//
+// An ObjectList owns the berth_buffer Berth returned (freed when the
+// ObjectList is collected) and decodes nothing up front. Indexing makes an
+// ObjectView: a pointer to one Object table plus a reference to the
+// ObjectList. Its fields are decoded when read; its payload is a read-only
+// memoryview over the buffer (the ObjectView exports it through the buffer
+// protocol, so the memoryview keeps the view, and so the buffer, alive).
+// Plain CPython types: a pybind11 property costs ~100 ns per read, which is
+// most of the cost of reading an object.
+// ---------------------------------------------------------------------------
+
+using FbObjects = flatbuffers::Vector<flatbuffers::Offset<berth::fb::Object>>;
+
+struct ObjectListObject {
+  PyObject_HEAD
+  berth_buffer* buffer;      // owned
+  const FbObjects* objects;  // inside buffer; nullptr if the list has none
+  Py_ssize_t size;
+  uint64_t resource_version;
+};
+
+struct ObjectViewObject {
+  PyObject_HEAD
+  ObjectListObject* list;  // strong reference: keeps the buffer alive
+  const berth::fb::Object* object;
+};
+
+bool verify_object_list(const Buffer& buf) {
+  return verify<berth::fb::ObjectList>(buf.data, buf.size, BERTH_FB_OBJECT_LIST_ID);
+}
+
+// Wraps a verified ObjectList buffer (taking it over from buf).
+py::object make_object_list(Buffer& buf) {
+  const auto* root = flatbuffers::GetRoot<berth::fb::ObjectList>(buf.data);
+  auto* self = PyObject_New(ObjectListObject, g.object_list);
+  if (!self) throw py::error_already_set();
+  self->buffer = buf.release();
+  self->objects = root->objects();
+  self->size = self->objects ? static_cast<Py_ssize_t>(self->objects->size()) : 0;
+  self->resource_version = root->resource_version();
+  return py::reinterpret_steal<py::object>(reinterpret_cast<PyObject*>(self));
+}
+
+PyObject* make_object_view(ObjectListObject* list, Py_ssize_t i) {
+  auto* v = PyObject_New(ObjectViewObject, g.object_view);
+  if (!v) return nullptr;
+  Py_INCREF(list);
+  v->list = list;
+  v->object = list->objects->Get(static_cast<flatbuffers::uoffset_t>(i));
+  return reinterpret_cast<PyObject*>(v);
+}
+
+void object_list_dealloc(PyObject* self) {
+  auto* o = reinterpret_cast<ObjectListObject*>(self);
+  if (o->buffer) {
+    NoGil nogil;
+    berth_buffer_free(o->buffer);
+  }
+  PyTypeObject* tp = Py_TYPE(self);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+Py_ssize_t object_list_len(PyObject* self) {
+  return reinterpret_cast<ObjectListObject*>(self)->size;
+}
+
+PyObject* object_list_item(PyObject* self, Py_ssize_t i) {
+  auto* o = reinterpret_cast<ObjectListObject*>(self);
+  if (i < 0 || i >= o->size) {
+    PyErr_SetString(PyExc_IndexError, "ObjectList index out of range");
+    return nullptr;
+  }
+  return make_object_view(o, i);
+}
+
+PyObject* object_list_subscript(PyObject* self, PyObject* key) {
+  auto* o = reinterpret_cast<ObjectListObject*>(self);
+  if (PyIndex_Check(key)) {
+    Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+    if (i == -1 && PyErr_Occurred()) return nullptr;
+    if (i < 0) i += o->size;
+    return object_list_item(self, i);
+  }
+  if (PySlice_Check(key)) {
+    Py_ssize_t start, stop, step;
+    if (PySlice_Unpack(key, &start, &stop, &step) < 0) return nullptr;
+    const Py_ssize_t n = PySlice_AdjustIndices(o->size, &start, &stop, step);
+    PyObject* out = PyList_New(n);
+    if (!out) return nullptr;
+    for (Py_ssize_t k = 0, i = start; k < n; ++k, i += step) {
+      PyObject* v = make_object_view(o, i);
+      if (!v) {
+        Py_DECREF(out);
+        return nullptr;
+      }
+      PyList_SET_ITEM(out, k, v);
+    }
+    return out;
+  }
+  PyErr_Format(PyExc_TypeError, "ObjectList indices must be integers or slices, not %.200s",
+               Py_TYPE(key)->tp_name);
+  return nullptr;
+}
+
+// A dedicated iterator: cheaper than the generic sequence iterator (no
+// IndexError to end it).
+struct ObjectListIterObject {
+  PyObject_HEAD
+  ObjectListObject* list;  // strong; nullptr once exhausted
+  Py_ssize_t next;
+};
+PyTypeObject* g_object_list_iter = nullptr;
+
+PyObject* object_list_iter(PyObject* self) {
+  auto* it = PyObject_New(ObjectListIterObject, g_object_list_iter);
+  if (!it) return nullptr;
+  Py_INCREF(self);
+  it->list = reinterpret_cast<ObjectListObject*>(self);
+  it->next = 0;
+  return reinterpret_cast<PyObject*>(it);
+}
+
+PyObject* object_list_iter_next(PyObject* self) {
+  auto* it = reinterpret_cast<ObjectListIterObject*>(self);
+  if (!it->list) return nullptr;
+  if (it->next >= it->list->size) {
+    Py_CLEAR(it->list);
+    return nullptr;  // StopIteration, without an exception object
+  }
+  return make_object_view(it->list, it->next++);
+}
+
+PyObject* object_list_iter_length_hint(PyObject* self, PyObject*) {
+  auto* it = reinterpret_cast<ObjectListIterObject*>(self);
+  return PyLong_FromSsize_t(it->list ? it->list->size - it->next : 0);
+}
+
+void object_list_iter_dealloc(PyObject* self) {
+  auto* it = reinterpret_cast<ObjectListIterObject*>(self);
+  Py_XDECREF(it->list);
+  PyTypeObject* tp = Py_TYPE(self);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+PyObject* object_list_resource_version(PyObject* self, void*) {
+  return PyLong_FromUnsignedLongLong(reinterpret_cast<ObjectListObject*>(self)->resource_version);
+}
+
+PyObject* object_list_repr(PyObject* self) {
+  auto* o = reinterpret_cast<ObjectListObject*>(self);
+  return PyUnicode_FromFormat("<berth.ObjectList of %zd objects at resource_version %llu>",
+                              o->size, static_cast<unsigned long long>(o->resource_version));
+}
+
+void object_view_dealloc(PyObject* self) {
+  auto* v = reinterpret_cast<ObjectViewObject*>(self);
+  Py_DECREF(v->list);
+  PyTypeObject* tp = Py_TYPE(self);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+inline const berth::fb::Object* view_object(PyObject* self) {
+  return reinterpret_cast<ObjectViewObject*>(self)->object;
+}
+
+PyObject* object_view_namespace(PyObject* self, void*) {
+  return fb_str(view_object(self)->namespace_());
+}
+
+PyObject* object_view_name(PyObject* self, void*) { return fb_str(view_object(self)->name()); }
+
+PyObject* object_view_resource_version(PyObject* self, void*) {
+  return PyLong_FromUnsignedLongLong(view_object(self)->resource_version());
+}
+
+PyObject* object_view_labels(PyObject* self, void*) {
+  PyObject* d = PyDict_New();
+  if (!d) return nullptr;
+  if (const auto* labels = view_object(self)->labels()) {
+    for (const auto* l : *labels) {
+      PyObject* k = fb_str(l->key());
+      PyObject* v = k ? fb_str(l->value()) : nullptr;
+      if (!v || PyDict_SetItem(d, k, v) < 0) {
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        Py_DECREF(d);
+        return nullptr;
+      }
+      Py_DECREF(k);
+      Py_DECREF(v);
+    }
+  }
+  return d;
+}
+
+PyObject* object_view_payload(PyObject* self, void*) { return PyMemoryView_FromObject(self); }
+
+// The buffer protocol of an ObjectView: its payload, read-only.
+int object_view_getbuffer(PyObject* self, Py_buffer* view, int flags) {
+  const auto* obj = view_object(self);
+  const auto* p = obj->payload();
+  // A zero-length export still needs a valid pointer.
+  void* data = const_cast<void*>(p && p->size() ? static_cast<const void*>(p->data())
+                                                : static_cast<const void*>(obj));
+  const Py_ssize_t len = p ? static_cast<Py_ssize_t>(p->size()) : 0;
+  return PyBuffer_FillInfo(view, self, data, len, /*readonly=*/1, flags);
+}
+
+PyObject* object_view_repr(PyObject* self) {
+  const auto* obj = view_object(self);
+  auto ns = py::reinterpret_steal<py::object>(fb_str(obj->namespace_()));
+  auto name = py::reinterpret_steal<py::object>(fb_str(obj->name()));
+  if (!ns || !name) return nullptr;
+  return PyUnicode_FromFormat("<berth.ObjectView %U/%U resource_version=%llu>", ns.ptr(),
+                              name.ptr(),
+                              static_cast<unsigned long long>(obj->resource_version()));
+}
+
+PyGetSetDef g_object_list_getset[] = {
+    {"resource_version", &object_list_resource_version, nullptr,
+     "The cache's resourceVersion when the list was taken.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyGetSetDef g_object_view_getset[] = {
+    {"namespace", &object_view_namespace, nullptr, "The object's namespace (\"\" if none).",
+     nullptr},
+    {"name", &object_view_name, nullptr, "The object's name.", nullptr},
+    {"resource_version", &object_view_resource_version, nullptr,
+     "The object's resourceVersion.", nullptr},
+    {"labels", &object_view_labels, nullptr,
+     "The object's labels: a new dict, decoded on every read.", nullptr},
+    {"payload", &object_view_payload, nullptr,
+     "The object's payload: a read-only memoryview over the list's buffer (no copy). It keeps "
+     "the buffer alive.",
+     nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyMethodDef g_object_list_iter_methods[] = {
+    {"__length_hint__", &object_list_iter_length_hint, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+template <class T>
+void* slot(T fn) {
+  return reinterpret_cast<void*>(fn);
+}
+
+PyTypeObject* make_type(const char* name, size_t basicsize, PyType_Slot* slots) {
+  PyType_Spec spec{name, static_cast<int>(basicsize), 0,
+                   static_cast<unsigned>(Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION),
+                   slots};
+  PyObject* t = PyType_FromSpec(&spec);
+  if (!t) throw py::error_already_set();
+  return reinterpret_cast<PyTypeObject*>(t);
+}
+
+void make_object_types() {
+  static PyType_Slot list_slots[] = {
+      {Py_tp_doc, const_cast<char*>(
+                      "The objects of Cache.list (or Cache.get): a read-only sequence of "
+                      "ObjectView over the FlatBuffers bytes Berth returned. Nothing is decoded "
+                      "until it is read; the bytes are freed when the list and every view and "
+                      "payload taken from it are gone.")},
+      {Py_tp_dealloc, slot(&object_list_dealloc)},
+      {Py_tp_repr, slot(&object_list_repr)},
+      {Py_tp_iter, slot(&object_list_iter)},
+      {Py_tp_getset, g_object_list_getset},
+      {Py_sq_length, slot(&object_list_len)},
+      {Py_sq_item, slot(&object_list_item)},
+      {Py_mp_length, slot(&object_list_len)},
+      {Py_mp_subscript, slot(&object_list_subscript)},
+      {0, nullptr},
+  };
+  static PyType_Slot view_slots[] = {
+      {Py_tp_doc, const_cast<char*>(
+                      "One object of an ObjectList. Fields are decoded when read; payload is a "
+                      "read-only memoryview over the list's bytes. An ObjectView also exports "
+                      "its payload through the buffer protocol (bytes(view) copies it).")},
+      {Py_tp_dealloc, slot(&object_view_dealloc)},
+      {Py_tp_repr, slot(&object_view_repr)},
+      {Py_tp_getset, g_object_view_getset},
+      {Py_bf_getbuffer, slot(&object_view_getbuffer)},
+      {0, nullptr},
+  };
+  static PyType_Slot iter_slots[] = {
+      {Py_tp_dealloc, slot(&object_list_iter_dealloc)},
+      {Py_tp_iter, slot(&PyObject_SelfIter)},
+      {Py_tp_iternext, slot(&object_list_iter_next)},
+      {Py_tp_methods, g_object_list_iter_methods},
+      {0, nullptr},
+  };
+  g.object_list = make_type("berth.ObjectList", sizeof(ObjectListObject), list_slots);
+  g.object_view = make_type("berth.ObjectView", sizeof(ObjectViewObject), view_slots);
+  g_object_list_iter =
+      make_type("berth._ObjectListIterator", sizeof(ObjectListIterObject), iter_slots);
+}
+
+// ---------------------------------------------------------------------------
+// Cache
+// ---------------------------------------------------------------------------
+
+using FbString = flatbuffers::Offset<flatbuffers::String>;
+using FbLabels = flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<berth::fb::Label>>>;
+using FbPayload = flatbuffers::Offset<flatbuffers::Vector<uint8_t>>;
+
+// Writes one Object table from Python fields; labels/payload may be nullptr
+// (absent). `scratch` is reused between objects.
+flatbuffers::Offset<berth::fb::Object> build_object(
+    flatbuffers::FlatBufferBuilder& fbb, std::vector<flatbuffers::Offset<berth::fb::Label>>& scratch,
+    size_t items, const Arg& at, PyObject* ns_obj, PyObject* name_obj, PyObject* rv_obj,
+    PyObject* labels_obj, PyObject* payload_obj) {
+  const Utf8 ns = utf8(ns_obj, at.with("namespace"));
+  const Utf8 name = utf8(name_obj, at.with("name"));
+  const uint64_t rv = as_u64(rv_obj, at.with("resource_version"));
+  check_batch_room(fbb, ns.size + name.size, items, at);
+  const FbString ons = ns.size ? fbb.CreateString(ns.data, ns.size) : FbString();
+  // An empty name is still written, so that Berth reports it as an invalid
+  // name (with its index) rather than a missing field.
+  const FbString oname = fbb.CreateString(name.data, name.size);
+  FbLabels olabels;
+  if (labels_obj && labels_obj != Py_None) {
+    scratch.clear();
+    for_each_label(labels_obj, at.with("labels"), [&](PyObject*, Utf8 k, PyObject*, Utf8 v) {
+      check_batch_room(fbb, k.size + v.size + 16, items, at);
+      const FbString ok = fbb.CreateString(k.data, k.size);
+      const FbString ov = v.size ? fbb.CreateString(v.data, v.size) : FbString();
+      scratch.push_back(berth::fb::CreateLabel(fbb, ok, ov));
+    });
+    if (!scratch.empty()) olabels = fbb.CreateVector(scratch);
+  }
+  FbPayload opayload;
+  if (payload_obj) {
+    BytesArg p;
+    p.read(payload_obj, at.with("payload"));
+    if (p.size()) {
+      check_batch_room(fbb, p.size(), items, at);
+      opayload = fbb.CreateVector(p.data(), p.size());
+    }
+  }
+  return berth::fb::CreateObject(fbb, ons, oname, rv, olabels, opayload);
+}
+
+// Copies an Object table of an ObjectView as it is (no Python decoding).
+flatbuffers::Offset<berth::fb::Object> copy_object(
+    flatbuffers::FlatBufferBuilder& fbb, std::vector<flatbuffers::Offset<berth::fb::Label>>& scratch,
+    size_t items, const Arg& at, const berth::fb::Object* src) {
+  auto copy_str = [&](const flatbuffers::String* s) {
+    return s ? fbb.CreateString(s->c_str(), s->size()) : FbString();
+  };
+  size_t bytes = (src->namespace_() ? src->namespace_()->size() : 0) +
+                 (src->name() ? src->name()->size() : 0) +
+                 (src->payload() ? src->payload()->size() : 0);
+  if (const auto* labels = src->labels()) {
+    for (const auto* l : *labels) {
+      bytes += 16 + (l->key() ? l->key()->size() : 0) + (l->value() ? l->value()->size() : 0);
+    }
+  }
+  check_batch_room(fbb, bytes, items, at);
+  const FbString ons = copy_str(src->namespace_());
+  const FbString oname = copy_str(src->name());
+  FbLabels olabels;
+  if (const auto* labels = src->labels()) {
+    scratch.clear();
+    for (const auto* l : *labels) {
+      const FbString ok = copy_str(l->key());
+      const FbString ov = copy_str(l->value());
+      scratch.push_back(berth::fb::CreateLabel(fbb, ok, ov));
+    }
+    olabels = fbb.CreateVector(scratch);
+  }
+  FbPayload opayload;
+  if (const auto* p = src->payload()) opayload = fbb.CreateVector(p->data(), p->size());
+  return berth::fb::CreateObject(fbb, ons, oname, src->resource_version(), olabels, opayload);
+}
+
+// berth.fb.EventType from an EventType/int, or a watch event's type string.
+berth::fb::EventType event_type(PyObject* obj, const Arg& at) {
+  static const char* const kNames[3] = {"ADDED", "MODIFIED", "DELETED"};
+  if (PyUnicode_Check(obj)) {
+    for (int i = 0; i < 3; ++i) {
+      if (PyUnicode_CompareWithASCIIString(obj, kNames[i]) == 0) {
+        return static_cast<berth::fb::EventType>(i);
+      }
+    }
+  } else if (PyLong_Check(obj) && !PyBool_Check(obj)) {
+    const long v = PyLong_AsLong(obj);
+    if (v == -1 && PyErr_Occurred()) PyErr_Clear();
+    if (v >= 0 && v <= 2) return static_cast<berth::fb::EventType>(v);
+  } else {
+    raise_type(at.str(), "a berth.EventType, int or str", obj);
+  }
+  auto r = py::reinterpret_steal<py::object>(PyObject_Repr(obj));
+  raise_status(BERTH_ERR_INVALID_ARGUMENT,
+               at.str() + " must be ADDED (0), MODIFIED (1) or DELETED (2), not " +
+                   (r ? py::str(r).cast<std::string>() : std::string("?")));
+}
+
+constexpr int kDeleted = 2;
+
+class Cache : public Handle<berth_cache, &berth_cache_free> {
+ public:
+  explicit Cache(py::handle tombstone_limit) : Handle("cache") {
+    PyObject* l = tombstone_limit.ptr();
+    if (!PyLong_Check(l) || PyBool_Check(l)) raise_type("tombstone_limit", "int", l);
+    const unsigned long long limit = PyLong_AsUnsignedLongLong(l);
+    if ((limit == static_cast<unsigned long long>(-1) && PyErr_Occurred()) ||
+        limit > std::numeric_limits<uint32_t>::max()) {
+      PyErr_Clear();
+      raise_status(BERTH_ERR_INVALID_ARGUMENT, "tombstone_limit is out of the range of a uint32");
+    }
+    berth_cache_options opts{};
+    opts.tombstone_limit = static_cast<uint32_t>(limit);
+    berth_cache* c = nullptr;
+    Failure f;
+    {
+      NoGil nogil;
+      berth_status st = berth_cache_new(&c, &opts);
+      if (is_failure(st)) f.capture(st);
+    }
+    if (is_failure(f.status)) raise_failure(f);
+    adopt(c);
+  }
+
+  bool upsert(py::handle ns, py::handle name, py::handle rv, py::handle labels,
+              py::handle payload) {
+    const Utf8 a = utf8(ns.ptr(), "namespace");
+    const Utf8 b = utf8(name.ptr(), "name");
+    const uint64_t v = as_u64(rv.ptr(), Arg{"resource_version"});
+    LabelArgs l;
+    l.read(labels.ptr(), Arg{"labels"});
+    BytesArg p;
+    p.read(payload.ptr(), Arg{"payload"});
+    int applied = 0;
+    call([&](berth_cache* c) {
+      return berth_cache_upsert(&applied, c, a.data, a.size, b.data, b.size, v, l.data(), l.size(),
+                                p.data(), p.size());
+    });
+    return applied != 0;
+  }
+
+  bool remove(py::handle ns, py::handle name, py::handle rv) {
+    const Utf8 a = utf8(ns.ptr(), "namespace");
+    const Utf8 b = utf8(name.ptr(), "name");
+    const uint64_t v = as_u64(rv.ptr(), Arg{"resource_version"});
+    int applied = 0;
+    call([&](berth_cache* c) {
+      return berth_cache_delete(&applied, c, a.data, a.size, b.data, b.size, v);
+    });
+    return applied != 0;
+  }
+
+  size_t apply(py::handle events);
+  py::object replace(py::handle objects, py::handle rv);
+
+  py::object list_objects(py::handle ns, py::handle selector) {
+    const Utf8 n = utf8(ns.ptr(), "namespace");
+    PyObject* sel = selector.ptr();
+    std::optional<Selector::Flight> sel_flight;  // a Selector is in flight too
+    Utf8 text{nullptr, 0};
+    bool parse = false;
+    if (sel == Py_None) {
+    } else if (PyObject_TypeCheck(sel, g.selector)) {
+      Selector* s = native<Selector>(sel);
+      if (!s) throw py::type_error("berth.Selector.__init__() was not called");
+      sel_flight.emplace(*s);
+    } else if (PyUnicode_Check(sel)) {
+      text = utf8(sel, Arg{"selector"}, BERTH_ERR_BAD_SELECTOR);
+      parse = true;
+    } else {
+      raise_type("selector", "a berth.Selector, str or None", sel);
+    }
+    // Not call(): a selector parsed here must be freed after the list, and
+    // berth_selector_free would clear the thread's last error.
+    Flight flight(*this);
+    Buffer buf;
+    bool ok = false;
+    berth_status st = BERTH_OK;
+    Failure f;
+    {
+      NoGil nogil;
+      berth_selector* s = sel_flight ? sel_flight->handle() : nullptr;
+      if (parse) st = berth_selector_parse(&s, text.data, text.size);
+      if (is_failure(st)) {
+        f.capture(st);
+      } else {
+        st = buf.fetch([&](berth_buffer** out) {
+          return berth_cache_list(out, flight.handle(), n.data, n.size, s);
+        });
+        if (is_failure(st)) {
+          f.capture(st);
+        } else {
+          ok = verify_object_list(buf);
+        }
+        if (parse) berth_selector_free(s);
+      }
+    }
+    if (is_failure(st)) raise_failure(f);
+    if (!ok) raise_bad_output("ObjectList");
+    return make_object_list(buf);
+  }
+
+  py::object get(py::handle ns, py::handle name) {
+    const Utf8 a = utf8(ns.ptr(), "namespace");
+    const Utf8 b = utf8(name.ptr(), "name");
+    Buffer buf;
+    bool ok = false;
+    berth_status st = call([&](berth_cache* c) {
+      berth_status s = buf.fetch([&](berth_buffer** out) {
+        return berth_cache_get(out, c, a.data, a.size, b.data, b.size);
+      });
+      if (s == BERTH_OK) ok = verify_object_list(buf);
+      return s;
+    });
+    if (st == BERTH_EMPTY) return py::none();
+    if (!ok) raise_bad_output("ObjectList");
+    py::object list = make_object_list(buf);
+    auto* o = reinterpret_cast<ObjectListObject*>(list.ptr());
+    if (o->size != 1) {
+      raise_status(BERTH_ERR_INTERNAL, "berth_cache_get returned " + std::to_string(o->size) +
+                                           " objects instead of one");
+    }
+    auto view = py::reinterpret_steal<py::object>(make_object_view(o, 0));
+    if (!view) throw py::error_already_set();
+    return view;
+  }
+
+  py::object stats() {
+    berth_cache_stats s{};
+    call([&](berth_cache* c) { return berth_cache_get_stats(&s, c); });
+    return make_tuple_type(g.cache_stats, s.objects, s.tombstones, s.resource_version, s.applied,
+                           s.ignored, s.synced != 0);
+  }
+};
+
+// A list given as an item is copied to a tuple first: building an object can
+// run Python code (a custom mapping's items()), which could change the list.
+py::object item_fields(PyObject* item) {
+  if (PyTuple_Check(item)) return py::reinterpret_borrow<py::object>(item);
+  auto t = py::reinterpret_steal<py::object>(PyList_AsTuple(item));
+  if (!t) throw py::error_already_set();
+  return t;
+}
+
+size_t Cache::apply(py::handle events) {
+  PyObject* evs = events.ptr();
+  flatbuffers::FlatBufferBuilder fbb(1024);
+  std::vector<flatbuffers::Offset<berth::fb::Event>> offsets;
+  std::vector<flatbuffers::Offset<berth::fb::Label>> scratch;
+
+  auto add = [&](PyObject* item, Py_ssize_t index) {
+    const Arg at{"", index, "events"};
+    const Py_ssize_t n =
+        PyTuple_Check(item) || PyList_Check(item) ? PySequence_Fast_GET_SIZE(item) : -1;
+    if (n < 4 || n > 6) {
+      throw py::type_error("events[" + std::to_string(index) +
+                           "] must be a berth.Event or a (type, namespace, name, "
+                           "resource_version[, labels[, payload]]) tuple, not " +
+                           (n < 0 ? std::string(Py_TYPE(item)->tp_name)
+                                  : "a sequence of " + std::to_string(n) + " items"));
+    }
+    py::object fields = item_fields(item);
+    PyObject* const* f = &PyTuple_GET_ITEM(fields.ptr(), 0);
+    const berth::fb::EventType type = event_type(f[0], at.with("type"));
+    // A delete uses only namespace, name and resource_version.
+    const bool deleted = static_cast<int>(type) == kDeleted;
+    auto obj = build_object(fbb, scratch, offsets.size(), at, f[1], f[2], f[3],
+                            !deleted && n > 4 ? f[4] : nullptr, !deleted && n > 5 ? f[5] : nullptr);
+    offsets.push_back(berth::fb::CreateEvent(fbb, type, obj));
+  };
+
+  if (PyObject_TypeCheck(evs, g.event)) {
+    add(evs, 0);  // one Event
+  } else {
+    if (PyUnicode_Check(evs) || PyBytes_Check(evs)) raise_type("events", "an iterable of events", evs);
+    auto iter = py::reinterpret_steal<py::object>(or_park([&] { return PyObject_GetIter(evs); }));
+    if (!iter) throw py::error_already_set();
+    Py_ssize_t index = 0;
+    while (PyObject* raw = or_park([&] { return PyIter_Next(iter.ptr()); })) {
+      py::object item = py::reinterpret_steal<py::object>(raw);
+      add(item.ptr(), index++);
+    }
+    if (PyErr_Occurred()) throw py::error_already_set();
+  }
+  auto vec = fbb.CreateVector(offsets);
+  fbb.Finish(berth::fb::CreateEventBatch(fbb, vec), BERTH_FB_EVENT_BATCH_ID);
+
+  size_t applied = 0;
+  const uint8_t* data = fbb.GetBufferPointer();
+  const size_t size = fbb.GetSize();
+  call([&](berth_cache* c) { return berth_cache_apply(&applied, c, data, size); });
+  return applied;
+}
+
+py::object Cache::replace(py::handle objects, py::handle rv) {
+  PyObject* objs = objects.ptr();
+  const uint64_t list_rv = as_u64(rv.ptr(), Arg{"resource_version"});
+  if (PyUnicode_Check(objs) || PyBytes_Check(objs)) raise_type("objects", "an iterable of objects", objs);
+  flatbuffers::FlatBufferBuilder fbb(1024);
+  std::vector<flatbuffers::Offset<berth::fb::Object>> offsets;
+  std::vector<flatbuffers::Offset<berth::fb::Label>> scratch;
+  Py_ssize_t hint = or_park([&] { return PyObject_LengthHint(objs, 0); });
+  if (hint < 0) throw py::error_already_set();
+  offsets.reserve(static_cast<size_t>(hint));
+
+  auto iter = py::reinterpret_steal<py::object>(or_park([&] { return PyObject_GetIter(objs); }));
+  if (!iter) throw py::error_already_set();
+  Py_ssize_t index = 0;
+  static const char* const kAttrs[5] = {"namespace", "name", "resource_version", "labels",
+                                        "payload"};
+  while (PyObject* raw = or_park([&] { return PyIter_Next(iter.ptr()); })) {
+    py::object item = py::reinterpret_steal<py::object>(raw);
+    const Arg at{"", index, "objects"};
+    PyObject* it = item.ptr();
+    if (Py_TYPE(it) == g.object_view) {
+      // Straight from another list's bytes: nothing to decode.
+      offsets.push_back(copy_object(fbb, scratch, offsets.size(), at,
+                                    reinterpret_cast<ObjectViewObject*>(it)->object));
+    } else if (PyTuple_Check(it) || PyList_Check(it)) {
+      const Py_ssize_t n = PySequence_Fast_GET_SIZE(it);
+      if (n < 3 || n > 5) {
+        throw py::type_error("objects[" + std::to_string(index) +
+                             "] must be a berth.Object or a (namespace, name, resource_version[, "
+                             "labels[, payload]]) tuple, not a sequence of " +
+                             std::to_string(n) + " items");
+      }
+      py::object fields = item_fields(it);
+      PyObject* const* f = &PyTuple_GET_ITEM(fields.ptr(), 0);
+      offsets.push_back(build_object(fbb, scratch, offsets.size(), at, f[0], f[1], f[2],
+                                     n > 3 ? f[3] : nullptr, n > 4 ? f[4] : nullptr));
+    } else {
+      // Any object with the attributes; labels and payload are optional.
+      py::object attrs[5];
+      for (int i = 0; i < 5; ++i) {
+        PyObject* v = or_park([&] { return PyObject_GetAttrString(it, kAttrs[i]); });
+        if (!v) {
+          if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
+          PyErr_Clear();
+          if (i < 3) {
+            throw py::type_error("objects[" + std::to_string(index) +
+                                 "] must be a berth.Object, a (namespace, name, "
+                                 "resource_version[, labels[, payload]]) tuple or an object "
+                                 "with those attributes, not " + Py_TYPE(it)->tp_name);
+          }
+          continue;
+        }
+        attrs[i] = py::reinterpret_steal<py::object>(v);
+      }
+      offsets.push_back(build_object(fbb, scratch, offsets.size(), at, attrs[0].ptr(),
+                                     attrs[1].ptr(), attrs[2].ptr(), attrs[3].ptr(),
+                                     attrs[4].ptr()));
+    }
+    ++index;
+  }
+  if (PyErr_Occurred()) throw py::error_already_set();
+  auto vec = fbb.CreateVector(offsets);
+  fbb.Finish(berth::fb::CreateObjectList(fbb, list_rv, vec), BERTH_FB_OBJECT_LIST_ID);
+
+  const uint8_t* data = fbb.GetBufferPointer();
+  const size_t size = fbb.GetSize();
+  call([&](berth_cache* c) { return berth_cache_replace(c, data, size); });
+  return py::none();
+}
+
+constexpr Method<&Cache::upsert, 5> kUpsert{
+    "upsert",
+    {kNamespace, kName, kResourceVersion, Param{"labels", Fallback::kNone},
+     Param{"payload", Fallback::kNone}},
+    "upsert($self, namespace, name, resource_version, labels={}, payload=b'')\n--\n\n"
+    "Inserts or replaces an object unless the cache holds it, or a tombstone of it, at a "
+    "resource_version >= this one. True if the cache changed."};
+constexpr Method<&Cache::remove, 3> kDelete{
+    "delete", {kNamespace, kName, Param{"resource_version", Fallback::kZero}},
+    "delete($self, namespace, name, resource_version=0)\n--\n\n"
+    "Deletes an object as of resource_version (0 = whatever is cached) and leaves a "
+    "tombstone. True if the cache changed."};
+constexpr Method<&Cache::apply, 1> kApply{
+    "apply", {Param{"events"}},
+    "apply($self, events)\n--\n\n"
+    "Applies watch events (or one Event) in order, all or nothing; returns how many changed "
+    "the cache."};
+constexpr Method<&Cache::replace, 2> kReplace{
+    "replace", {Param{"objects"}, kResourceVersion},
+    "replace($self, objects, resource_version)\n--\n\n"
+    "Swaps in a full relist taken at resource_version, keeping newer entries and tombstones; "
+    "marks the cache synced."};
+constexpr Method<&Cache::list_objects, 2> kList{
+    "list", {Param{"namespace", Fallback::kEmptyStr}, Param{"selector", Fallback::kNone}},
+    "list($self, namespace='', selector=None)\n--\n\n"
+    "The objects of a namespace ('' = all) matching a selector (None = all), sorted by "
+    "(namespace, name), as a lazy ObjectList."};
+constexpr Method<&Cache::get, 2> kGet{
+    "get", {kNamespace, kName},
+    "get($self, namespace, name)\n--\n\nOne object as an ObjectView, or None if not cached."};
+constexpr Method<&Cache::stats, 0> kCacheStats{
+    "stats", {}, "stats($self)\n--\n\nCounters of the cache (CacheStats)."};
+
+PyMethodDef g_cache_methods[] = {
+    method_def<kUpsert>(), method_def<kDelete>(), method_def<kApply>(),      method_def<kReplace>(),
+    method_def<kList>(),   method_def<kGet>(),    method_def<kCacheStats>(),
+};
+
+
+}  // namespace
+
+void bind_cache(py::module_& m) {
+  py::class_<Cache> cache(m, "Cache", py::is_final(),
+                          "An object cache: watch-fed, write-through, version-guarded, indexed "
+                          "by namespace and labels. Thread-safe; use as a context manager or "
+                          "call close().");
+  cache.attr("__module__") = "berth";
+  cache.def(py::init([](py::object limit) { return std::make_unique<Cache>(limit); }),
+            py::arg("tombstone_limit") = 0);
+  def_handle_protocol(cache, "Frees the cache after calls in flight in other threads return. "
+                             "Idempotent. Lists already returned stay valid.");
+  cache.def("__repr__", [](const Cache& c) {
+    return c.closed() ? "<berth.Cache closed>" : "<berth.Cache open>";
+  });
+  install_methods(cache, g_cache_methods);
+}
+
+void bind_object_types(py::module_& m) {
+  make_object_types();
+  m.attr("ObjectList") = py::handle(reinterpret_cast<PyObject*>(g.object_list));
+  m.attr("ObjectView") = py::handle(reinterpret_cast<PyObject*>(g.object_view));
+}
+
+}  // namespace berth_py
