@@ -12,7 +12,8 @@ APT_PACKAGES=(libflatbuffers-dev flatbuffers-compiler libconcurrentqueue-dev
 MIMALLOC_DEB_VERSION=2.0.9+ds-2
 MIMALLOC_ORIG=mimalloc_2.0.9+ds.orig.tar.xz
 MIMALLOC_ORIG_SHA256=cbc9d207ff105ad1f0cb739c378076143a6452b8d0624309cea0abfb040e972b
-PIP_PACKAGES=(pybind11 scikit-build-core pytest anyio)
+# mypy is pinned: stubtest's checks change between releases.
+PIP_PACKAGES=(pybind11 scikit-build-core pytest anyio mypy==2.4.1)
 
 # The scripts install into this interpreter on purpose (CI runs as root on a
 # throwaway machine): pip's running-as-root warning is noise in every log.
@@ -37,7 +38,8 @@ ensure_apt() {
 }
 
 ensure_pip() {
-  if ! python3 -c 'import pybind11, scikit_build_core, pytest, anyio' 2>/dev/null; then
+  if ! python3 -c 'import pybind11, scikit_build_core, pytest, anyio, mypy.version as m
+assert m.__version__ == "2.4.1"' 2>/dev/null; then
     log "pip install ${PIP_PACKAGES[*]}"
     python3 -m pip install -q "${PIP_PACKAGES[@]}"
   fi

@@ -117,8 +117,8 @@ try:
         abi_version,
         clock_now_ns,
     )
-except ImportError as exc:  # pragma: no cover - only on a broken install
-    raise ImportError(_native_import_error(exc)) from exc
+except ImportError as _exc:  # pragma: no cover - only on a broken install
+    raise ImportError(_native_import_error(_exc)) from _exc
 
 # "X.Y.Z": the BERTH_ABI_VERSION_* macros of the berth.h the extension was
 # compiled against, which are also the distribution's version.

@@ -13,9 +13,10 @@ works, and an Engine, a Cache or a Selector may be used from many threads at
 once.
 """
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Literal, Protocol, SupportsIndex, overload
+from typing import Literal, Protocol, SupportsIndex, final, overload
 
 from ._limit import _Acquire, _Hold, _SharedAcquire, _SharedHold
 from ._types import (
@@ -69,6 +70,7 @@ class _KeyLike(Protocol):
     @property
     def ready(self) -> bool: ...
 
+@final
 class Engine:
     """A Berth engine (berth_engine): owns pools of keys; engines share nothing.
 
@@ -174,6 +176,7 @@ class Engine:
 # Label selectors
 # ---------------------------------------------------------------------------
 
+@final
 class Selector:
     """A parsed Kubernetes label selector (berth_selector): the full grammar of
     k8s.io/apimachinery's labels.Parse, with keys and values validated as
@@ -214,6 +217,14 @@ class Selector:
         """The canonical form Kubernetes prints (berth_selector_string):
         requirements sorted by key, values sorted. Selector(str(s)) is equal
         to s. Raises ClosedError after close()."""
+    def __eq__(self, other: object) -> bool:
+        """Equal when the canonical forms are equal ("b=2,a=1" == "a=1,b=2").
+        A closed selector compares by the form it had if str(), == or hash()
+        computed it before close(), else equals only itself."""
+    def __hash__(self) -> int:
+        """The hash of the canonical form, so equal selectors hash alike (and
+        selectors can key dicts). ClosedError for a closed selector whose
+        form was never computed."""
 
 # ---------------------------------------------------------------------------
 # Object cache
@@ -238,6 +249,7 @@ _ObjectTuple = (
     | tuple[str, str, int, Mapping[str, str] | None, BytesLike | ObjectView | None]
 )
 
+@final
 class ObjectView:
     """One object of an ObjectList (a berth.fb.Object inside the list's bytes).
 
@@ -264,8 +276,10 @@ class ObjectView:
         """The object's payload: a read-only memoryview (format "B") over the
         list's bytes, without a copy. It keeps the bytes alive after the
         ObjectList and the view are gone."""
-    def __buffer__(self, flags: int, /) -> memoryview: ...
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> memoryview: ...
 
+@final
 class ObjectList:
     """The objects returned by Cache.list: a read-only sequence of ObjectView
     over the FlatBuffers bytes Berth returned (berth.fb.ObjectList), sorted by
@@ -284,6 +298,7 @@ class ObjectList:
     def __getitem__(self, index: slice, /) -> list[ObjectView]: ...
     def __iter__(self) -> Iterator[ObjectView]: ...
 
+@final
 class Cache:
     """An object cache (berth_cache): watch-fed, write-through,
     version-guarded, indexed by namespace and labels.
@@ -400,11 +415,19 @@ class Cache:
     def stats(self) -> CacheStats:
         """Counters of the cache, read atomically (berth_cache_get_stats).
         O(1); works before the first sync."""
+    def __len__(self) -> int:
+        """The number of objects cached (CacheStats.objects). O(1); works
+        before the first sync (0)."""
+    def __contains__(self, key: object) -> bool:
+        """(namespace, name) in cache: whether get() would find it. O(1).
+        TypeError unless key is a (str, str) tuple; NotSyncedError before
+        the first replace(), InvalidNameError, ClosedError as get()."""
 
 # ---------------------------------------------------------------------------
 # Concurrency limiter and token bucket
 # ---------------------------------------------------------------------------
 
+@final
 class Limiter:
     """A concurrency limiter (berth_limiter): weighted permits under a capacity
     that can change at run time.
@@ -515,6 +538,7 @@ class Limiter:
     def _release_held(self, n: int = 1) -> None:
         """release() for a context manager's exit: a no-op once closed."""
 
+@final
 class SharedLimiter:
     """A concurrency limiter in named POSIX shared memory
     (berth_shared_limiter, region /dev/shm/berth.<name>): one capacity for
@@ -663,6 +687,7 @@ class SharedLimiter:
         """release() for a block's exit: a no-op once closed (close() gave
         the block's permits back)."""
 
+@final
 class _Notifier:
     """A berth_notifier: an eventfd (non-blocking, close-on-exec) plus a queue
     of completed tokens. One per event loop, made by berth/_limit.py."""
@@ -682,6 +707,7 @@ class _Notifier:
         """Every completed token, oldest first (berth_notifier_drain, in
         batches); clears the fd's readiness."""
 
+@final
 class Bucket:
     """A token-bucket rate limiter (berth_bucket) with the semantics of
     golang.org/x/time/rate.

@@ -547,6 +547,31 @@ class Cache : public Handle<berth_cache, &berth_cache_free> {
     return view;
   }
 
+  // len(cache): the objects it holds (berth_cache_get_stats); works before
+  // the first sync.
+  size_t len() {
+    berth_cache_stats s{};
+    call([&](berth_cache* c) { return berth_cache_get_stats(&s, c); });
+    return static_cast<size_t>(s.objects);
+  }
+
+  // (namespace, name) in cache: as get(), without building a view.
+  bool contains(py::handle key) {
+    if (!PyTuple_Check(key.ptr()) || PyTuple_GET_SIZE(key.ptr()) != 2) {
+      throw py::type_error("`in` takes a (namespace, name) tuple, not " +
+                           std::string(Py_TYPE(key.ptr())->tp_name));
+    }
+    const Utf8 a = utf8(PyTuple_GET_ITEM(key.ptr(), 0), "namespace");
+    const Utf8 b = utf8(PyTuple_GET_ITEM(key.ptr(), 1), "name");
+    Buffer buf;
+    berth_status st = call([&](berth_cache* c) {
+      return buf.fetch([&](berth_buffer** out) {
+        return berth_cache_get(out, c, a.data, a.size, b.data, b.size);
+      });
+    });
+    return st == BERTH_OK;
+  }
+
   py::object stats() {
     berth_cache_stats s{};
     call([&](berth_cache* c) { return berth_cache_get_stats(&s, c); });
@@ -739,6 +764,9 @@ void bind_cache(py::module_& m) {
     return c.closed() ? "<berth.Cache closed>" : "<berth.Cache open>";
   });
   install_methods(cache, g_cache_methods);
+  cache.def("__len__", &Cache::len, "The number of objects cached (CacheStats.objects).");
+  cache.def("__contains__", &Cache::contains, py::arg("key"),
+            "(namespace, name) in cache: whether get() would find it.");
 }
 
 void bind_object_types(py::module_& m) {

@@ -28,6 +28,9 @@ void bind_selector(py::module_& m) {
   def_handle_protocol(sel, "Frees the selector after calls in flight in other threads "
                            "(including Cache.list calls using it) return. Idempotent.");
   sel.def("__str__", &Selector::str).def("__repr__", &Selector::repr);
+  sel.def("__eq__", &Selector::eq, py::arg("other"),
+          "Equal when the canonical forms are: Selector(str(s)) == s.");
+  sel.def("__hash__", &Selector::hash, "The hash of the canonical form.");
   install_methods(sel, g_selector_methods);
   g.selector = reinterpret_cast<PyTypeObject*>(sel.inc_ref().ptr());
 }

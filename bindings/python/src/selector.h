@@ -46,6 +46,24 @@ class Selector : public Handle<berth_selector, &berth_selector_free> {
     return py::str("berth.Selector({!r})").format(str());
   }
 
+  // Equal selectors have the same canonical form: Selector(str(s)) == s.
+  // A closed selector compares and hashes by the form it had, if it was
+  // ever computed, else only equal to itself / ClosedError for hash().
+  py::object eq(py::handle other) {
+    if (!py::isinstance<Selector>(other)) return py::reinterpret_borrow<py::object>(Py_NotImplemented);
+    auto& o = other.cast<Selector&>();
+    if (&o == this) return py::bool_(true);
+    py::object a = canonical_or_none(), b = o.canonical_or_none();
+    if (a.is_none() || b.is_none()) return py::bool_(false);
+    return py::bool_(a.equal(b));
+  }
+
+  py::int_ hash() {
+    py::object c = canonical_or_none();
+    if (c.is_none()) raise_closed("selector");
+    return py::int_(py::hash(c));
+  }
+
   bool matches(py::handle labels) {
     LabelArgs l;
     l.read(labels.ptr(), Arg{"labels"});
@@ -55,6 +73,11 @@ class Selector : public Handle<berth_selector, &berth_selector_free> {
   }
 
  private:
+  py::object canonical_or_none() {
+    if (canonical_ || closed()) return canonical_ ? canonical_ : py::none();
+    return str();
+  }
+
   py::object canonical_;
 };
 

@@ -881,3 +881,34 @@ def test_no_python_objects_leak_on_any_path(synced):
         tracemalloc.stop()
     grown = sum(d.size_diff for d in after.compare_to(before, "filename"))
     assert grown < 20_000  # one leaked object per iteration would be 100 KB+
+
+
+# --------------------------------------------------------------------------
+# Container protocol
+# --------------------------------------------------------------------------
+
+
+def test_len_counts_objects_and_in_finds_by_namespace_and_name(cache):
+    assert len(cache) == 0  # before the sync too
+    cache.upsert("ns", "early", 3)
+    assert len(cache) == 1
+    with pytest.raises(berth.NotSyncedError):
+        ("ns", "early") in cache  # noqa: B015 - as get() before the sync
+    cache.replace([("ns", "a", 5), ("ns", "b", 6), ("other", "a", 7)], 10)
+    assert len(cache) == 3  # "early" was older than the relist's version, and not in it
+    assert ("ns", "a") in cache and ("other", "a") in cache
+    assert ("ns", "zz") not in cache and ("nope", "a") not in cache
+    cache.delete("ns", "a", 11)
+    assert ("ns", "a") not in cache and len(cache) == 2
+    for bad in ("ns/a", ("ns",), ("ns", "a", "x"), ["ns", "a"], None):
+        with pytest.raises(TypeError):
+            bad in cache  # noqa: B015
+    with pytest.raises(TypeError):
+        ("ns", 5) in cache  # noqa: B015
+    with pytest.raises(berth.InvalidNameError):
+        ("ns", "") in cache  # noqa: B015
+    cache.close()
+    with pytest.raises(berth.ClosedError):
+        len(cache)
+    with pytest.raises(berth.ClosedError):
+        ("ns", "b") in cache  # noqa: B015

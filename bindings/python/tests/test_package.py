@@ -53,6 +53,19 @@ def test_stub_declares_every_public_member_with_a_docstring(cls_name):
         assert ast.get_docstring(declared[name]), f"{cls_name}.{name} has no docstring in the stub"
 
 
+def test_stub_marks_final_exactly_the_classes_that_cannot_be_subclassed():
+    # stubtest checks this too, but its allowlist (pybind11's metaclass, see
+    # bindings/python/stubtest-allowlist.txt) hides it for those classes.
+    py_tpflags_basetype = 1 << 10
+    for name, stub in _stub_classes().items():
+        runtime = getattr(_berth, name, None)
+        if not isinstance(runtime, type):
+            continue
+        final = any(isinstance(d, ast.Name) and d.id == "final" for d in stub.decorator_list)
+        subclassable = bool(runtime.__flags__ & py_tpflags_basetype)
+        assert final == (not subclassable), f"{name}: @final in the stub {final}, subclassable {subclassable}"
+
+
 def test_stub_declares_every_public_module_name():
     tree = ast.parse((PKG_DIR / "_berth.pyi").read_text())
     declared = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}

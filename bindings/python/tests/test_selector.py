@@ -275,3 +275,35 @@ def test_dropped_selectors_are_freed():
     gc.collect()
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 10
+
+
+# --------------------------------------------------------------------------
+# Equality and hashing, by the canonical form
+# --------------------------------------------------------------------------
+
+
+def test_equal_selectors_are_those_with_one_canonical_form_and_hash_alike():
+    a = berth.Selector("tier in (b, a), app=web,!gone")
+    b = berth.Selector("!gone,app=web,tier in (a,b)")
+    c = berth.Selector("app=web")
+    assert a == b and hash(a) == hash(b)
+    assert a != c and not (a == c)
+    assert berth.Selector(str(a)) == a
+    assert a == a and a != "app=web" and a != None  # noqa: E711 - not a Selector: not equal
+    assert len({a, b, c}) == 2
+    assert {a: 1}[b] == 1
+    assert berth.Selector("") == berth.Selector("")
+
+
+def test_closed_selectors_compare_by_the_form_they_had():
+    a, b = berth.Selector("x=1"), berth.Selector("x = 1")
+    h = hash(a)  # computes a's form
+    a.close()
+    assert a == b and b == a and hash(a) == h  # a's form was computed before close()
+    b.close()
+    assert a == b  # both known
+    never = berth.Selector("x=1")
+    never.close()
+    assert never == never and never != a  # its form was never computed: only itself
+    with pytest.raises(berth.ClosedError):
+        hash(never)
