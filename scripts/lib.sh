@@ -142,8 +142,12 @@ install_check() {
 
 # The one version: the BERTH_ABI_VERSION_* macros of capi/berth.h.
 berth_version() {
-  awk '/^#define BERTH_ABI_VERSION_(MAJOR|MINOR|PATCH) / {v = v (v == "" ? "" : ".") $3}
-       END {print v}' "$ROOT/capi/berth.h"
+  local h="$ROOT/capi/berth.h" part v=()
+  for part in MAJOR MINOR PATCH; do
+    v+=("$(sed -n "s/^#define BERTH_ABI_VERSION_$part \([0-9][0-9]*\).*/\1/p" "$h")")
+    [ -n "${v[-1]}" ] || { echo "BERTH_ABI_VERSION_$part not found in $h" >&2; return 1; }
+  done
+  echo "${v[0]}.${v[1]}.${v[2]}"
 }
 
 # A GoogleTest build under sanitizers in build-<name>/ (system allocator, so
