@@ -80,24 +80,6 @@ inline void* Malloc(size_t size) {
 }
 inline void Free(void* p) { mi_free(p); }
 
-// std::allocator over Malloc (the thread's default mimalloc heap).
-template <class T>
-struct Alloc {
-  using value_type = T;
-  static_assert(alignof(T) <= alignof(std::max_align_t), "mimalloc aligns to 16");
-  Alloc() noexcept = default;
-  template <class U>
-  Alloc(const Alloc<U>&) noexcept {}
-  T* allocate(size_t n) {
-    if (n > SIZE_MAX / sizeof(T)) throw std::bad_array_new_length();
-    void* p = Malloc(n * sizeof(T));
-    if (p == nullptr) throw std::bad_alloc();
-    return static_cast<T*>(p);
-  }
-  void deallocate(T* p, size_t) noexcept { mi_free(p); }
-  friend bool operator==(const Alloc&, const Alloc&) noexcept { return true; }
-};
-
 namespace alloc_internal {
 // This thread's heap of each kind; null until its first allocation there,
 // and when Berth has no arena for it (then the default heap serves).
@@ -120,28 +102,37 @@ inline void* HeapMalloc(size_t size) {
 }
 inline void* BulkMalloc(size_t size) { return HeapMalloc<Heap::kBulk>(size); }
 
-// std::allocator over HeapMalloc<H>. Stateless: any two compare equal, so
-// containers move and swap their blocks freely.
-template <class T, Heap H>
-struct HeapAlloc {
+// std::allocator over one of the functions above (Malloc, HeapMalloc<H>).
+// Stateless: any two compare equal, so containers move and swap their
+// blocks freely. Out of memory throws std::bad_alloc, which the C ABI turns
+// into BERTH_ERR_NO_MEMORY (mi_stl_allocator would abort).
+template <class T, void* (*Allocate)(size_t)>
+struct BlockAlloc {
   using value_type = T;
   static_assert(alignof(T) <= alignof(std::max_align_t), "mimalloc aligns to 16");
   template <class U>
   struct rebind {
-    using other = HeapAlloc<U, H>;
+    using other = BlockAlloc<U, Allocate>;
   };
-  HeapAlloc() noexcept = default;
+  BlockAlloc() noexcept = default;
   template <class U>
-  HeapAlloc(const HeapAlloc<U, H>&) noexcept {}
+  BlockAlloc(const BlockAlloc<U, Allocate>&) noexcept {}
   T* allocate(size_t n) {
     if (n > SIZE_MAX / sizeof(T)) throw std::bad_array_new_length();
-    void* p = HeapMalloc<H>(n * sizeof(T));
+    void* p = Allocate(n * sizeof(T));
     if (p == nullptr) throw std::bad_alloc();
     return static_cast<T*>(p);
   }
   void deallocate(T* p, size_t) noexcept { mi_free(p); }
-  friend bool operator==(const HeapAlloc&, const HeapAlloc&) noexcept { return true; }
+  friend bool operator==(const BlockAlloc&, const BlockAlloc&) noexcept { return true; }
 };
+
+// The thread's default mimalloc heap.
+template <class T>
+using Alloc = BlockAlloc<T, &Malloc>;
+// The thread's arena heap of kind H.
+template <class T, Heap H>
+using HeapAlloc = BlockAlloc<T, &HeapMalloc<H>>;
 
 // Call after dropping a large amount of arena-backed data (a pool, a
 // cache's contents) on this thread: gives back to the OS what this thread's
