@@ -60,8 +60,8 @@ bool SameLabels(const Object& a, const Object& b) {
 // ---- Index ------------------------------------------------------------------
 
 const Object* ObjectCache::Index::Find(std::string_view key) const {
-  auto it = by_key.find(key);
-  return it == by_key.end() ? nullptr : it->second.object;
+  const KeyIndex::Slot* slot = by_key.Find(key);
+  return slot == nullptr ? nullptr : slot->object;
 }
 
 uint32_t ObjectCache::Index::Add(StringMap<Posting>& map, std::string_view key, uint32_t id,
@@ -104,8 +104,8 @@ void ObjectCache::Index::Compact() {
 }
 
 void ObjectCache::Index::Put(ObjectRef object) {
-  auto it = by_key.find(object->key());
-  if (it == by_key.end()) {
+  KeyIndex::Slot* slot = by_key.Find(object->key());
+  if (slot == nullptr) {
     uint32_t id;
     if (free_ids.empty()) {
       id = static_cast<uint32_t>(entries.size());
@@ -115,7 +115,7 @@ void ObjectCache::Index::Put(ObjectRef object) {
       free_ids.pop_back();
     }
     const Object& o = *object;
-    by_key.emplace(BulkString(o.key().data(), o.key().size()), Slot{id, &o});
+    by_key.Insert(&o, id);
     object_bytes += o.footprint();
     Entry& e = entries[id];
     e.pos.resize(1 + 2 * o.label_count());
@@ -131,13 +131,13 @@ void ObjectCache::Index::Put(ObjectRef object) {
   // Same key, so same namespace: only the labels that changed move between
   // postings (a sorted merge of old and new labels); the rest keep their
   // places, re-numbered to the new object's label order.
-  const uint32_t id = it->second.id;
+  const uint32_t id = slot->id;
   Entry& e = entries[id];
   const Object& old = *e.object;
   const Object& now = *object;
   object_bytes = object_bytes - old.footprint() + now.footprint();
   if (SameLabels(old, now)) {  // the common update (status, payload): no posting moves
-    it->second.object = &now;
+    slot->object = &now;  // same key: the cell stays where it is
     e.object = std::move(object);
     return;
   }
@@ -178,7 +178,7 @@ void ObjectCache::Index::Put(ObjectRef object) {
   }
   // Removals above moved other objects' members, never this object's kept
   // ones (each posting holds an object once).
-  it->second.object = &now;
+  slot->object = &now;
   e.object = std::move(object);
   e.pos = std::move(pos);
   for (uint32_t k : moved_values) {
@@ -196,10 +196,10 @@ void ObjectCache::Index::Put(ObjectRef object) {
 }
 
 void ObjectCache::Index::Erase(std::string_view key) {
-  auto it = by_key.find(key);
-  if (it == by_key.end()) return;
-  const uint32_t id = it->second.id;
-  by_key.erase(it);
+  KeyIndex::Slot* slot = by_key.Find(key);
+  if (slot == nullptr) return;
+  const uint32_t id = slot->id;
+  by_key.Erase(slot);
   Entry& e = entries[id];
   const size_t members = 1 + 2 * e.object->label_count();
   object_bytes -= e.object->footprint();
@@ -213,10 +213,9 @@ void ObjectCache::Index::Erase(std::string_view key) {
 }
 
 size_t ObjectCache::Index::ApproxBytes() const {
-  // A slot: its entry, its position record, its by_key node with the key
-  // (rounded up by the allocator).
-  constexpr size_t kPerSlot = sizeof(Entry) + 32 + sizeof(StringMap<Slot>::value_type) + 32;
-  return object_bytes + erased_bytes + entries.capacity() * kPerSlot +
+  // A slot: its entry and its position record (rounded up by the allocator).
+  constexpr size_t kPerSlot = sizeof(Entry) + 32;
+  return object_bytes + erased_bytes + entries.capacity() * kPerSlot + by_key.capacity_bytes() +
          (live_members + dead_members) * sizeof(Member);
 }
 

@@ -8,8 +8,8 @@
 // contents outside the lock and holds it only to merge what is newer than
 // the list and swap.
 //
-// Layout: objects live in dense slots (uint32 ids); hash maps from
-// "ns\0name" to id, from namespace, "key\0value" and label key to the set of
+// Layout: objects live in dense slots (uint32 ids); a flat hash table from
+// "ns\0name" to id (key_index.h), hash maps from namespace, "key\0value" and label key to the set of
 // ids. A list costs the smallest candidate set the selector allows plus the
 // result.
 //
@@ -30,6 +30,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/cache/key_index.h"
 #include "core/cache/object.h"
 #include "core/common/alloc.h"
 #include "core/common/rwlock.h"
@@ -108,10 +109,6 @@ class ObjectCache {
 
   // The objects and their indexes. External synchronization needed.
   struct Index {
-    struct Slot {
-      uint32_t id;
-      const Object* object;  // owned by entries[id]; here to save a hop on lookups
-    };
     // Per id: the object, and where the id sits in each of its postings:
     // pos[0] namespace, pos[1 + 2i] label i's key=value, pos[2 + 2i] its key.
     struct Entry {
@@ -121,7 +118,7 @@ class ObjectCache {
     };
     std::vector<Entry, BulkAlloc<Entry>> entries;
     std::vector<uint32_t, BulkAlloc<uint32_t>> free_ids;
-    StringMap<Slot> by_key;        // "ns\0name"
+    KeyIndex by_key;               // "ns\0name" -> id; objects owned by entries
     StringMap<Posting> by_ns;
     StringMap<Posting> by_label;   // "key\0value"
     StringMap<Posting> by_label_key;
