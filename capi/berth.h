@@ -20,8 +20,9 @@
  *  - No C++ exception ever leaves a berth_* function.
  *  - Status values and struct layouts are never changed in place; the ABI only
  *    grows. Each function states the ABI version that introduced it.
- *  - Memory returned by Berth (berth_buffer) is freed by Berth
- *    (berth_buffer_free), never by the caller's free().
+ *  - Memory returned by Berth (berth_buffer, berth_object,
+ *    berth_object_list) is freed by Berth (its _free call), never by the
+ *    caller's free().
  *  - Handles are checked on every call (since 0.4). A NULL handle where one
  *    is required is BERTH_ERR_INVALID_ARGUMENT; a handle that was freed, is
  *    of another type (a berth_cache* cast to berth_limiter*) or was never
@@ -49,8 +50,8 @@
  *    exist here, a notifier's eventfd is shared with the parent), and their
  *    locks may have been held at the fork. Their _free returns BERTH_OK and
  *    ends the handle in the child without touching the object.
- *  - selectors and buffers work (they are immutable), and are freed
- *    normally.
+ *  - selectors, buffers, objects and object lists work (they are
+ *    immutable), and are freed normally.
  *  - a shared limiter works as a handle of a new process: it holds none of
  *    the parent's permits or asynchronous tickets (see "Shared limiter").
  *  - new handles made in the child work normally.
@@ -96,7 +97,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define BERTH_ABI_VERSION_MAJOR 0
-#define BERTH_ABI_VERSION_MINOR 5
+#define BERTH_ABI_VERSION_MINOR 6
 #define BERTH_ABI_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define BERTH_ABI_VERSION                                        \
@@ -201,6 +202,10 @@ typedef struct berth_selector berth_selector;
 /* An object cache (watch-fed, write-through, version-guarded, indexed by
  * namespace and labels). Since 0.2. */
 typedef struct berth_cache berth_cache;
+/* A counted reference to one cached object (since 0.6); see "Cached objects". */
+typedef struct berth_object berth_object;
+/* The objects of one list, each a counted reference (since 0.6). */
+typedef struct berth_object_list berth_object_list;
 
 /* A concurrency limiter: weighted permits, FIFO waiters. Since 0.3. */
 typedef struct berth_limiter berth_limiter;
@@ -657,6 +662,98 @@ BERTH_API berth_status berth_cache_get(berth_buffer** out_buffer,
  * Since 0.2. */
 BERTH_API berth_status berth_cache_get_stats(berth_cache_stats* out_stats,
                                              const berth_cache* cache);
+
+/* ------------------------------------------------------------------------ */
+/* Cached objects (since 0.6)                                                */
+/*                                                                           */
+/* The cache holds each object once, immutable and reference-counted. A get  */
+/* or list by reference (berth_cache_get_object, berth_cache_list_objects)   */
+/* hands out references instead of copying objects into a FlatBuffers        */
+/* buffer: O(1) per object whatever its payload size. A reference keeps its  */
+/* object's bytes valid and unchanged until it is freed, whatever happens to */
+/* the cache afterwards (updates, deletes, relists, berth_cache_free): a     */
+/* newer version of the object is a different object.                       */
+/*                                                                           */
+/* Threading: references are immutable; every call below is thread-safe on  */
+/* the same reference, except that no call may be in flight on a reference   */
+/* that is being freed.                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* The fields of an object: pointers into the object, valid while the
+ * reference they were read from (an object, or the list holding it) lives.
+ * Strings are not NUL-terminated. */
+typedef struct berth_object_fields {
+  const char* namespace_;   /* "" for cluster-scoped objects */
+  size_t namespace_len;
+  const char* name;
+  size_t name_len;
+  uint64_t resource_version;
+  const uint8_t* payload;   /* never NULL, even when payload_len is 0 */
+  size_t payload_len;
+  size_t n_labels;          /* berth_object_labels gives them */
+} berth_object_fields;
+
+/* Stores in *out_object a new reference to the object (namespace, name),
+ * and in *out_fields (optional) its fields; or returns BERTH_EMPTY (not an
+ * error) if the cache does not hold it, leaving *out_object NULL. The
+ * caller owns the reference (berth_object_free). O(1); the cache's lock is
+ * held only for the lookup. Fails: BERTH_ERR_INVALID_ARGUMENT;
+ * BERTH_ERR_INVALID_NAME; BERTH_ERR_NOT_SYNCED; BERTH_ERR_NO_MEMORY (no
+ * handle available). Since 0.6. */
+BERTH_API berth_status berth_cache_get_object(berth_object** out_object,
+                                              berth_object_fields* out_fields,
+                                              const berth_cache* cache,
+                                              const char* namespace_, size_t namespace_len,
+                                              const char* name, size_t name_len);
+
+/* Stores in *out_list the objects in namespace_ (empty = every namespace)
+ * that match selector (NULL = every object), sorted by (namespace, name),
+ * taken atomically, as berth_cache_list chooses them; and in
+ * *out_resource_version (optional) the cache's resourceVersion at that
+ * moment. No match is BERTH_OK with an empty list. The caller owns the list
+ * (berth_object_list_free). Costs the candidate set plus one reference per
+ * listed object; no object is copied. Fails: as berth_cache_list.
+ * Since 0.6. */
+BERTH_API berth_status berth_cache_list_objects(berth_object_list** out_list,
+                                                uint64_t* out_resource_version,
+                                                const berth_cache* cache,
+                                                const char* namespace_, size_t namespace_len,
+                                                const berth_selector* selector);
+
+/* Reads an object's fields into *out_fields. O(1).
+ * Fails: BERTH_ERR_INVALID_ARGUMENT (NULL pointer). Since 0.6. */
+BERTH_API berth_status berth_object_get_fields(berth_object_fields* out_fields,
+                                               const berth_object* object);
+
+/* Stores the object's labels, sorted by key, in out_labels[0..n) where
+ * n = min(capacity, number of labels), and the number of labels in *out_n
+ * (so a capacity of 0 asks for the count). The strings point into the
+ * object, valid while the reference lives. out_labels may be NULL only with
+ * capacity 0. O(n). Fails: BERTH_ERR_INVALID_ARGUMENT. Since 0.6. */
+BERTH_API berth_status berth_object_labels(berth_label* out_labels, size_t capacity, size_t* out_n,
+                                           const berth_object* object);
+
+/* Drops a reference. NULL is a no-op. Pointers read from it are invalid
+ * afterwards (other references to the same object keep theirs valid).
+ * Since 0.6. */
+BERTH_API berth_status berth_object_free(berth_object* object);
+
+/* Stores in *out_size the number of objects in a list. O(1).
+ * Fails: BERTH_ERR_INVALID_ARGUMENT. Since 0.6. */
+BERTH_API berth_status berth_object_list_size(size_t* out_size, const berth_object_list* list);
+
+/* Reads object `index` of a list: a new reference to it in *out_object
+ * (optional; the caller then owns it) and its fields in *out_fields
+ * (optional; valid while the list, or that reference, lives). O(1).
+ * Fails: BERTH_ERR_INVALID_ARGUMENT (index >= size, or both outputs NULL);
+ * BERTH_ERR_NO_MEMORY (no handle available). Since 0.6. */
+BERTH_API berth_status berth_object_list_get(berth_object** out_object,
+                                             berth_object_fields* out_fields,
+                                             const berth_object_list* list, size_t index);
+
+/* Frees a list and drops its references. NULL is a no-op. References taken
+ * from it with berth_object_list_get stay valid. Since 0.6. */
+BERTH_API berth_status berth_object_list_free(berth_object_list* list);
 
 /* ------------------------------------------------------------------------ */
 /* Concurrency limiter                                                       */

@@ -52,6 +52,23 @@ berth_status Indexed(const char* fn, const char* what, size_t i, const Status& s
               std::string(what) + " " + std::to_string(i) + ": " + s.message());
 }
 
+// The arguments and the list of berth_cache_list and _list_objects.
+berth_status List(const char* fn, const berth_cache* cache, const char* namespace_,
+                  size_t namespace_len, const berth_selector* selector,
+                  std::vector<berth::ObjectRef>* objects, uint64_t* rv) {
+  BERTH_HANDLE(oc, cache, fn);
+  BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
+  BERTH_CHECK(berth::CheckName("namespace", ns, berth::kMaxNamespaceLen, true), fn);
+  const berth::Selector* sel = nullptr;  // NULL selector: everything
+  if (selector != nullptr) {
+    const SelectorObject* so = Find(selector);
+    if (so == nullptr) return BadHandle(fn, "selector", selector);
+    sel = &so->selector;
+  }
+  BERTH_CHECK(oc->cache.List(ns, sel, objects, rv), fn);
+  return BERTH_OK;
+}
+
 berth::MiUnique<BufferObject> ObjectListBuffer(const std::vector<berth::ObjectRef>& objects, uint64_t rv) {
   size_t bytes = 256;
   for (const auto& o : objects) bytes += 128 + o->key().size() + o->payload().size() + o->label_count() * 48;
@@ -222,18 +239,12 @@ berth_status berth_cache_list(berth_buffer** out_buffer, const berth_cache* cach
   static const char* fn = "berth_cache_list";
   return Guard(fn, [&]() -> berth_status {
     BERTH_REQUIRE(out_buffer != nullptr, fn, "out_buffer is NULL");
-    BERTH_HANDLE(oc, cache, fn);
-    BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
-    BERTH_CHECK(berth::CheckName("namespace", ns, berth::kMaxNamespaceLen, true), fn);
-    const berth::Selector* sel = nullptr;  // NULL selector: everything
-    if (selector != nullptr) {
-      const SelectorObject* so = Find(selector);
-      if (so == nullptr) return BadHandle(fn, "selector", selector);
-      sel = &so->selector;
-    }
     std::vector<berth::ObjectRef> objects;
     uint64_t rv = 0;
-    BERTH_CHECK(oc->cache.List(ns, sel, &objects, &rv), fn);
+    if (berth_status st = List(fn, cache, namespace_, namespace_len, selector, &objects, &rv);
+        st != BERTH_OK) {
+      return st;
+    }
     return Publish(fn, out_buffer, ObjectListBuffer(objects, rv));
   });
 }
@@ -253,6 +264,45 @@ berth_status berth_cache_get(berth_buffer** out_buffer, const berth_cache* cache
     BERTH_CHECK(oc->cache.Get(ns, nm, &o, &rv), fn);
     if (!o) return BERTH_EMPTY;
     return Publish(fn, out_buffer, ObjectListBuffer({o}, rv));
+  });
+}
+
+berth_status berth_cache_get_object(berth_object** out_object, berth_object_fields* out_fields,
+                                    const berth_cache* cache, const char* namespace_,
+                                    size_t namespace_len, const char* name, size_t name_len) {
+  static const char* fn = "berth_cache_get_object";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_object != nullptr, fn, "out_object is NULL");
+    *out_object = nullptr;
+    BERTH_HANDLE(oc, cache, fn);
+    BERTH_VIEW(ns, namespace_, namespace_len, fn, "namespace_");
+    BERTH_VIEW(nm, name, name_len, fn, "name");
+    BERTH_CHECK(berth::CheckKeyName(ns, nm), fn);
+    auto oh = berth::MakeMiUnique<ObjectHandleObject>();
+    BERTH_CHECK(oc->cache.Get(ns, nm, &oh->ref), fn);
+    if (!oh->ref) return BERTH_EMPTY;
+    const berth::Object& o = *oh->ref;
+    if (berth_status st = Publish(fn, out_object, std::move(oh)); st != BERTH_OK) return st;
+    if (out_fields != nullptr) ReadFields(o, out_fields);
+    return BERTH_OK;
+  });
+}
+
+berth_status berth_cache_list_objects(berth_object_list** out_list, uint64_t* out_resource_version,
+                                      const berth_cache* cache, const char* namespace_,
+                                      size_t namespace_len, const berth_selector* selector) {
+  static const char* fn = "berth_cache_list_objects";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_list != nullptr, fn, "out_list is NULL");
+    auto ol = berth::MakeMiUnique<ObjectListObject>();
+    uint64_t rv = 0;
+    if (berth_status st = List(fn, cache, namespace_, namespace_len, selector, &ol->objects, &rv);
+        st != BERTH_OK) {
+      return st;
+    }
+    if (berth_status st = Publish(fn, out_list, std::move(ol)); st != BERTH_OK) return st;
+    if (out_resource_version != nullptr) *out_resource_version = rv;
+    return BERTH_OK;
   });
 }
 

@@ -49,6 +49,18 @@ struct SelectorObject {
   berth::Selector selector;
 };
 
+// A reference to a cached object, and a list of them (object.cc reads them,
+// cache.cc makes them).
+struct ObjectHandleObject {
+  berth::ObjectRef ref;
+};
+struct ObjectListObject {
+  std::vector<berth::ObjectRef> objects;
+};
+
+// Fills the C view of an object's fields.
+void ReadFields(const berth::Object& o, berth_object_fields* out) noexcept;
+
 // Handle type -> object type, kind tag in the table, and name in messages.
 // Kinds are internal (not part of the ABI) but must be distinct and non-zero.
 template <class H>
@@ -74,6 +86,8 @@ BERTH_HANDLE_TYPE(berth_limiter, LimiterObject, 5, false)
 BERTH_HANDLE_TYPE(berth_notifier, NotifierObject, 6, false)
 BERTH_HANDLE_TYPE(berth_bucket, BucketObject, 7, false)
 BERTH_HANDLE_TYPE(berth_shared_limiter, SharedLimiterObject, 8, true)
+BERTH_HANDLE_TYPE(berth_object, ObjectHandleObject, 9, true)
+BERTH_HANDLE_TYPE(berth_object_list, ObjectListObject, 10, true)
 #undef BERTH_HANDLE_TYPE
 
 // The per-thread last error (defined in common.cc). Every call clears it, so

@@ -171,6 +171,7 @@ class Run {
     Expect(Checked(berth_limiter_free(limiter_)) == BERTH_OK);
     Expect(Checked(berth_notifier_free(notifier_)) == BERTH_OK);
     Expect(Checked(berth_cache_free(cache_)) == BERTH_OK);
+    DropHeld();  // outlives its cache
     Expect(Checked(berth_engine_free(engine_)) == BERTH_OK);
   }
 
@@ -419,8 +420,48 @@ class Run {
         Expect(list->objects()->Get(static_cast<flatbuffers::uoffset_t>(i))->name()->str() == want[i].name);
       }
       Expect(Checked(berth_buffer_free(buf)) == BERTH_OK);
+      // The same list by reference: same objects, same order.
+      berth_object_list* refs = nullptr;
+      uint64_t rv = 0;
+      Expect(Checked(berth_cache_list_objects(&refs, &rv, cache_, nullptr, 0, sel)) == BERTH_OK);
+      size_t n = 0;
+      Expect(Checked(berth_object_list_size(&n, refs)) == BERTH_OK && n == want.size() &&
+             rv == list->resource_version());
+      for (size_t i = 0; i < n; ++i) {
+        berth_object_fields f{};
+        Expect(Checked(berth_object_list_get(nullptr, &f, refs, i)) == BERTH_OK);
+        Expect(std::string(f.name, f.name_len) == want[i].name && f.resource_version == want[i].rv);
+      }
+      if (n > 0) Hold(refs, in_.byte() % n);
+      Expect(Checked(berth_object_list_get(nullptr, nullptr, refs, 0)) == BERTH_ERR_INVALID_ARGUMENT);
+      Expect(Checked(berth_object_list_free(refs)) == BERTH_OK);
     }
     Expect(Checked(berth_selector_free(sel)) == BERTH_OK);
+  }
+
+  // Keeps a reference to object `i` of `refs` (dropping the one held before,
+  // after checking it still reads as it did when taken, whatever the cache
+  // did since).
+  void Hold(berth_object_list* refs, size_t i) {
+    DropHeld();
+    berth_object_fields f{};
+    Expect(Checked(berth_object_list_get(&held_, &f, refs, i)) == BERTH_OK);
+    size_t n = 0;
+    Expect(Checked(berth_object_labels(nullptr, 0, &n, held_)) == BERTH_OK && n == f.n_labels);
+    held_name_.assign(f.name, f.name_len);
+    held_payload_.assign(reinterpret_cast<const char*>(f.payload), f.payload_len);
+    held_rv_ = f.resource_version;
+  }
+
+  void DropHeld() {
+    if (held_ == nullptr) return;
+    berth_object_fields f{};
+    Expect(Checked(berth_object_get_fields(&f, held_)) == BERTH_OK);
+    Expect(std::string(f.name, f.name_len) == held_name_ && f.resource_version == held_rv_ &&
+           std::string(reinterpret_cast<const char*>(f.payload), f.payload_len) == held_payload_);
+    Expect(Checked(berth_object_free(held_)) == BERTH_OK);
+    Expect(Checked(berth_object_free(held_)) == BERTH_ERR_BAD_HANDLE);
+    held_ = nullptr;
   }
 
   void CacheGet() {
@@ -441,6 +482,27 @@ class Run {
       const auto* o = list->objects()->Get(0);
       Expect(Str(o->name()) == name && o->resource_version() == want->rv);
       Expect(Checked(berth_buffer_free(buf)) == BERTH_OK);
+    }
+    // The same get by reference.
+    berth_object* obj = nullptr;
+    berth_object_fields f{};
+    const berth_status r =
+        Checked(berth_cache_get_object(&obj, &f, cache_, "ns", 2, name.data(), name.size()));
+    Expect(r == s);
+    if (r == BERTH_OK) {
+      const auto* want = cache_model_.Get("ns", name);
+      Expect(std::string(f.name, f.name_len) == name && f.resource_version == want->rv &&
+             std::string(f.namespace_, f.namespace_len) == "ns" && f.n_labels == want->labels.size());
+      berth_label ls[8];
+      size_t n = 0;
+      Expect(Checked(berth_object_labels(ls, 8, &n, obj)) == BERTH_OK && n == f.n_labels);
+      for (size_t i = 0; i < n && i < 8; ++i) {
+        auto v = want->labels.Get(std::string_view(ls[i].key, ls[i].key_len));
+        Expect(v.has_value() && *v == std::string_view(ls[i].value, ls[i].value_len));
+      }
+      Expect(Checked(berth_object_free(obj)) == BERTH_OK);
+    } else {
+      Expect(obj == nullptr);
     }
   }
 
@@ -1144,6 +1206,9 @@ class Run {
   NaiveCache cache_model_{4};
   uint64_t clock_ = 10;
   bool synced_ = false;
+  berth_object* held_ = nullptr;  // a reference kept across operations (Hold)
+  std::string held_name_, held_payload_;
+  uint64_t held_rv_ = 0;
 
   berth_limiter* limiter_ = nullptr;
   NaiveLimiter lim_model_{4};

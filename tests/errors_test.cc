@@ -50,7 +50,10 @@ const std::set<std::string> kCannotFail = {"berth_abi_version", "berth_status_na
 
 // ---- handles --------------------------------------------------------------------
 
-enum Slot { kEngine, kBuffer, kSelector, kCache, kLimiter, kNotifier, kBucket, kShared, kSlots };
+enum Slot {
+  kEngine, kBuffer, kSelector, kCache, kLimiter, kNotifier, kBucket, kShared, kObject, kObjectList,
+  kSlots
+};
 
 // One handle of each type, by slot. Handle types are opaque, so they are
 // kept as void* and cast back where a call takes them.
@@ -64,6 +67,8 @@ struct Handles {
   berth_notifier* notifier() const { return static_cast<berth_notifier*>(h[kNotifier]); }
   berth_bucket* bucket() const { return static_cast<berth_bucket*>(h[kBucket]); }
   berth_shared_limiter* shared() const { return static_cast<berth_shared_limiter*>(h[kShared]); }
+  berth_object* object() const { return static_cast<berth_object*>(h[kObject]); }
+  berth_object_list* object_list() const { return static_cast<berth_object_list*>(h[kObjectList]); }
 };
 
 std::vector<uint8_t> Bytes(flatbuffers::FlatBufferBuilder& fbb) {
@@ -141,6 +146,10 @@ class World {
       Ok(berth_cache_new(reinterpret_cast<berth_cache**>(&hs->h[kCache]), nullptr));
       const auto list = ObjectList({{"ns", "web-1", 3, {{"app", "web"}}}, {"ns", "db-1", 4, {}}}, 4);
       Ok(berth_cache_replace(hs->cache(), list.data(), list.size()));
+      Ok(berth_cache_get_object(reinterpret_cast<berth_object**>(&hs->h[kObject]), nullptr,
+                                hs->cache(), "ns", 2, "web-1", 5));
+      Ok(berth_cache_list_objects(reinterpret_cast<berth_object_list**>(&hs->h[kObjectList]),
+                                  nullptr, hs->cache(), nullptr, 0, nullptr));
       Ok(berth_limiter_new(reinterpret_cast<berth_limiter**>(&hs->h[kLimiter]), 2));
       Ok(berth_limiter_acquire(hs->limiter(), 1, 0));
       Ok(berth_notifier_new(reinterpret_cast<berth_notifier**>(&hs->h[kNotifier])));
@@ -194,6 +203,13 @@ class World {
     out << "|bucket " << bs.rate << " " << bs.burst << " " << bs.tokens;
     berth_bucket_get_stats(&bs, spent_near_the_end, kNearTheEnd);
     out << "|spent " << bs.tokens;
+    berth_object_fields of{};
+    if (berth_object_get_fields(&of, live.object()) == BERTH_OK) {
+      out << "|object " << std::string(of.name, of.name_len) << " " << of.resource_version;
+    }
+    size_t listed = 0;
+    berth_object_list_size(&listed, live.object_list());
+    out << "|object list " << listed;
     size_t drained = 0;
     uint64_t tokens[4];
     berth_notifier_drain(&drained, live.notifier(), tokens, 4);
@@ -217,6 +233,8 @@ class World {
     berth_notifier_free(hs.notifier());
     berth_bucket_free(hs.bucket());
     berth_shared_limiter_close(hs.shared());
+    berth_object_free(hs.object());
+    berth_object_list_free(hs.object_list());
   }
 
   std::string shared_name_;
@@ -302,7 +320,8 @@ Table Build(World& w) {
   Table t(w);
   const HandleParam engine{"engine", kEngine}, cache{"cache", kCache}, selector{"selector", kSelector},
       limiter{"limiter", kLimiter}, notifier{"notifier", kNotifier}, bucket{"bucket", kBucket},
-      shared{"limiter", kShared}, buffer{"buffer", kBuffer};
+      shared{"limiter", kShared}, buffer{"buffer", kBuffer}, object{"object", kObject},
+      object_list{"list", kObjectList};
 
   // Inputs shared by rows; static so the calls may keep pointers into them.
   static const std::string long_pool(BERTH_MAX_POOL_LEN + 1, 'p');
@@ -352,6 +371,10 @@ Table Build(World& w) {
   static berth_buffer* buf;
   static berth_selector* sel;
   static berth_cache_stats cache_stats;
+  static berth_object* obj;
+  static berth_object_list* obj_list;
+  static berth_object_fields fields;
+  static berth_label labels[4];
   static berth_limiter* new_limiter;
   static berth_limiter_stats limiter_stats;
   static berth_shared_limiter* new_shared;
@@ -551,6 +574,47 @@ Table Build(World& w) {
         {"cache not synced yet", [wp](const Handles&) { return berth_cache_get(&buf, wp->unsynced, "ns", 2, "a", 1); }}});
   t.Fn("berth_cache_get_stats", {cache}, [](const Handles& h) { return berth_cache_get_stats(&cache_stats, h.cache()); },
        {{"NULL out_stats", [](const Handles& h) { return berth_cache_get_stats(nullptr, h.cache()); }}});
+
+  // ---- cached objects (the live object is ns/web-1; the live list holds two)
+  t.Fn("berth_cache_get_object", {cache},
+       [](const Handles& h) {
+         const berth_status st = berth_cache_get_object(&obj, &fields, h.cache(), "ns", 2, "web-1", 5);
+         if (st == BERTH_OK) berth_object_free(obj);
+         return st;
+       },
+       {{"NULL out_object", [](const Handles& h) { return berth_cache_get_object(nullptr, &fields, h.cache(), "ns", 2, "a", 1); }},
+        {"NULL name with a length", [](const Handles& h) { return berth_cache_get_object(&obj, nullptr, h.cache(), "ns", 2, nullptr, 1); }},
+        {"empty name", [](const Handles& h) { return berth_cache_get_object(&obj, nullptr, h.cache(), "ns", 2, "", 0); }},
+        {"NUL byte in name", [](const Handles& h) { return berth_cache_get_object(&obj, nullptr, h.cache(), "ns", 2, nul.data(), nul.size()); }},
+        {"cache not synced yet", [wp](const Handles&) { return berth_cache_get_object(&obj, nullptr, wp->unsynced, "ns", 2, "a", 1); }}});
+  t.Fn("berth_cache_list_objects", {cache, {"selector", kSelector, true}},
+       [](const Handles& h) {
+         const berth_status st = berth_cache_list_objects(&obj_list, nullptr, h.cache(), "ns", 2, h.selector());
+         if (st == BERTH_OK) berth_object_list_free(obj_list);
+         return st;
+       },
+       {{"NULL out_list", [](const Handles& h) { return berth_cache_list_objects(nullptr, nullptr, h.cache(), nullptr, 0, nullptr); }},
+        {"NULL namespace_ with a length", [](const Handles& h) { return berth_cache_list_objects(&obj_list, nullptr, h.cache(), nullptr, 2, nullptr); }},
+        {"namespace_ over BERTH_MAX_NAMESPACE_LEN", [](const Handles& h) { return berth_cache_list_objects(&obj_list, nullptr, h.cache(), long_ns.data(), long_ns.size(), nullptr); }},
+        {"invalid UTF-8 in namespace_", [](const Handles& h) { return berth_cache_list_objects(&obj_list, nullptr, h.cache(), bad_utf8.data(), bad_utf8.size(), nullptr); }},
+        {"cache not synced yet", [wp](const Handles&) { return berth_cache_list_objects(&obj_list, nullptr, wp->unsynced, nullptr, 0, nullptr); }}});
+  t.Fn("berth_object_get_fields", {object}, [](const Handles& h) { return berth_object_get_fields(&fields, h.object()); },
+       {{"NULL out_fields", [](const Handles& h) { return berth_object_get_fields(nullptr, h.object()); }}});
+  t.Fn("berth_object_labels", {object}, [](const Handles& h) { return berth_object_labels(labels, 4, &count, h.object()); },
+       {{"NULL out_n", [](const Handles& h) { return berth_object_labels(labels, 4, nullptr, h.object()); }},
+        {"NULL out_labels with a capacity", [](const Handles& h) { return berth_object_labels(nullptr, 1, &count, h.object()); }}});
+  t.Fn("berth_object_free", {object}, [](const Handles& h) { return berth_object_free(h.object()); }, {});
+  t.Fn("berth_object_list_size", {object_list}, [](const Handles& h) { return berth_object_list_size(&count, h.object_list()); },
+       {{"NULL out_size", [](const Handles& h) { return berth_object_list_size(nullptr, h.object_list()); }}});
+  t.Fn("berth_object_list_get", {object_list},
+       [](const Handles& h) {
+         const berth_status st = berth_object_list_get(&obj, &fields, h.object_list(), 1);
+         if (st == BERTH_OK) berth_object_free(obj);
+         return st;
+       },
+       {{"both outputs NULL", [](const Handles& h) { return berth_object_list_get(nullptr, nullptr, h.object_list(), 0); }},
+        {"index out of range", [](const Handles& h) { return berth_object_list_get(nullptr, &fields, h.object_list(), 2); }}});
+  t.Fn("berth_object_list_free", {object_list}, [](const Handles& h) { return berth_object_list_free(h.object_list()); }, {});
 
   // ---- concurrency limiter (the live one has capacity 2, one permit held)
   t.Fn("berth_limiter_new", {}, nullptr,
@@ -752,7 +816,8 @@ std::string Unquote(const std::string& s) {
 const char* Section(const std::string& fn) {
   static const std::vector<std::pair<const char*, const char*>> sections = {
       {"berth_engine_", "Engine"}, {"berth_pool_", "Warm pools"}, {"berth_selector_", "Label selectors"},
-      {"berth_cache_", "Object cache"}, {"berth_limiter_", "Concurrency limiter"},
+      {"berth_cache_", "Object cache"}, {"berth_object_", "Cached objects"},
+      {"berth_limiter_", "Concurrency limiter"},
       {"berth_notifier_", "Notifier"}, {"berth_shared_limiter_", "Shared limiter"},
       {"berth_bucket_", "Token bucket"}, {"berth_buffer_", "Buffers"}};
   for (const auto& [prefix, title] : sections) {
