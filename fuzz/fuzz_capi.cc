@@ -419,6 +419,7 @@ class Run {
       for (size_t i = 0; i < want.size(); ++i) {
         Expect(list->objects()->Get(static_cast<flatbuffers::uoffset_t>(i))->name()->str() == want[i].name);
       }
+      const uint64_t list_rv = list->resource_version();
       Expect(Checked(berth_buffer_free(buf)) == BERTH_OK);
       // The same list by reference: same objects, same order.
       berth_object_list* refs = nullptr;
@@ -426,7 +427,7 @@ class Run {
       Expect(Checked(berth_cache_list_objects(&refs, &rv, cache_, nullptr, 0, sel)) == BERTH_OK);
       size_t n = 0;
       Expect(Checked(berth_object_list_size(&n, refs)) == BERTH_OK && n == want.size() &&
-             rv == list->resource_version());
+             rv == list_rv);
       for (size_t i = 0; i < n; ++i) {
         berth_object_fields f{};
         Expect(Checked(berth_object_list_get(nullptr, &f, refs, i)) == BERTH_OK);
@@ -492,7 +493,7 @@ class Run {
     if (r == BERTH_OK) {
       const auto* want = cache_model_.Get("ns", name);
       Expect(std::string(f.name, f.name_len) == name && f.resource_version == want->rv &&
-             std::string(f.namespace_, f.namespace_len) == "ns" && f.n_labels == want->labels.size());
+             std::string(f.namespace_, f.namespace_len) == "ns" && f.n_labels == want->labels.pairs().size());
       berth_label ls[8];
       size_t n = 0;
       Expect(Checked(berth_object_labels(ls, 8, &n, obj)) == BERTH_OK && n == f.n_labels);

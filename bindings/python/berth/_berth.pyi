@@ -251,11 +251,11 @@ _ObjectTuple = (
 
 @final
 class ObjectView:
-    """One object of an ObjectList (a berth.fb.Object inside the list's bytes).
-
-    Fields are decoded each time they are read; nothing is copied up front.
-    A view keeps its list's bytes alive. It also exports its payload through
-    the buffer protocol, read-only (so bytes(view) == bytes(view.payload)).
+    """One object of the cache: a reference to its immutable object (C ABI
+    berth_object), unchanged by later writes to the cache and valid after
+    the cache is closed. Fields are decoded each time they are read; nothing
+    is copied up front. It also exports its payload through the buffer
+    protocol, read-only and without a copy (memoryview(view)).
     Not constructible from Python.
     """
 
@@ -272,19 +272,20 @@ class ObjectView:
     def labels(self) -> dict[str, str]:
         """The object's labels, as a new dict on every read."""
     @property
-    def payload(self) -> memoryview:
-        """The object's payload: a read-only memoryview (format "B") over the
-        list's bytes, without a copy. It keeps the bytes alive after the
-        ObjectList and the view are gone."""
+    def payload(self) -> bytes:
+        """The object's payload as bytes: a copy on every read, which
+        json.loads and orjson.loads take. memoryview(view) gives it without a
+        copy."""
     if sys.version_info >= (3, 12):
         def __buffer__(self, flags: int, /) -> memoryview: ...
 
 @final
 class ObjectList:
-    """The objects returned by Cache.list: a read-only sequence of ObjectView
-    over the FlatBuffers bytes Berth returned (berth.fb.ObjectList), sorted by
-    (namespace, name). Nothing is decoded until it is read. The bytes are
-    freed when the list and every view and payload taken from it are gone.
+    """The objects returned by Cache.list: a read-only sequence of ObjectView,
+    sorted by (namespace, name), each a reference to an immutable object of
+    the cache (C ABI berth_object_list): nothing is copied, whatever the
+    payload sizes, and nothing is decoded until it is read. The references
+    are dropped when the list and every view taken from it are gone.
     Not constructible from Python.
     """
 
@@ -400,18 +401,21 @@ class Cache:
     def list(self, namespace: str = "", selector: Selector | str | None = None) -> ObjectList:
         """The objects of namespace ("" = every namespace) that match selector
         (None = every object), sorted by (namespace, name), with the cache's
-        resourceVersion, taken atomically (berth_cache_list).
+        resourceVersion, taken atomically (berth_cache_list_objects).
 
         A str selector is parsed for this call only (parse a Selector once
         to reuse it). Costs about the smallest posting list the selector
         allows plus the result, not the cache size. Returns a lazy
-        ObjectList: one buffer, nothing decoded until read.
+        ObjectList of references: nothing copied, nothing decoded until
+        read. Releases the GIL while listing.
         Raises NotSyncedError before the first replace(), BadSelectorError,
         InvalidNameError, ClosedError (the cache or the selector is closed)."""
     def get(self, namespace: str, name: str) -> ObjectView | None:
-        """One object (berth_cache_get), or None if the cache does not hold it.
-        O(1). Raises NotSyncedError before the first replace(),
-        InvalidNameError."""
+        """One object (berth_cache_get_object), or None if the cache does not
+        hold it: a reference, valid and unchanged whatever the cache does
+        afterwards. O(1). Keeps the GIL (the call never waits longer than one
+        write's index update). Raises NotSyncedError before the first
+        replace(), InvalidNameError."""
     def stats(self) -> CacheStats:
         """Counters of the cache, read atomically (berth_cache_get_stats).
         O(1); works before the first sync."""

@@ -15,64 +15,94 @@ namespace berth_py {
 namespace {
 
 // ---------------------------------------------------------------------------
-// ObjectList and ObjectView: lazy views over an ObjectList buffer
+// ObjectList and ObjectView: references to the cache's objects
 //
-// An ObjectList owns the berth_buffer Berth returned (freed when the
-// ObjectList is collected) and decodes nothing up front. Indexing makes an
-// ObjectView: a pointer to one Object table plus a reference to the
-// ObjectList. Its fields are decoded when read; its payload is a read-only
-// memoryview over the buffer (the ObjectView exports it through the buffer
-// protocol, so the memoryview keeps the view, and so the buffer, alive).
+// The cache hands out counted references to its immutable objects
+// (berth_object, berth_object_list: C ABI 0.6), never copies. An ObjectList
+// owns a berth_object_list (freed when it is collected). Indexing makes an
+// ObjectView holding the list and the object's fields (pointers into the
+// object, valid while the list lives); Cache.get makes an ObjectView owning
+// a berth_object. Fields are decoded when read; the payload is handed out
+// as bytes (one copy, what json.loads and orjson.loads take) or, through
+// the buffer protocol, as a zero-copy read-only memoryview.
 // Plain CPython types: a pybind11 property costs ~100 ns per read, which is
 // most of the cost of reading an object.
 // ---------------------------------------------------------------------------
 
-using FbObjects = flatbuffers::Vector<flatbuffers::Offset<berth::fb::Object>>;
-
 struct ObjectListObject {
   PyObject_HEAD
-  berth_buffer* buffer;      // owned
-  const FbObjects* objects;  // inside buffer; nullptr if the list has none
+  berth_object_list* list;  // owned
   Py_ssize_t size;
   uint64_t resource_version;
 };
 
 struct ObjectViewObject {
   PyObject_HEAD
-  ObjectListObject* list;  // strong reference: keeps the buffer alive
-  const berth::fb::Object* object;
+  berth_object* object;    // owned; for a list element, taken when labels are first read
+  ObjectListObject* list;  // strong, for a list element (keeps `fields` valid); else nullptr
+  Py_ssize_t index;        // in `list`
+  berth_object_fields fields;
 };
 
-bool verify_object_list(const Buffer& buf) {
-  return verify<berth::fb::ObjectList>(buf.data, buf.size, BERTH_FB_OBJECT_LIST_ID);
-}
-
-// Wraps a verified ObjectList buffer (taking it over from buf).
-py::object make_object_list(Buffer& buf) {
-  const auto* root = flatbuffers::GetRoot<berth::fb::ObjectList>(buf.data);
+// Wraps a list Berth returned (taking it over).
+py::object make_object_list(berth_object_list* list, uint64_t rv) {
+  size_t n = 0;
+  berth_object_list_size(&n, list);  // cannot fail on a live list
   auto* self = PyObject_New(ObjectListObject, g.object_list);
-  if (!self) throw py::error_already_set();
-  self->buffer = buf.release();
-  self->objects = root->objects();
-  self->size = self->objects ? static_cast<Py_ssize_t>(self->objects->size()) : 0;
-  self->resource_version = root->resource_version();
+  if (!self) {
+    NoGil nogil;
+    berth_object_list_free(list);
+    throw py::error_already_set();
+  }
+  self->list = list;
+  self->size = static_cast<Py_ssize_t>(n);
+  self->resource_version = rv;
   return py::reinterpret_steal<py::object>(reinterpret_cast<PyObject*>(self));
 }
 
-PyObject* make_object_view(ObjectListObject* list, Py_ssize_t i) {
+// For slots, which return NULL instead of throwing: the berth.Error of a
+// failed call as the current Python exception.
+void set_failure(berth_status st) {
+  Failure f;
+  f.capture(st);
+  try {
+    raise_failure(f);
+  } catch (py::error_already_set& e) {
+    e.restore();
+  }
+}
+
+PyObject* new_view() {
   auto* v = PyObject_New(ObjectViewObject, g.object_view);
   if (!v) return nullptr;
+  v->object = nullptr;
+  v->list = nullptr;
+  v->index = 0;
+  v->fields = berth_object_fields{};
+  return reinterpret_cast<PyObject*>(v);
+}
+
+PyObject* make_object_view(ObjectListObject* list, Py_ssize_t i) {
+  PyObject* self = new_view();
+  if (!self) return nullptr;
+  auto* v = reinterpret_cast<ObjectViewObject*>(self);
+  const berth_status st = berth_object_list_get(nullptr, &v->fields, list->list, static_cast<size_t>(i));
+  if (st != BERTH_OK) {  // an index in range of a live list: cannot happen
+    set_failure(st);
+    Py_DECREF(self);
+    return nullptr;
+  }
   Py_INCREF(list);
   v->list = list;
-  v->object = list->objects->Get(static_cast<flatbuffers::uoffset_t>(i));
-  return reinterpret_cast<PyObject*>(v);
+  v->index = i;
+  return self;
 }
 
 void object_list_dealloc(PyObject* self) {
   auto* o = reinterpret_cast<ObjectListObject*>(self);
-  if (o->buffer) {
-    NoGil nogil;
-    berth_buffer_free(o->buffer);
+  if (o->list) {
+    NoGil nogil;  // drops a reference per object
+    berth_object_list_free(o->list);
   }
   PyTypeObject* tp = Py_TYPE(self);
   tp->tp_free(self);
@@ -174,67 +204,93 @@ PyObject* object_list_repr(PyObject* self) {
 
 void object_view_dealloc(PyObject* self) {
   auto* v = reinterpret_cast<ObjectViewObject*>(self);
-  Py_DECREF(v->list);
+  if (v->object) berth_object_free(v->object);  // O(1): no need to drop the GIL
+  Py_XDECREF(v->list);
   PyTypeObject* tp = Py_TYPE(self);
   tp->tp_free(self);
   Py_DECREF(tp);
 }
 
-inline const berth::fb::Object* view_object(PyObject* self) {
-  return reinterpret_cast<ObjectViewObject*>(self)->object;
+inline const berth_object_fields& view_fields(PyObject* self) {
+  return reinterpret_cast<ObjectViewObject*>(self)->fields;
 }
 
 PyObject* object_view_namespace(PyObject* self, void*) {
-  return fb_str(view_object(self)->namespace_());
+  const auto& f = view_fields(self);
+  return PyUnicode_FromStringAndSize(f.namespace_, static_cast<Py_ssize_t>(f.namespace_len));
 }
 
-PyObject* object_view_name(PyObject* self, void*) { return fb_str(view_object(self)->name()); }
+PyObject* object_view_name(PyObject* self, void*) {
+  const auto& f = view_fields(self);
+  return PyUnicode_FromStringAndSize(f.name, static_cast<Py_ssize_t>(f.name_len));
+}
 
 PyObject* object_view_resource_version(PyObject* self, void*) {
-  return PyLong_FromUnsignedLongLong(view_object(self)->resource_version());
+  return PyLong_FromUnsignedLongLong(view_fields(self).resource_version);
 }
 
+// The labels of a view, sorted by key (berth_object_labels), into `out`
+// (room for BERTH_MAX_LABELS); the count, or -1 with a Python error set.
+Py_ssize_t view_labels(PyObject* self, berth_label* out) {
+  auto* v = reinterpret_cast<ObjectViewObject*>(self);
+  if (v->fields.n_labels == 0) return 0;
+  berth_status st = BERTH_OK;
+  if (!v->object) {
+    st = berth_object_list_get(&v->object, nullptr, v->list->list, static_cast<size_t>(v->index));
+  }
+  size_t n = 0;
+  if (st == BERTH_OK) st = berth_object_labels(out, BERTH_MAX_LABELS, &n, v->object);
+  if (st != BERTH_OK) {  // no handle available
+    set_failure(st);
+    return -1;
+  }
+  return static_cast<Py_ssize_t>(n);
+}
+
+
 PyObject* object_view_labels(PyObject* self, void*) {
-  PyObject* d = PyDict_New();
+  berth_label labels[BERTH_MAX_LABELS];
+  const Py_ssize_t n = view_labels(self, labels);
+  if (n < 0) return nullptr;
+  PyObject* d = _PyDict_NewPresized(n);
   if (!d) return nullptr;
-  if (const auto* labels = view_object(self)->labels()) {
-    for (const auto* l : *labels) {
-      PyObject* k = fb_str(l->key());
-      PyObject* v = k ? fb_str(l->value()) : nullptr;
-      if (!v || PyDict_SetItem(d, k, v) < 0) {
-        Py_XDECREF(k);
-        Py_XDECREF(v);
-        Py_DECREF(d);
-        return nullptr;
-      }
-      Py_DECREF(k);
-      Py_DECREF(v);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* k = PyUnicode_FromStringAndSize(labels[i].key, static_cast<Py_ssize_t>(labels[i].key_len));
+    PyObject* val = k ? PyUnicode_FromStringAndSize(labels[i].value,
+                                                    static_cast<Py_ssize_t>(labels[i].value_len))
+                      : nullptr;
+    if (!val || PyDict_SetItem(d, k, val) < 0) {
+      Py_XDECREF(k);
+      Py_XDECREF(val);
+      Py_DECREF(d);
+      return nullptr;
     }
+    Py_DECREF(k);
+    Py_DECREF(val);
   }
   return d;
 }
 
-PyObject* object_view_payload(PyObject* self, void*) { return PyMemoryView_FromObject(self); }
+PyObject* object_view_payload(PyObject* self, void*) {
+  const auto& f = view_fields(self);
+  return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(f.payload),
+                                   static_cast<Py_ssize_t>(f.payload_len));
+}
 
-// The buffer protocol of an ObjectView: its payload, read-only.
+// The buffer protocol of an ObjectView: its payload, read-only, no copy.
 int object_view_getbuffer(PyObject* self, Py_buffer* view, int flags) {
-  const auto* obj = view_object(self);
-  const auto* p = obj->payload();
-  // A zero-length export still needs a valid pointer.
-  void* data = const_cast<void*>(p && p->size() ? static_cast<const void*>(p->data())
-                                                : static_cast<const void*>(obj));
-  const Py_ssize_t len = p ? static_cast<Py_ssize_t>(p->size()) : 0;
-  return PyBuffer_FillInfo(view, self, data, len, /*readonly=*/1, flags);
+  const auto& f = view_fields(self);
+  return PyBuffer_FillInfo(view, self, const_cast<uint8_t*>(f.payload),
+                           static_cast<Py_ssize_t>(f.payload_len), /*readonly=*/1, flags);
 }
 
 PyObject* object_view_repr(PyObject* self) {
-  const auto* obj = view_object(self);
-  auto ns = py::reinterpret_steal<py::object>(fb_str(obj->namespace_()));
-  auto name = py::reinterpret_steal<py::object>(fb_str(obj->name()));
+  const auto& f = view_fields(self);
+  auto ns = py::reinterpret_steal<py::object>(object_view_namespace(self, nullptr));
+  auto name = py::reinterpret_steal<py::object>(object_view_name(self, nullptr));
   if (!ns || !name) return nullptr;
   return PyUnicode_FromFormat("<berth.ObjectView %U/%U resource_version=%llu>", ns.ptr(),
-                              name.ptr(),
-                              static_cast<unsigned long long>(obj->resource_version()));
+                              name.ptr(), static_cast<unsigned long long>(f.resource_version));
 }
 
 PyGetSetDef g_object_list_getset[] = {
@@ -252,8 +308,8 @@ PyGetSetDef g_object_view_getset[] = {
     {"labels", &object_view_labels, nullptr,
      "The object's labels: a new dict, decoded on every read.", nullptr},
     {"payload", &object_view_payload, nullptr,
-     "The object's payload: a read-only memoryview over the list's buffer (no copy). It keeps "
-     "the buffer alive.",
+     "The object's payload as bytes (a copy; json.loads takes it). memoryview(view) gives "
+     "it without a copy.",
      nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
@@ -280,10 +336,9 @@ PyTypeObject* make_type(const char* name, size_t basicsize, PyType_Slot* slots) 
 void make_object_types() {
   static PyType_Slot list_slots[] = {
       {Py_tp_doc, const_cast<char*>(
-                      "The objects of Cache.list (or Cache.get): a read-only sequence of "
-                      "ObjectView over the FlatBuffers bytes Berth returned. Nothing is decoded "
-                      "until it is read; the bytes are freed when the list and every view and "
-                      "payload taken from it are gone.")},
+                      "The objects of Cache.list: a read-only sequence of ObjectView, each a "
+                      "reference to an immutable object of the cache (nothing is copied). "
+                      "Nothing is decoded until it is read.")},
       {Py_tp_dealloc, slot(&object_list_dealloc)},
       {Py_tp_repr, slot(&object_list_repr)},
       {Py_tp_iter, slot(&object_list_iter)},
@@ -296,9 +351,9 @@ void make_object_types() {
   };
   static PyType_Slot view_slots[] = {
       {Py_tp_doc, const_cast<char*>(
-                      "One object of an ObjectList. Fields are decoded when read; payload is a "
-                      "read-only memoryview over the list's bytes. An ObjectView also exports "
-                      "its payload through the buffer protocol (bytes(view) copies it).")},
+                      "One object of the cache: a reference to its immutable object, unchanged "
+                      "by later writes. Fields are decoded when read; payload is bytes (a "
+                      "copy); memoryview(view) exports the payload without a copy.")},
       {Py_tp_dealloc, slot(&object_view_dealloc)},
       {Py_tp_repr, slot(&object_view_repr)},
       {Py_tp_getset, g_object_view_getset},
@@ -366,34 +421,29 @@ flatbuffers::Offset<berth::fb::Object> build_object(
 // Copies an Object table of an ObjectView as it is (no Python decoding).
 flatbuffers::Offset<berth::fb::Object> copy_object(
     flatbuffers::FlatBufferBuilder& fbb, std::vector<flatbuffers::Offset<berth::fb::Label>>& scratch,
-    size_t items, const Arg& at, const berth::fb::Object* src) {
-  auto copy_str = [&](const flatbuffers::String* s) {
-    return s ? fbb.CreateString(s->c_str(), s->size()) : FbString();
-  };
-  size_t bytes = (src->namespace_() ? src->namespace_()->size() : 0) +
-                 (src->name() ? src->name()->size() : 0) +
-                 (src->payload() ? src->payload()->size() : 0);
-  if (const auto* labels = src->labels()) {
-    for (const auto* l : *labels) {
-      bytes += 16 + (l->key() ? l->key()->size() : 0) + (l->value() ? l->value()->size() : 0);
-    }
-  }
+    size_t items, const Arg& at, PyObject* view) {
+  const berth_object_fields& f = view_fields(view);
+  berth_label labels[BERTH_MAX_LABELS];
+  const Py_ssize_t n = view_labels(view, labels);
+  if (n < 0) throw py::error_already_set();
+  size_t bytes = f.namespace_len + f.name_len + f.payload_len;
+  for (Py_ssize_t i = 0; i < n; ++i) bytes += 16 + labels[i].key_len + labels[i].value_len;
   check_batch_room(fbb, bytes, items, at);
-  const FbString ons = copy_str(src->namespace_());
-  const FbString oname = copy_str(src->name());
+  const FbString ons = f.namespace_len ? fbb.CreateString(f.namespace_, f.namespace_len) : FbString();
+  const FbString oname = fbb.CreateString(f.name, f.name_len);
   FbLabels olabels;
-  if (const auto* labels = src->labels()) {
+  if (n > 0) {
     scratch.clear();
-    for (const auto* l : *labels) {
-      const FbString ok = copy_str(l->key());
-      const FbString ov = copy_str(l->value());
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      const FbString ok = fbb.CreateString(labels[i].key, labels[i].key_len);
+      const FbString ov = fbb.CreateString(labels[i].value, labels[i].value_len);
       scratch.push_back(berth::fb::CreateLabel(fbb, ok, ov));
     }
     olabels = fbb.CreateVector(scratch);
   }
   FbPayload opayload;
-  if (const auto* p = src->payload()) opayload = fbb.CreateVector(p->data(), p->size());
-  return berth::fb::CreateObject(fbb, ons, oname, src->resource_version(), olabels, opayload);
+  if (f.payload_len) opayload = fbb.CreateVector(f.payload, f.payload_len);
+  return berth::fb::CreateObject(fbb, ons, oname, f.resource_version, olabels, opayload);
 }
 
 // berth.fb.EventType from an EventType/int, or a watch event's type string.
@@ -495,8 +545,8 @@ class Cache : public Handle<berth_cache, &berth_cache_free> {
     // Not call(): a selector parsed here must be freed after the list, and
     // berth_selector_free would clear the thread's last error.
     Flight flight(*this);
-    Buffer buf;
-    bool ok = false;
+    berth_object_list* list = nullptr;
+    uint64_t rv = 0;
     berth_status st = BERTH_OK;
     Failure f;
     {
@@ -506,44 +556,28 @@ class Cache : public Handle<berth_cache, &berth_cache_free> {
       if (is_failure(st)) {
         f.capture(st);
       } else {
-        st = buf.fetch([&](berth_buffer** out) {
-          return berth_cache_list(out, flight.handle(), n.data, n.size, s);
-        });
-        if (is_failure(st)) {
-          f.capture(st);
-        } else {
-          ok = verify_object_list(buf);
-        }
+        st = berth_cache_list_objects(&list, &rv, flight.handle(), n.data, n.size, s);
+        if (is_failure(st)) f.capture(st);
         if (parse) berth_selector_free(s);
       }
     }
     if (is_failure(st)) raise_failure(f);
-    if (!ok) raise_bad_output("ObjectList");
-    return make_object_list(buf);
+    return make_object_list(list, rv);
   }
 
+  // Holds the GIL: a get is O(1) and waits at most for one write's index
+  // update, and dropping the GIL would cost more than the get.
   py::object get(py::handle ns, py::handle name) {
     const Utf8 a = utf8(ns.ptr(), "namespace");
     const Utf8 b = utf8(name.ptr(), "name");
-    Buffer buf;
-    bool ok = false;
-    berth_status st = call([&](berth_cache* c) {
-      berth_status s = buf.fetch([&](berth_buffer** out) {
-        return berth_cache_get(out, c, a.data, a.size, b.data, b.size);
-      });
-      if (s == BERTH_OK) ok = verify_object_list(buf);
-      return s;
+    PyObject* self = new_view();
+    if (!self) throw py::error_already_set();
+    auto view = py::reinterpret_steal<py::object>(self);
+    auto* v = reinterpret_cast<ObjectViewObject*>(self);
+    const berth_status st = call_brief([&](berth_cache* c) {
+      return berth_cache_get_object(&v->object, &v->fields, c, a.data, a.size, b.data, b.size);
     });
     if (st == BERTH_EMPTY) return py::none();
-    if (!ok) raise_bad_output("ObjectList");
-    py::object list = make_object_list(buf);
-    auto* o = reinterpret_cast<ObjectListObject*>(list.ptr());
-    if (o->size != 1) {
-      raise_status(BERTH_ERR_INTERNAL, "berth_cache_get returned " + std::to_string(o->size) +
-                                           " objects instead of one");
-    }
-    auto view = py::reinterpret_steal<py::object>(make_object_view(o, 0));
-    if (!view) throw py::error_already_set();
     return view;
   }
 
@@ -551,7 +585,7 @@ class Cache : public Handle<berth_cache, &berth_cache_free> {
   // the first sync.
   size_t len() {
     berth_cache_stats s{};
-    call([&](berth_cache* c) { return berth_cache_get_stats(&s, c); });
+    call_brief([&](berth_cache* c) { return berth_cache_get_stats(&s, c); });
     return static_cast<size_t>(s.objects);
   }
 
@@ -563,18 +597,17 @@ class Cache : public Handle<berth_cache, &berth_cache_free> {
     }
     const Utf8 a = utf8(PyTuple_GET_ITEM(key.ptr(), 0), "namespace");
     const Utf8 b = utf8(PyTuple_GET_ITEM(key.ptr(), 1), "name");
-    Buffer buf;
-    berth_status st = call([&](berth_cache* c) {
-      return buf.fetch([&](berth_buffer** out) {
-        return berth_cache_get(out, c, a.data, a.size, b.data, b.size);
-      });
+    berth_object* o = nullptr;
+    const berth_status st = call_brief([&](berth_cache* c) {
+      return berth_cache_get_object(&o, nullptr, c, a.data, a.size, b.data, b.size);
     });
+    if (o) berth_object_free(o);
     return st == BERTH_OK;
   }
 
   py::object stats() {
     berth_cache_stats s{};
-    call([&](berth_cache* c) { return berth_cache_get_stats(&s, c); });
+    call_brief([&](berth_cache* c) { return berth_cache_get_stats(&s, c); });
     return make_tuple_type(g.cache_stats, s.objects, s.tombstones, s.resource_version, s.applied,
                            s.ignored, s.synced != 0);
   }
@@ -661,8 +694,7 @@ py::object Cache::replace(py::handle objects, py::handle rv) {
     PyObject* it = item.ptr();
     if (Py_TYPE(it) == g.object_view) {
       // Straight from another list's bytes: nothing to decode.
-      offsets.push_back(copy_object(fbb, scratch, offsets.size(), at,
-                                    reinterpret_cast<ObjectViewObject*>(it)->object));
+      offsets.push_back(copy_object(fbb, scratch, offsets.size(), at, it));
     } else if (PyTuple_Check(it) || PyList_Check(it)) {
       const Py_ssize_t n = PySequence_Fast_GET_SIZE(it);
       if (n < 3 || n > 5) {

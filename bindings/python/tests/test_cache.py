@@ -484,22 +484,49 @@ def test_object_types_cannot_be_made_from_python():
             cls()
 
 
-def test_payload_is_a_read_only_memoryview(synced):
+def test_payload_is_bytes_that_json_loads_takes(synced):
+    import json
+
+    synced.upsert("ns", "a", 2, payload=b'{"phase": "Running"}')
+    v = synced.get("ns", "a")
+    assert v is not None
+    assert type(v.payload) is bytes
+    assert json.loads(v.payload) == {"phase": "Running"}
+    assert json.loads(synced.list("ns")[0].payload) == {"phase": "Running"}
+
+
+def test_memoryview_of_a_view_is_its_payload_read_only(synced):
     synced.upsert("ns", "a", 2, payload=b"hello")
     v = synced.get("ns", "a")
     assert v is not None
-    mv = v.payload
-    assert isinstance(mv, memoryview)
-    assert mv.readonly and mv.format == "B" and mv.nbytes == 5
+    mv = memoryview(v)
+    assert mv.readonly and mv.format == "B" and mv.nbytes == 5 and bytes(mv) == b"hello"
     with pytest.raises(TypeError):
         mv[0] = 0x41
-    assert bytes(v) == b"hello"  # a view exports its payload too
+    assert bytes(v) == b"hello"
     import ctypes
 
     for exporter in (mv, v):  # a writable export is refused
         with pytest.raises((TypeError, BufferError)):
             ctypes.c_char.from_buffer(exporter)  # type: ignore[arg-type]
-    assert bytes(v.payload) == b"hello"
+    assert v.payload == b"hello"
+
+
+def test_a_view_is_unchanged_by_later_writes_and_outlives_its_cache():
+    cache = berth.Cache()
+    cache.replace([("ns", "a", 1, {"app": "web"}, b"v1")], 1)
+    got = cache.get("ns", "a")
+    listed = cache.list()[0]
+    assert got is not None
+    cache.upsert("ns", "a", 2, {"app": "db"}, b"v2")
+    assert (got.resource_version, got.labels, got.payload) == (1, {"app": "web"}, b"v1")
+    cache.delete("ns", "a", 3)
+    cache.replace([("ns", f"o{i}", 10, {}, b"x" * 100) for i in range(100)], 10)
+    cache.close()
+    del cache
+    gc.collect()
+    for v in (got, listed):
+        assert (v.name, v.resource_version, v.labels, bytes(memoryview(v))) == ("a", 1, {"app": "web"}, b"v1")
 
 
 def test_payload_survives_the_list_going_out_of_scope(synced):
@@ -507,7 +534,7 @@ def test_payload_survives_the_list_going_out_of_scope(synced):
 
     def payloads() -> list[memoryview]:
         lst = synced.list("ns")
-        return [lst[i].payload for i in (0, 25, 49)]
+        return [memoryview(lst[i]) for i in (0, 25, 49)]
 
     mvs = payloads()
     gc.collect()
@@ -526,7 +553,7 @@ def test_views_iterators_and_payloads_hold_their_list(synced):
     base = sys.getrefcount(lst)
     view = lst[3]
     assert sys.getrefcount(lst) == base + 1
-    mv = view.payload
+    mv = memoryview(view)
     del view
     assert sys.getrefcount(lst) == base + 1  # the memoryview holds the view, which holds the list
     it = iter(lst)
@@ -571,16 +598,16 @@ def buffer_address(obj: object) -> int:
         api.PyBuffer_Release(ctypes.byref(view))
 
 
-def test_payloads_point_into_the_one_list_buffer_without_copies(synced):
+def test_views_point_into_the_cached_objects_without_copies(synced):
     size = 4096
     synced.replace([("ns", f"o{i:03d}", i + 1, {}, bytes([i % 251]) * size) for i in range(64)], 100)
     lst = synced.list()
-    addrs = [buffer_address(o.payload) for o in lst]
-    # Every read of a payload is the same memory (no copy per read)...
-    assert buffer_address(lst[10].payload) == addrs[10] == buffer_address(lst[10])
-    # ...and all payloads lie inside one buffer of about their total size.
+    addrs = [buffer_address(o) for o in lst]
     assert len(set(addrs)) == 64
-    assert max(addrs) - min(addrs) < 64 * size * 2
+    # A list, another list and a get all read the one object the cache holds.
+    again = synced.list()
+    got = synced.get("ns", "o010")
+    assert buffer_address(lst[10]) == buffer_address(again[10]) == buffer_address(got) == addrs[10]
 
 
 def test_dropped_lists_are_freed(synced):
