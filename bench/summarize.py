@@ -46,6 +46,10 @@ def targets(records):
     r = find(records, "cache_get", 100000)
     if r:
         out.append(("get (C++)", f"{r['berth_ns_per_op']:.0f} ns", "<= 100 ns", r["berth_ns_per_op"] <= 100))
+    r = find(records, "cache_get_python", 100000)
+    if r:
+        out.append(("Python get / dict lookup (informer)", f"{1 / r['ratio']:.2f}x", "<= 2x", r["ratio"] >= 0.5))
+    ratio_at_least("cache_list10_python", 100000, None, 5, "Python 10% list+read vs informer scan")
     r = find(records, "cache_core_apply_event", 100000)
     if r:
         rate = 1e9 / r["berth_ns_per_op"]

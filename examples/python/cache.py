@@ -43,8 +43,8 @@ with berth.Cache() as cache, berth.Selector("app in (api, worker),tier=backend")
     objects = cache.list("default", backends)
     print(f"{len(objects)} objects match {backends} at resourceVersion {objects.resource_version}:")
     for obj in objects:
-        # payload is a read-only memoryview over the list's bytes (no copy);
-        # bytes() copies it out for json.
+        # obj is a reference to the cached object (nothing was copied);
+        # payload is bytes, as json.loads takes it.
         print(f"  {obj.namespace}/{obj.name} rv={obj.resource_version} labels={obj.labels} "
-              f"payload={json.loads(bytes(obj.payload))}")
+              f"payload={json.loads(obj.payload)}")
     print(cache.stats())
