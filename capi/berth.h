@@ -292,6 +292,15 @@ BERTH_API berth_status berth_engine_new(berth_engine** out_engine);
  * engine). Since 0.1. */
 BERTH_API berth_status berth_engine_free(berth_engine* engine);
 
+/* Stores in *out_buffer the names of the engine's pools, sorted, each
+ * followed by a NUL byte ("a\0b\0"; empty if there is none): pool names
+ * cannot contain NUL. A pool exists from its first add until
+ * berth_pool_remove_pool, also while empty. Pools added or removed during
+ * the call may or may not be listed. The caller owns the buffer.
+ * Fails: BERTH_ERR_INVALID_ARGUMENT. O(pools). Since 0.6. */
+BERTH_API berth_status berth_engine_list_pools(berth_buffer** out_buffer,
+                                               const berth_engine* engine);
+
 /* ------------------------------------------------------------------------ */
 /* Warm-pool queue                                                           */
 /*                                                                           */

@@ -187,6 +187,20 @@ berth_status berth_pool_remove(int* out_removed, berth_engine* engine, const cha
   });
 }
 
+berth_status berth_engine_list_pools(berth_buffer** out_buffer, const berth_engine* engine) {
+  static const char* fn = "berth_engine_list_pools";
+  return Guard(fn, [&]() -> berth_status {
+    BERTH_REQUIRE(out_buffer != nullptr, fn, "out_buffer is NULL");
+    BERTH_HANDLE(eng, engine, fn);
+    auto buf = berth::MakeMiUnique<BufferObject>();
+    for (const berth::String& name : eng->engine.pools.Names()) {
+      buf->text.append(name);
+      buf->text.push_back('\0');
+    }
+    return Publish(fn, out_buffer, std::move(buf));
+  });
+}
+
 berth_status berth_pool_remove_pool(int* out_removed, berth_engine* engine, const char* pool,
                                     size_t pool_len) {
   static const char* fn = "berth_pool_remove_pool";

@@ -247,10 +247,24 @@ class Run {
       Expect(Checked(berth_pool_remove_pool(&removed, engine_, "", 0)) == BERTH_ERR_INVALID_NAME);
       return;
     }
+    Expect(PoolNames() == (pool_exists_ ? std::string("p\0", 2) : std::string()));
     Expect(Checked(berth_pool_remove_pool(&removed, engine_, pool_, 1)) == BERTH_OK);
     Expect((removed == 1) == pool_exists_);
     pool_model_ = NaivePool();  // a pool made again starts afresh
     pool_exists_ = false;
+    Expect(PoolNames().empty());
+  }
+
+  // berth_engine_list_pools, as its bytes.
+  std::string PoolNames() {
+    berth_buffer* buf = nullptr;
+    Expect(Checked(berth_engine_list_pools(&buf, engine_)) == BERTH_OK);
+    const uint8_t* data = nullptr;
+    size_t len = 0;
+    Expect(Checked(berth_buffer_data(&data, &len, buf)) == BERTH_OK);
+    std::string names(reinterpret_cast<const char*>(data), len);
+    Expect(Checked(berth_buffer_free(buf)) == BERTH_OK);
+    return names;
   }
 
   void PoolPop(bool spread) {

@@ -26,6 +26,7 @@ struct Engine {
 };
 
 using berth::testing::LastError;
+using berth::testing::TakeBytes;
 
 berth_status Add(berth_engine* e, const std::string& pool, const std::string& ns,
                  const std::string& name, const std::string& node, int ready, int* inserted = nullptr) {
@@ -81,6 +82,25 @@ TEST(CApi, AddPopPutBackRoundTrip) {
   EXPECT_EQ(restored, 1);
   ASSERT_EQ(berth_pool_pop_fifo(&none, eng.e, "default/wp", 10), BERTH_OK);
   EXPECT_EQ(none.seq, k.seq);
+}
+
+TEST(CApi, ListPoolsNamesEveryPoolSortedUntilItIsRemoved) {
+  Engine eng;
+  auto names = [&] {
+    berth_buffer* buf = nullptr;
+    EXPECT_EQ(berth_engine_list_pools(&buf, eng.e), BERTH_OK);
+    return TakeBytes(buf);
+  };
+  EXPECT_EQ(names(), "");
+  for (const char* pool : {"team-b/wp", "team-a/wp", "team-c/gpu"}) {
+    ASSERT_EQ(Add(eng.e, pool, "ns", "sb-1", "node-a", 1, nullptr), BERTH_OK);
+  }
+  EXPECT_EQ(names(), std::string("team-a/wp\0team-b/wp\0team-c/gpu\0", 31));
+  berth_pool_key k{};
+  ASSERT_EQ(berth_pool_pop_fifo(&k, eng.e, "team-a/wp", 9), BERTH_OK);  // empty, still a pool
+  int removed = 0;
+  ASSERT_EQ(berth_pool_remove_pool(&removed, eng.e, "team-b/wp", 9), BERTH_OK);
+  EXPECT_EQ(names(), std::string("team-a/wp\0team-c/gpu\0", 21));
 }
 
 TEST(CApi, UpdateNeverInserts) {

@@ -392,6 +392,13 @@ Table Build(World& w) {
   t.Fn("berth_engine_new", {}, nullptr,
        {{"NULL out_engine", [](const Handles&) { return berth_engine_new(nullptr); }}});
   t.Fn("berth_engine_free", {engine}, [](const Handles& h) { return berth_engine_free(h.engine()); }, {});
+  t.Fn("berth_engine_list_pools", {engine},
+       [](const Handles& h) {
+         const berth_status st = berth_engine_list_pools(&buf, h.engine());
+         if (st == BERTH_OK) berth_buffer_free(buf);
+         return st;
+       },
+       {{"NULL out_buffer", [](const Handles& h) { return berth_engine_list_pools(nullptr, h.engine()); }}});
   for (auto [name, raw] : {std::pair{"berth_pool_add", &berth_pool_add},
                            std::pair{"berth_pool_update", &berth_pool_update}}) {
     auto f = [raw](const Handles& h, std::string_view pool, std::string_view ns, std::string_view name,

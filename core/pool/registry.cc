@@ -1,5 +1,7 @@
 #include "core/pool/registry.h"
 
+#include <algorithm>
+
 namespace berth {
 
 std::shared_ptr<PoolRegistry::Slot> PoolRegistry::Find(std::string_view name, bool create) {
@@ -46,6 +48,16 @@ bool PoolRegistry::Remove(std::string_view name) {
   doomed.reset();
   ReleaseFreedMemory(bytes);
   return true;
+}
+
+std::vector<String> PoolRegistry::Names() const {
+  std::vector<String> names;
+  for (const Shard& shard : shards_) {
+    std::lock_guard<Mutex> lock(shard.mu);
+    for (const auto& [name, slot] : shard.pools) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 }  // namespace berth

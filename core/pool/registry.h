@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "core/common/alloc.h"
 #include "core/common/mutex.h"
@@ -46,6 +47,11 @@ class PoolRegistry {
   // this returns (ReleaseFreedMemory) unless the pool was small.
   bool Remove(std::string_view name);
 
+  // The names of the pools that exist, sorted. Each shard's lock is held
+  // only while its names are copied, so a pool added or removed meanwhile
+  // may or may not be listed. O(pools).
+  std::vector<String> Names() const;
+
  private:
   struct Slot {
     Mutex mu;
@@ -53,7 +59,7 @@ class PoolRegistry {
     MiUnique<WarmPool> pool = MakeMiUnique<WarmPool>();  // null once dead
   };
   struct Shard {
-    Mutex mu;
+    mutable Mutex mu;
     std::unordered_map<String, std::shared_ptr<Slot>, StringHash, StringEq,
                        Alloc<std::pair<const String, std::shared_ptr<Slot>>>>
         pools;

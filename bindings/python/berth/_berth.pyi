@@ -133,6 +133,10 @@ class Engine:
     def remove_pool(self, pool: str) -> bool:
         """Drops a pool and everything it held, including its put_back
         records (berth_pool_remove_pool). True if the pool existed."""
+    def pools(self) -> list[str]:
+        """The names of the engine's pools, sorted (berth_engine_list_pools).
+        A pool exists from its first add until remove_pool, also while
+        empty. O(pools)."""
     def pop_fifo(self, pool: str) -> PoolKey | None:
         """Hands out the oldest key, ready or not, and removes it
         (berth_pool_pop_fifo). None if the pool is empty.

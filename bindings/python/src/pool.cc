@@ -4,6 +4,8 @@
 #include <utility>
 #include <vector>
 
+#include <cstring>
+
 #include "common.h"
 #include "flatbuf.h"
 
@@ -157,6 +159,7 @@ class Engine : public Handle<berth_engine, &berth_engine_free> {
 
   py::list snapshot(py::handle pool);
   py::dict node_stats(py::handle pool);
+  py::list pools();
 };
 
 // Fetches a buffer with fn(berth_buffer**, berth_engine*) and reads its bytes.
@@ -183,6 +186,25 @@ py::list Engine::snapshot(py::handle pool) {
     py::object key = make_pool_key(fb_str(k->namespace_()), fb_str(k->name()),
                                    fb_str(k->node()), k->ready(), k->seq(), 0);
     PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), key.release().ptr());
+  }
+  return out;
+}
+
+py::list Engine::pools() {
+  Buffer buf;
+  fetch_buffer(*this, buf, [&](berth_buffer** out, berth_engine* e) {
+    return berth_engine_list_pools(out, e);
+  });
+  py::list out;
+  const char* p = reinterpret_cast<const char*>(buf.data);
+  const char* end = p + buf.size;
+  while (p < end) {  // "a\0b\0": every name ends with a NUL byte
+    const char* nul = static_cast<const char*>(std::memchr(p, '\0', static_cast<size_t>(end - p)));
+    if (nul == nullptr) raise_bad_output("pool list");
+    auto name = py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(p, nul - p, "strict"));
+    if (!name) throw py::error_already_set();
+    out.append(name);
+    p = nul + 1;
   }
   return out;
 }
@@ -332,6 +354,10 @@ constexpr Method<&Engine::stats, 1> kStats{
 constexpr Method<&Engine::snapshot, 1> kSnapshot{
     "snapshot", {kPool},
     "snapshot($self, pool)\n--\n\nEvery key of a pool, oldest first (list of PoolKey, token 0)."};
+constexpr Method<&Engine::pools, 0> kPools{
+    "pools", {},
+    "pools($self)\n--\n\nThe names of the engine's pools, sorted (berth_engine_list_pools). A pool "
+    "exists from its first add until remove_pool, also while empty."};
 constexpr Method<&Engine::node_stats, 1> kNodeStats{
     "node_stats", {kPool},
     "node_stats($self, pool)\n--\n\nKey counts per node (dict of NodeStat), in node-name order."};
@@ -341,7 +367,7 @@ PyMethodDef g_engine_methods[] = {
     method_def<kAdd>(),        method_def<kUpdate>(),   method_def<kAddBatch>(),
     method_def<kRemove>(),     method_def<kRemovePool>(), method_def<kPopFifo>(),
     method_def<kPopSpread>(),  method_def<kPutBack>(),  method_def<kStats>(),
-    method_def<kSnapshot>(),   method_def<kNodeStats>(),
+    method_def<kSnapshot>(),   method_def<kNodeStats>(), method_def<kPools>(),
 };
 
 

@@ -123,6 +123,16 @@ def test_remove_pool_drops_every_key_and_reports_existence(engine):
         engine.pop_spread(POOL)
 
 
+def test_pools_lists_every_pool_sorted_until_it_is_removed(engine):
+    assert engine.pools() == []
+    for pool in ("team-b/wp", "team-a/wp", "équipe/gpu"):
+        engine.add(pool, "ns", "sb-1", "node-a", True)
+    assert engine.pools() == ["team-a/wp", "team-b/wp", "équipe/gpu"]
+    engine.pop_fifo("team-a/wp")  # empty, still a pool
+    assert engine.remove_pool("team-b/wp")
+    assert engine.pools() == ["team-a/wp", "équipe/gpu"]
+
+
 def test_add_after_remove_pool_starts_an_empty_pool(engine):
     add_all(engine, [("a", "n1", True), ("b", "n2", True)])
     engine.remove_pool(POOL)
