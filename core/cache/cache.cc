@@ -246,14 +246,13 @@ void ObjectCache::Index::BuildOrder() const {
   constexpr uint32_t kTaken = KeyOrder::kUnranked - 1;
   auto key_of = [&](uint32_t id) { return entries[id].object->key(); };
   // The new keys, each once, sorted: O(k log k).
-  Ids fresh;
-  fresh.reserve(ko.unranked.size());
-  for (uint32_t id : ko.unranked) {
-    if (!entries[id].object || ko.rank[id] != KeyOrder::kUnranked) continue;
-    ko.rank[id] = kTaken;
-    fresh.push_back(id);
-  }
+  Ids fresh = std::move(ko.unranked);
   ko.unranked = Ids();
+  std::erase_if(fresh, [&](uint32_t id) {
+    if (!entries[id].object || ko.rank[id] != KeyOrder::kUnranked) return true;
+    ko.rank[id] = kTaken;
+    return false;
+  });
   SortByKey(&fresh, key_of);
   // The old order without its holes: O(n), no keys read.
   size_t kept = 0;
@@ -265,9 +264,11 @@ void ObjectCache::Index::BuildOrder() const {
   // Merge. Few new keys: each finds its place by binary search (k log n
   // comparisons); many: one linear merge (n + k comparisons).
   Ids merged;
-  merged.reserve(kept + fresh.size());
   auto less = [&](uint32_t a, uint32_t b) { return key_of(a) < key_of(b); };
-  if (fresh.size() * (std::bit_width(kept) + 1) < kept + fresh.size()) {
+  if (kept == 0) {  // a relist
+    merged.swap(fresh);
+  } else if (fresh.size() * (std::bit_width(kept) + 1) < kept + fresh.size()) {
+    merged.reserve(kept + fresh.size());
     auto from = ko.order.begin();
     for (uint32_t id : fresh) {
       auto at = std::upper_bound(from, ko.order.end(), id, less);
@@ -277,6 +278,7 @@ void ObjectCache::Index::BuildOrder() const {
     }
     merged.insert(merged.end(), from, ko.order.end());
   } else {
+    merged.reserve(kept + fresh.size());
     std::merge(ko.order.begin(), ko.order.end(), fresh.begin(), fresh.end(),
                std::back_inserter(merged), less);
   }

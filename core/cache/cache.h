@@ -3,10 +3,12 @@
 // indexes by namespace and labels. The contract is in capi/berth.h.
 //
 // Thread-safe. Readers (Get, List, Stats) share a reader lock and never wait
-// for each other; a writer takes it exclusively only for the index update of
-// an object that is already built (O(labels)); Replace builds the new
-// contents outside the lock and holds it only to merge what is newer than
-// the list and swap.
+// for each other, but for one case: broad lists after keys were added wait
+// while one of them completes the key order (O(n + new keys)). A writer
+// takes the lock exclusively only for the index update of an object that is
+// already built (O(labels)); Replace builds the new contents (and their key
+// order) outside the lock and holds it only to merge what is newer than the
+// list and swap.
 //
 // Layout: objects live in dense slots (uint32 ids); hash maps from
 // "ns\0name" to id, from namespace, "key\0value" and label key to the set of
