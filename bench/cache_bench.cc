@@ -12,6 +12,7 @@
 #include <shared_mutex>
 #include <string>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include "bench/report.h"
@@ -40,13 +41,15 @@ struct Spec {
 };
 
 // Object i: app=x on 0.2% of objects, tier a/b/c/d round-robin (so
-// "tier in (a,b)" is 50%), env prod/dev. "app=x,tier in (a,b)" is 0.1%.
+// "tier in (a,b)" is 50%), env prod/dev, team t0..t9 (so "team=t1" is 10%,
+// the shape of the Python benchmark's lists). "app=x,tier in (a,b)" is 0.1%.
 Spec MakeSpec(size_t i) {
   static const char* tiers[] = {"a", "b", "c", "d"};
   return {"ns-" + std::to_string(i % kNamespaces), "obj-" + std::to_string(i),
           {{"app", i % 500 == 0 ? "x" : "app-" + std::to_string(i % 97)},
            {"tier", tiers[(i / 3) % 4]},
-           {"env", i % 2 == 0 ? "prod" : "dev"}}};
+           {"env", i % 2 == 0 ? "prod" : "dev"},
+           {"team", "t" + std::to_string((i / 7) % 10)}}};
 }
 
 ObjectRef MakeObject(const Spec& s, uint64_t rv) {
@@ -78,6 +81,7 @@ void Lists(size_t n) {
   cache.Replace(objects, n);
   naive.Replace(naive_list, n);
   for (const auto& [name, text] : {std::pair{"cache_list_selective", "app=x,tier in (a,b)"},
+                                   std::pair{"cache_list_10pct", "team=t1"},
                                    std::pair{"cache_list_broad", "tier in (a,b)"}}) {
     Selector sel = Parse(text);
     size_t berth_count = 0, naive_count = 0;
@@ -105,6 +109,52 @@ void Lists(size_t n) {
     double base = Measure([&](size_t i) { (void)naive.Get(specs[i & 1023].ns, specs[i & 1023].name); });
     Report("cache_get", n, kNamespaces, 1, b, base);
   }
+  // replace: a relist of the same n objects (built beforehand), per object.
+  // The old contents are dropped inside the call on both sides.
+  {
+    double b = Measure([&](size_t) { cache.Replace(objects, n); }) / static_cast<double>(n);
+    double base = Measure([&](size_t) { naive.Replace(naive_list, n); }) / static_cast<double>(n);
+    Report("cache_replace", n, kNamespaces, 1, b, base);
+  }
+}
+
+// Resident set size in bytes, from /proc/self/statm (0 if unreadable).
+size_t RssBytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  long pages = 0, resident = 0;
+  const int got = std::fscanf(f, "%ld %ld", &pages, &resident);
+  std::fclose(f);
+  return got == 2 ? static_cast<size_t>(resident) * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+// Memory per object: the resident growth of a relist of n prebuilt objects
+// into an empty cache (its index), then of a first broad list (whatever a
+// list keeps), and the objects' own allocation. Printed, not a record: it
+// has no baseline. Runs first, so no freed memory of other figures is
+// reused.
+void Memory(size_t n) {
+  std::vector<ObjectRef> objects;
+  size_t object_bytes = 0;
+  for (size_t i = 0; i < n; ++i) {
+    objects.push_back(MakeObject(MakeSpec(i), i + 1));
+    object_bytes += objects.back()->footprint();
+  }
+  ObjectCache cache(1000);
+  const size_t before = RssBytes();
+  cache.Replace(objects, n);
+  const size_t replaced = RssBytes();
+  Selector sel = Parse("tier in (a,b)");
+  std::vector<ObjectRef> out;
+  uint64_t rv;
+  (void)cache.List("", &sel, &out, &rv);
+  out = {};
+  const size_t listed = RssBytes();
+  std::printf("cache_memory                 n=%-6zu index %.1f B/object, after a broad list %.1f B/object; "
+              "objects %.1f B each\n",
+              n, static_cast<double>(replaced - before) / static_cast<double>(n),
+              static_cast<double>(listed - before) / static_cast<double>(n),
+              static_cast<double>(object_bytes) / static_cast<double>(n));
 }
 
 // Runs step(0..n-1) once; ns per step.
@@ -244,12 +294,12 @@ void Writes(size_t n) {
   // Single upserts through the C ABI: a new version of one object per call.
   double single = Measure([&](size_t i) {
     const Spec& s = specs[(i * 7919) % n];
-    berth_label ls[3];
-    for (size_t k = 0; k < 3; ++k) {
+    berth_label ls[4];
+    for (size_t k = 0; k < s.labels.size(); ++k) {
       ls[k] = {s.labels[k].first.data(), s.labels[k].first.size(), s.labels[k].second.data(),
                s.labels[k].second.size()};
     }
-    berth_cache_upsert(nullptr, cache, s.ns.data(), s.ns.size(), s.name.data(), s.name.size(), rv++, ls, 3,
+    berth_cache_upsert(nullptr, cache, s.ns.data(), s.ns.size(), s.name.data(), s.name.size(), rv++, ls, s.labels.size(),
                        reinterpret_cast<const uint8_t*>(kPayload.data()), kPayload.size());
   });
   std::vector<NaiveObject> prebuilt;
@@ -380,7 +430,8 @@ int main(int argc, char** argv) {
   const char* out = "build/bench/cache.json";
   if (!berth::bench::ParseArgs(argc, argv, &out)) return 2;
   using berth::bench::Wanted;
-  if (Wanted("cache_list_selective cache_list_broad cache_get")) {
+  if (Wanted("cache_memory")) Memory(200000);
+  if (Wanted("cache_list_selective cache_list_10pct cache_list_broad cache_get cache_replace")) {
     for (size_t n : {10000, 100000}) Lists(n);
   }
   if (Wanted("cache_core_apply_event cache_core_delete cache_apply_event_capi cache_upsert_capi")) {

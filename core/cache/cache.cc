@@ -1,6 +1,8 @@
 #include "core/cache/cache.h"
 
 #include <algorithm>
+#include <bit>
+#include <iterator>
 #include <mutex>
 
 #include "core/common/text.h"
@@ -13,12 +15,13 @@ namespace {
 using ObjectKey = Joined<kMaxNamespaceLen + 1 + kMaxNameLen>;
 using LabelKey = Joined<kMaxLabelPrefixLen + 1 + kMaxLabelNameLen + 1 + kMaxLabelValueLen>;
 
-// Sorts objects by key ("ns\0name", i.e. by namespace then name). Each
-// object is tagged with its first 16 key bytes as two big-endian integers,
-// so most comparisons never touch the objects (a broad list sorts tens of
-// thousands of them, and chasing each object twice per comparison was most
-// of its cost).
-void SortByKey(std::vector<ObjectRef>* objects) {
+// Sorts items by key ("ns\0name", i.e. by namespace then name), where
+// key_of(item) gives an item's key. Each item is tagged with its first 16
+// key bytes as two big-endian integers, so most comparisons never touch the
+// objects (chasing each object twice per comparison was most of the cost).
+// O(k log k) for k items.
+template <class V, class KeyOf>
+void SortByKey(V* items, KeyOf key_of) {
   struct Tagged {
     uint64_t hi, lo;
     uint32_t index;
@@ -30,20 +33,24 @@ void SortByKey(std::vector<ObjectRef>* objects) {
     }
     return v;
   };
-  std::vector<Tagged, Alloc<Tagged>> tags(objects->size());
+  std::vector<Tagged, Alloc<Tagged>> tags(items->size());
   for (uint32_t i = 0; i < tags.size(); ++i) {
-    const std::string_view key = (*objects)[i]->key();
+    const std::string_view key = key_of((*items)[i]);
     tags[i] = {load(key, 0), load(key, 8), i};
   }
   std::sort(tags.begin(), tags.end(), [&](const Tagged& a, const Tagged& b) {
     if (a.hi != b.hi) return a.hi < b.hi;
     if (a.lo != b.lo) return a.lo < b.lo;
-    return (*objects)[a.index]->key() < (*objects)[b.index]->key();
+    return key_of((*items)[a.index]) < key_of((*items)[b.index]);
   });
-  std::vector<ObjectRef> sorted;
-  sorted.reserve(objects->size());
-  for (const Tagged& t : tags) sorted.push_back(std::move((*objects)[t.index]));
-  objects->swap(sorted);
+  V sorted;
+  sorted.reserve(items->size());
+  for (const Tagged& t : tags) sorted.push_back(std::move((*items)[t.index]));
+  items->swap(sorted);
+}
+
+void SortByKey(std::vector<ObjectRef>* objects) {
+  SortByKey(objects, [](const ObjectRef& o) { return o->key(); });
 }
 
 bool SameLabels(const Object& a, const Object& b) {
@@ -110,9 +117,19 @@ void ObjectCache::Index::Put(ObjectRef object) {
     if (free_ids.empty()) {
       id = static_cast<uint32_t>(entries.size());
       entries.emplace_back();
+      key_order.rank.push_back(KeyOrder::kUnranked);
     } else {
       id = free_ids.back();
-      free_ids.pop_back();
+      free_ids.pop_back();  // unranked by its Erase
+    }
+    key_order.unranked.push_back(id);
+    if (key_order.unranked.size() > 2 * entries.size() + 1024) {
+      // Keys added and deleted without a Build in between: keep each live
+      // unranked id once. Amortized O(log k) per add.
+      Ids& u = key_order.unranked;
+      std::sort(u.begin(), u.end());
+      u.erase(std::unique(u.begin(), u.end()), u.end());
+      std::erase_if(u, [&](uint32_t x) { return x != id && !entries[x].object; });
     }
     const Object& o = *object;
     by_key.Insert(&o, id);
@@ -206,6 +223,7 @@ void ObjectCache::Index::Erase(std::string_view key) {
   erased_bytes += e.object->footprint();
   e.object = ObjectRef();
   ++e.gen;  // its members in the postings are dead from here on
+  key_order.rank[id] = KeyOrder::kUnranked;  // its place in the order is a hole now
   free_ids.push_back(id);
   live_members -= members;
   dead_members += members;
@@ -216,7 +234,55 @@ size_t ObjectCache::Index::ApproxBytes() const {
   // A slot: its entry and its position record (rounded up by the allocator).
   constexpr size_t kPerSlot = sizeof(Entry) + 32;
   return object_bytes + erased_bytes + entries.capacity() * kPerSlot + by_key.capacity_bytes() +
-         (live_members + dead_members) * sizeof(Member);
+         (live_members + dead_members) * sizeof(Member) +
+         (key_order.rank.capacity() + key_order.order.capacity() + key_order.unranked.capacity()) *
+             sizeof(uint32_t);
+}
+
+void ObjectCache::Index::BuildOrder() const {
+  KeyOrder& ko = key_order;
+  if (ko.Ready()) return;
+  constexpr uint32_t kTaken = KeyOrder::kUnranked - 1;
+  auto key_of = [&](uint32_t id) { return entries[id].object->key(); };
+  // The new keys, each once, sorted: O(k log k).
+  Ids fresh = std::move(ko.unranked);
+  ko.unranked = Ids();
+  std::erase_if(fresh, [&](uint32_t id) {
+    if (!entries[id].object || ko.rank[id] != KeyOrder::kUnranked) return true;
+    ko.rank[id] = kTaken;
+    return false;
+  });
+  SortByKey(&fresh, key_of);
+  // The old order without its holes: O(n), no keys read.
+  size_t kept = 0;
+  for (size_t i = 0; i < ko.order.size(); ++i) {
+    const uint32_t id = ko.order[i];
+    if (ko.rank[id] == i) ko.order[kept++] = id;
+  }
+  ko.order.resize(kept);
+  // Merge. Few new keys: each finds its place by binary search (k log n
+  // comparisons); many: one linear merge (n + k comparisons).
+  Ids merged;
+  auto less = [&](uint32_t a, uint32_t b) { return key_of(a) < key_of(b); };
+  if (kept == 0) {  // a relist
+    merged.swap(fresh);
+  } else if (fresh.size() * (std::bit_width(kept) + 1) < kept + fresh.size()) {
+    merged.reserve(kept + fresh.size());
+    auto from = ko.order.begin();
+    for (uint32_t id : fresh) {
+      auto at = std::upper_bound(from, ko.order.end(), id, less);
+      merged.insert(merged.end(), from, at);
+      merged.push_back(id);
+      from = at;
+    }
+    merged.insert(merged.end(), from, ko.order.end());
+  } else {
+    merged.reserve(kept + fresh.size());
+    std::merge(ko.order.begin(), ko.order.end(), fresh.begin(), fresh.end(),
+               std::back_inserter(merged), less);
+  }
+  ko.order.swap(merged);
+  for (size_t i = 0; i < ko.order.size(); ++i) ko.rank[ko.order[i]] = static_cast<uint32_t>(i);
 }
 
 // ---- Tombstones --------------------------------------------------------------
@@ -340,7 +406,9 @@ bool ObjectCache::DeleteLocked(std::string_view ns, std::string_view name, uint6
 
 bool ObjectCache::Upsert(ObjectRef object) {
   std::unique_lock lock(mu_);
-  return UpsertLocked(std::move(object));
+  const bool applied = UpsertLocked(std::move(object));
+  NoteOrderLocked();
+  return applied;
 }
 
 bool ObjectCache::Delete(std::string_view ns, std::string_view name, uint64_t rv) {
@@ -350,6 +418,7 @@ bool ObjectCache::Delete(std::string_view ns, std::string_view name, uint64_t rv
     std::unique_lock lock(mu_);
     applied = DeleteLocked(ns, name, rv);
     TakeIfEmptiedLocked(&dropped);
+    NoteOrderLocked();
   }
   Drop(std::move(dropped));
   return applied;
@@ -366,6 +435,7 @@ size_t ObjectCache::Apply(std::span<const CacheEvent> events) {
       applied += changed ? 1 : 0;
     }
     TakeIfEmptiedLocked(&dropped);
+    NoteOrderLocked();
   }
   Drop(std::move(dropped));
   return applied;
@@ -380,6 +450,7 @@ void ObjectCache::Replace(std::span<const ObjectRef> objects, uint64_t list_rv) 
     const Object* have = fresh.Find(o->key());
     if (have == nullptr || have->rv() <= o->rv()) fresh.Put(o);
   }
+  fresh.BuildOrder();  // here, so no reader pays for sorting a whole relist
   Tombstones fresh_tombstones;
   {
     std::unique_lock lock(mu_);
@@ -401,6 +472,7 @@ void ObjectCache::Replace(std::span<const ObjectRef> objects, uint64_t list_rv) 
     }
     std::swap(index_, fresh);
     std::swap(tombstones_, fresh_tombstones);
+    NoteOrderLocked();
     synced_ = true;
     max_rv_ = std::max(max_rv_, newest);
   }
@@ -409,8 +481,43 @@ void ObjectCache::Replace(std::span<const ObjectRef> objects, uint64_t list_rv) 
   Drop(std::move(fresh));
 }
 
+void ObjectCache::TakeRefs(std::span<const uint64_t> bits, const KeyOrder& ko, size_t count,
+                           std::vector<ObjectRef>* out) const {
+  // The objects first, in rank order; then a reference to each. Taking one
+  // is an atomic increment on an object nowhere near the last one, and the
+  // locked instruction stalls until its cache miss is served, so the next
+  // objects are prefetched to have their misses overlap: most of a broad
+  // list's time otherwise.
+  std::vector<const Object*, Alloc<const Object*>> objects;
+  objects.reserve(count);
+  for (size_t w = 0; w < bits.size(); ++w) {
+    for (uint64_t b = bits[w]; b != 0; b &= b - 1) {
+      const size_t r = w * 64 + static_cast<size_t>(std::countr_zero(b));
+      objects.push_back(index_.entries[ko.order[r]].object.get());
+    }
+  }
+  constexpr size_t kAhead = 16;
+  out->reserve(out->size() + objects.size());
+  for (size_t i = 0; i < objects.size(); ++i) {
+    if (i + kAhead < objects.size()) __builtin_prefetch(objects[i + kAhead], 1);
+    out->push_back(ObjectRef::Share(objects[i]));
+  }
+}
+
+void ObjectCache::EnsureOrder() const {
+  if (order_ready_.load(std::memory_order_acquire)) return;
+  std::lock_guard lock(order_mu_);
+  if (order_ready_.load(std::memory_order_relaxed)) return;  // another reader built it
+  index_.BuildOrder();
+  order_ready_.store(true, std::memory_order_release);
+}
+
 Status ObjectCache::List(std::string_view ns, const Selector* selector,
                          std::vector<ObjectRef>* out, uint64_t* resource_version) const {
+  // Ranks of the matches, with their index in *out: sorted after unlocking.
+  std::vector<uint64_t, Alloc<uint64_t>> by_rank;
+  bool sort_by_key = false;
+  out->clear();
   {
     std::shared_lock lock(mu_);
     if (!synced_) return {Code::kNotSynced, "the cache has not synced yet"};
@@ -421,19 +528,26 @@ Status ObjectCache::List(std::string_view ns, const Selector* selector,
     std::vector<const Posting*> best;
     size_t best_size = SIZE_MAX;
     bool everything = true;
-    auto consider = [&](std::vector<const Posting*> sets) {
+    // What the candidate set already guarantees, so matches need not check
+    // it: the namespace, or one requirement (=, ==, in, exists: every
+    // member of their postings satisfies them).
+    bool ns_given = false;
+    const Requirement* given = nullptr;
+    auto consider = [&](std::vector<const Posting*> sets, bool is_ns, const Requirement* r) {
       size_t n = 0;
       for (const Posting* s : sets) n += s->size();
       if (n < best_size) {
         best = std::move(sets);
         best_size = n;
         everything = false;
+        ns_given = is_ns;
+        given = r;
       }
     };
     if (!ns.empty()) {
       auto it = index_.by_ns.find(ns);
       if (it == index_.by_ns.end()) return {};
-      consider({&it->second});
+      consider({&it->second}, true, nullptr);
     }
     if (selector != nullptr) {
       for (const Requirement& r : selector->requirements()) {
@@ -446,14 +560,15 @@ Status ObjectCache::List(std::string_view ns, const Selector* selector,
               auto it = index_.by_label.find(LabelKey(r.key, v).view());
               if (it != index_.by_label.end()) sets.push_back(&it->second);
             }
-            consider(std::move(sets));
+            consider(std::move(sets), false, &r);
             break;
           case SelectorOp::kExists:
           case SelectorOp::kGreaterThan:
           case SelectorOp::kLessThan: {
             auto it = index_.by_label_key.find(r.key);
             if (it != index_.by_label_key.end()) sets.push_back(&it->second);
-            consider(std::move(sets));
+            // Having the key is all `exists` asks; > and < still compare.
+            consider(std::move(sets), false, r.op == SelectorOp::kExists ? &r : nullptr);
             break;
           }
           case SelectorOp::kNotEquals:
@@ -463,24 +578,71 @@ Status ObjectCache::List(std::string_view ns, const Selector* selector,
         }
       }
     }
-    auto visit = [&](uint32_t id) {
-      const ObjectRef& o = index_.entries[id].object;
-      if (!o) return;
-      if (!ns.empty() && o->ns() != ns) return;
-      if (selector != nullptr && !selector->Matches(*o)) return;
-      out->push_back(o);
+    auto matches = [&](const Object& o) {
+      if (!ns_given && !ns.empty() && o.ns() != ns) return false;
+      if (selector != nullptr) {
+        for (const Requirement& r : selector->requirements()) {
+          if (&r != given && !r.Matches(o)) return false;
+        }
+      }
+      return true;
     };
+    const bool checks = (!ns_given && !ns.empty()) ||
+                        (selector != nullptr && selector->requirements().size() > (given ? 1 : 0));
+    const size_t live = index_.by_key.size();
+    // Key order or key comparisons. A candidate set of more than 1/16 of the
+    // objects is worth completing the order for (O(n) plus the new keys);
+    // with the order complete, all but the smallest sets use it.
+    if (everything || best_size * 16 >= live) EnsureOrder();
+    const bool ranked = order_ready_.load(std::memory_order_acquire);
+    const KeyOrder& ko = index_.key_order;
     if (everything) {
-      for (uint32_t id = 0; id < index_.entries.size(); ++id) visit(id);
-    } else {
+      // Every object is a candidate: read them in key order. O(n).
+      for (size_t i = 0; i < ko.order.size(); ++i) {
+        const uint32_t id = ko.order[i];
+        if (ko.rank[id] != i) continue;  // a hole
+        const ObjectRef& o = index_.entries[id].object;
+        if (!checks || matches(*o)) out->push_back(o);
+      }
+    } else if (ranked && best_size * 64 >= ko.order.size()) {
+      // A broad list: mark matches by rank, read them out in rank order.
+      // O(candidates + n/64), and no key is compared.
+      std::vector<uint64_t, Alloc<uint64_t>> bits((ko.order.size() + 63) / 64);
+      size_t count = 0;
       for (const Posting* s : best) {
         for (const Member& m : *s) {
-          if (index_.Live(m)) visit(m.id);
+          if (!index_.Live(m)) continue;
+          if (checks && !matches(*index_.entries[m.id].object)) continue;
+          const uint32_t r = ko.rank[m.id];
+          bits[r / 64] |= uint64_t{1} << (r % 64);
+          ++count;
+        }
+      }
+      TakeRefs(bits, ko, count, out);
+    } else {
+      // A small list: collect, then sort by rank (or by key if the order is
+      // incomplete) after unlocking. O(k log k).
+      sort_by_key = !ranked;
+      for (const Posting* s : best) {
+        for (const Member& m : *s) {
+          if (!index_.Live(m)) continue;
+          const ObjectRef& o = index_.entries[m.id].object;
+          if (checks && !matches(*o)) continue;
+          if (ranked) by_rank.push_back(uint64_t{ko.rank[m.id]} << 32 | out->size());
+          out->push_back(o);
         }
       }
     }
   }
-  SortByKey(out);
+  if (sort_by_key) {
+    SortByKey(out);
+  } else if (!by_rank.empty()) {
+    std::sort(by_rank.begin(), by_rank.end());
+    std::vector<ObjectRef> sorted;
+    sorted.reserve(out->size());
+    for (uint64_t t : by_rank) sorted.push_back(std::move((*out)[static_cast<uint32_t>(t)]));
+    out->swap(sorted);
+  }
   return {};
 }
 

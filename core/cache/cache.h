@@ -3,15 +3,19 @@
 // indexes by namespace and labels. The contract is in capi/berth.h.
 //
 // Thread-safe. Readers (Get, List, Stats) share a reader lock and never wait
-// for each other; a writer takes it exclusively only for the index update of
-// an object that is already built (O(labels)); Replace builds the new
-// contents outside the lock and holds it only to merge what is newer than
-// the list and swap.
+// for each other, but for one case: broad lists after keys were added wait
+// while one of them completes the key order (O(n + new keys)). A writer
+// takes the lock exclusively only for the index update of an object that is
+// already built (O(labels)); Replace builds the new contents (and their key
+// order) outside the lock and holds it only to merge what is newer than the
+// list and swap.
 //
 // Layout: objects live in dense slots (uint32 ids); a flat hash table from
 // "ns\0name" to id (key_index.h), hash maps from namespace, "key\0value" and label key to the set of
 // ids. A list costs the smallest candidate set the selector allows plus the
-// result.
+// result. The key order of the ids is kept too (KeyOrder), so a list comes
+// out sorted by (namespace, name) without comparing keys: a broad list marks
+// its matches in a bitmap by key rank and reads them out in rank order.
 //
 // Memory: the objects and the index live on the bulk heap, the tombstones
 // on a heap of their own (core/common/alloc.h): they outlive the objects
@@ -21,8 +25,10 @@
 // Replace drops large old contents.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>  // std::shared_lock
 #include <span>
@@ -79,7 +85,10 @@ class ObjectCache {
   void Replace(std::span<const ObjectRef> objects, uint64_t list_rv);
 
   // Objects in `ns` (empty: all) matching `selector` (null: all), sorted by
-  // (namespace, name). kNotSynced before the first Replace.
+  // (namespace, name), in *out (cleared first). kNotSynced before the first
+  // Replace. O(candidates + n/64) for a broad list, O(k log k) for k
+  // matches of a selective one, plus completing the key order (O(n + new
+  // keys)) for a broad list after keys were added.
   Status List(std::string_view ns, const Selector* selector, std::vector<ObjectRef>* out,
               uint64_t* resource_version) const;
   // The object, or an empty ref if absent, and the cache's resourceVersion.
@@ -106,6 +115,25 @@ class ObjectCache {
     uint32_t gen;    // entries[id].gen when added
   };
   using Posting = std::vector<Member, BulkAlloc<Member>>;
+  using Ids = std::vector<uint32_t, BulkAlloc<uint32_t>>;
+
+  // The ids in key order ("ns\0name"), kept lazily: a new key only joins
+  // `unranked`; the next list that wants the order (Build) sorts those and
+  // merges them in, in O(n + k log k) plus k log n key comparisons for k new
+  // keys among n, touching no other object. A delete only unranks its id,
+  // leaving a hole in `order` that the next Build drops; a new version of an
+  // existing key keeps its id and so its rank. Writers: O(1) per add or
+  // delete (amortized: `unranked` is pruned when it outgrows the slots).
+  // Memory: 8 bytes per slot (rank and order), 4 per key added since the
+  // last Build. External synchronization needed (see ObjectCache::order_mu_).
+  struct KeyOrder {
+    static constexpr uint32_t kUnranked = UINT32_MAX;
+    Ids rank;      // per id: its position in `order`, or kUnranked
+    Ids order;     // ids by key as of the last Build; i with rank[order[i]] != i is a hole
+    Ids unranked;  // ids added since, in no order (may name deleted or repeated ids)
+    // True when every live id has its rank.
+    bool Ready() const { return unranked.empty(); }
+  };
 
   // The objects and their indexes. External synchronization needed.
   struct Index {
@@ -123,6 +151,9 @@ class ObjectCache {
     StringMap<Posting> by_label;   // "key\0value"
     StringMap<Posting> by_label_key;
 
+    // Mutable: Build runs on behalf of readers (see ObjectCache::order_mu_).
+    mutable KeyOrder key_order;
+
     size_t live_members = 0;
     size_t dead_members = 0;
     size_t object_bytes = 0;  // allocation sizes of the objects it holds
@@ -136,6 +167,8 @@ class ObjectCache {
     void Put(ObjectRef object);  // inserts or replaces by key
     void Erase(std::string_view key);
     bool Live(const Member& m) const { return entries[m.id].gen == m.gen && entries[m.id].object; }
+    // Ranks every live id (key_order.Ready() after). Mutates key_order only.
+    void BuildOrder() const;
 
    private:
     void Compact();
@@ -176,11 +209,26 @@ class ObjectCache {
   // Frees a dropped index and returns its memory, and the memory of the
   // objects deleted from it, to the OS.
   static void Drop(std::optional<Index> dropped);
+  // After a write: publishes whether index_'s key order is complete.
+  void NoteOrderLocked() { order_ready_.store(index_.key_order.Ready(), std::memory_order_relaxed); }
+  // Under the reader lock: completes index_'s key order if it is not. Only
+  // readers that want the order wait here, and only while one of them builds.
+  void EnsureOrder() const;
+  // Appends a reference to each object whose rank is set in `bits` (count
+  // of them), in rank order. O(count + bits).
+  void TakeRefs(std::span<const uint64_t> bits, const KeyOrder& ko, size_t count,
+                std::vector<ObjectRef>* out) const;
 
   const size_t tombstone_limit_;
   mutable RwLock mu_;
   ReleaseAtEnd release_at_end_;  // set by the destructor
   Index index_;
+  // index_.key_order is written by writers (under mu_ exclusively) and by
+  // the one reader that builds it (under mu_ shared and order_mu_). Readers
+  // read it only after seeing order_ready_ true (acquire), and nobody
+  // changes it while it is true but a writer, who excludes them.
+  mutable std::mutex order_mu_;
+  mutable std::atomic<bool> order_ready_{true};
   Tombstones tombstones_;
   uint64_t max_rv_ = 0;
   uint64_t applied_ = 0;
