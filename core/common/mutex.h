@@ -52,8 +52,12 @@ class Mutex {
   static constexpr uint32_t kWoken = 2;  // a waiter is awake: unlock need not wake one
   static constexpr int kWaiterShift = 2;  // sleepers counted from this bit up
   static constexpr uint32_t kWaiter = uint32_t{1} << kWaiterShift;
+  // Spinning: up to kSpinRounds rounds of kPausesPerRound PAUSEs, checking
+  // the lock between rounds. A PAUSE is 10-150 cycles on bare metal and
+  // ~45 ns on the 2-core VM the benchmarks ran on, so a waiter spins a few
+  // to ~15 us before it sleeps.
   static constexpr int kSpinRounds = 10;
-  static constexpr int kPausesPerRound = 30;  // a round is ~0.1-1 us
+  static constexpr int kPausesPerRound = 30;
 
   void LockSlow() noexcept {
     bool awoke = false;  // this thread was woken (and so owns kWoken)
