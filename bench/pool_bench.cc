@@ -176,6 +176,55 @@ void PopSpread(size_t n, size_t m, size_t threads) {
   berth_engine_free(e);
 }
 
+// Scaling on one pool: the pop_spread + re-add pair from `threads` threads
+// against 1 thread, both Berth, timed in alternating rounds (so load from
+// elsewhere on the machine hits both alike); the median round of each.
+// Recorded as pool_pop_spread_scaling with berth = ns per pair of wall time
+// at `threads`, baseline = the same at 1 thread, so ratio = total throughput
+// at `threads` / throughput at 1 thread: >= 1 means no collapse.
+void PopSpreadScaling(size_t n, size_t m, size_t threads) {
+  const std::vector<Key> keys = MakeKeys(n, m);
+  berth_engine* e;
+  Check(berth_engine_new(&e));
+  for (const Key& k : keys) BerthAdd(e, k, k.node);
+  auto run = [&](size_t t, double seconds) {
+    std::atomic<bool> stop{false};
+    std::atomic<size_t> total{0};
+    std::vector<std::thread> ts;
+    auto start = Clock::now();
+    for (size_t i = 0; i < t; ++i) {
+      ts.emplace_back([&] {
+        size_t local = 0;
+        while (!stop.load(std::memory_order_relaxed)) {
+          berth_pool_key k;
+          Check(berth_pool_pop_spread(&k, e, kPool.data(), kPool.size()));
+          Check(berth_pool_add(nullptr, e, kPool.data(), kPool.size(), k.namespace_,
+                               k.namespace_len, k.name, k.name_len, k.node, k.node_len, k.ready));
+          ++local;
+        }
+        total.fetch_add(local);
+      });
+    }
+    std::this_thread::sleep_until(start + std::chrono::duration<double>(seconds));
+    stop = true;
+    for (auto& x : ts) x.join();
+    return std::chrono::duration<double, std::nano>(Clock::now() - start).count() /
+           static_cast<double>(total.load());
+  };
+  constexpr int kRounds = 5;
+  const double round = berth::bench::g_min_seconds / 2;
+  run(threads, round);  // warm-up
+  std::vector<double> one, many;
+  for (int r = 0; r < kRounds; ++r) {
+    one.push_back(run(1, round));
+    many.push_back(run(threads, round));
+  }
+  std::sort(one.begin(), one.end());
+  std::sort(many.begin(), many.end());
+  Report("pool_pop_spread_scaling", n, m, threads, many[kRounds / 2], one[kRounds / 2]);
+  berth_engine_free(e);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -189,6 +238,7 @@ int main(int argc, char** argv) {
     for (auto [n, m] : shapes) PopSpread(n, m, 1);
     for (size_t t : {2, 8}) PopSpread(10000, 100, t);
   }
+  if (berth::bench::Wanted("pool_pop_spread_scaling")) PopSpreadScaling(10000, 100, 8);
   berth::bench::WriteJson(out);
   return 0;
 }

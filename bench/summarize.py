@@ -66,6 +66,13 @@ def targets(records):
     if r:
         f = r["berth_ns_per_op"] / r["baseline_ns_per_op"]
         out.append(("Python async acquire+release / asyncio.Semaphore", f"{f:.2f}x", "<= 2x", f <= 2))
+    # Issue 12 target 5: 8 threads popping and re-adding on one pool reach at
+    # least one thread's total throughput (ratio = throughput 8 / throughput 1).
+    for name, lang in (("pool_pop_spread_scaling", "C++"), ("binding_pair_scaling_go", "Go")):
+        r = find(records, name, 10000, 100, threads=8)
+        if r:
+            out.append((f"{lang} pop_spread+add throughput, 8 threads / 1 thread", f"{r['ratio']:.2f}x",
+                        ">= 1x", r["ratio"] >= 1))
     for name, goal, lang in (("binding_pair_go", 3, "Go"), ("binding_pair_python", 10, "Python")):
         r = find(records, name)
         if r:

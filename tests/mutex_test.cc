@@ -1,5 +1,5 @@
 // berth::Mutex: mutual exclusion under oversubscription, and no lost wake-up
-// for a waiter that went to sleep.
+// for a waiter that went to sleep, whatever mix of sleepers and spinners.
 #include "core/common/mutex.h"
 
 #include <gtest/gtest.h>
@@ -50,6 +50,29 @@ TEST(Mutex, SleepingWaitersAreWokenOnUnlock) {
   EXPECT_EQ(acquired.load(), 4);
   EXPECT_TRUE(mu.try_lock());
   EXPECT_FALSE(mu.try_lock());
+  mu.unlock();
+}
+
+TEST(Mutex, NoWaiterIsStrandedWhenLongAndShortHoldsMix) {
+  // Long holds (longer than the spin phase) send waiters to sleep while short
+  // ones keep others spinning, so unlocks see every mix of sleepers, spinners
+  // and woken waiters; a lost wake-up would hang a thread here forever.
+  Mutex mu;
+  long counter = 0;
+  constexpr int kThreads = 8, kIters = 2000;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < kIters; ++i) {
+        std::lock_guard<Mutex> l(mu);
+        ++counter;
+        if ((i + t) % 97 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(counter, static_cast<long>(kThreads) * kIters);
+  EXPECT_TRUE(mu.try_lock());
   mu.unlock();
 }
 

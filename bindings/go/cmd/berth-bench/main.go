@@ -1,13 +1,22 @@
 // Command berth-bench measures the cost of the Go binding on the hand-out
 // hot path and writes the figures as JSON records.
 //
-//	berth-bench -cpp-ns 85.3 -out pair.json -batch-out batch.json -list-cpp-ns 2100 -list-out list.json
+//	berth-bench -cpp-ns 85.3 -out pair.json -batch-out batch.json -scaling-out scaling.json \
+//	    -list-cpp-ns 2100 -list-out list.json
 //
 // The pair figure is one PopSpread followed by one Add of the same key back
 // (same node, ready), on a pool kept at N keys over M nodes, all ready. The
 // baseline is the C++ figure for the same pair, measured by the C++ bench in
 // the same run and passed in with -cpp-ns; ratio is baseline/berth, so 1.0
 // means the binding adds nothing.
+//
+// The scaling figure (-scaling-out) is the same pair from 8 goroutines at
+// once on one pool against 1 goroutine, each ns per pair of wall time over
+// all goroutines' pairs together (so 8 goroutines at full speed on 2 cores
+// would halve it). The baseline is the 1-goroutine figure, measured in the
+// same rounds (alternating, so load from elsewhere hits both alike); ratio =
+// baseline/berth is the 8-goroutine total throughput over the 1-goroutine
+// throughput: >= 1 means contention costs nothing, below 1 means collapse.
 //
 // The batch figure is adding N new keys to an empty pool with one AddBatch
 // against N single Add calls (the baseline), both per key.
@@ -43,6 +52,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -71,6 +81,7 @@ func main() {
 		listCpp  = flag.Float64("list-cpp-ns", 0, "ns of one 100-object cache list measured by the C++ bench (baseline); 0 if unknown")
 		listOut  = flag.String("list-out", "", "write the binding_list100_go record (a JSON array) to this path")
 		limOut   = flag.String("limiter-out", "", "write the limiter_uncontended_go and limiter_contended_go records (a JSON array) to this path")
+		scaleOut = flag.String("scaling-out", "", "write the binding_pair_scaling_go record (8 goroutines vs 1) to this path")
 	)
 	flag.Parse()
 	log.SetFlags(0)
@@ -97,6 +108,11 @@ func main() {
 	fmt.Printf("pair PopSpread+Add  go %8.1f ns/op (%.1f allocs/op)  c++ %8.1f ns/op  ratio %.3f\n",
 		pairNs, pairAllocs, *cppNs, pair.Ratio)
 
+	one, many := benchPairScaling(e, keys, scalingThreads, *dur)
+	scaling := record{Name: "binding_pair_scaling_go", N: *n, M: *m, Threads: scalingThreads, BerthNsPerOp: many, BaselineNs: one, Ratio: one / many}
+	fmt.Printf("pair x%d goroutines  go %8.1f ns/op  1 goroutine %8.1f ns/op  throughput ratio %.3f\n",
+		scalingThreads, many, one, scaling.Ratio)
+
 	batchNs, singleNs := benchAddBatch(e, keys, *dur)
 	batch := record{Name: "binding_add_batch_go", N: *n, M: *m, Threads: 1, BerthNsPerOp: batchNs, BaselineNs: singleNs, Ratio: singleNs / batchNs}
 	fmt.Printf("add %d keys         batch %6.1f ns/key  single adds %6.1f ns/key  ratio %.3f\n",
@@ -118,6 +134,7 @@ func main() {
 
 	write(*out, pair)
 	write(*batchOut, batch)
+	write(*scaleOut, scaling)
 	write(*listOut, []record{lst})
 	write(*limOut, []record{unc.record, con.record})
 }
@@ -194,6 +211,65 @@ func benchPair(e *berth.Engine, keys []berth.Key, d time.Duration) (nsPerOp, all
 		log.Fatal(err)
 	}
 	return nsPerOp, allocsPerOp
+}
+
+const scalingThreads = 8
+
+// benchPairScaling returns the wall ns per pair with 1 goroutine and with
+// `threads` goroutines popping and re-adding on one pool of len(keys) keys.
+// The two are timed in alternating rounds of d/10 each, after a warm-up, and
+// the median round of each is returned.
+func benchPairScaling(e *berth.Engine, keys []berth.Key, threads int, d time.Duration) (oneNs, manyNs float64) {
+	const pool = "default/warm-pool-scaling"
+	if _, err := e.AddBatch(pool, keys); err != nil {
+		log.Fatal(err)
+	}
+	// run lets g goroutines run pairs until the round's time is up and
+	// returns ns of wall time per pair over all of them.
+	run := func(g int, round time.Duration) float64 {
+		var stop atomic.Bool
+		var total atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range g {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var local int64
+				for !stop.Load() {
+					h, ok, err := e.PopSpread(pool)
+					if err != nil || !ok {
+						log.Fatalf("PopSpread: %v, %v", ok, err)
+					}
+					if _, err := e.Add(pool, h.Key); err != nil {
+						log.Fatal(err)
+					}
+					local++
+				}
+				total.Add(local)
+			}()
+		}
+		time.Sleep(round)
+		stop.Store(true)
+		wg.Wait()
+		return float64(time.Since(start).Nanoseconds()) / float64(total.Load())
+	}
+	run(threads, d/8) // warm-up
+	const rounds = 5
+	var ones, manys []float64
+	for range rounds {
+		ones = append(ones, run(1, d/(2*rounds)))
+		manys = append(manys, run(threads, d/(2*rounds)))
+	}
+	slices.Sort(ones)
+	slices.Sort(manys)
+	if s, err := e.Stats(pool); err != nil || s.Keys != uint64(len(keys)) {
+		log.Fatalf("pool drifted: %+v, %v", s, err)
+	}
+	if _, err := e.RemovePool(pool); err != nil {
+		log.Fatal(err)
+	}
+	return ones[rounds/2], manys[rounds/2]
 }
 
 // benchAddBatch returns ns per key for AddBatch and for single Add calls,
