@@ -117,9 +117,10 @@ type LimiterStats struct {
 // waiter asking for more than a lowered capacity waits until it is raised.
 //
 // Acquire waits without blocking an OS thread: the wait is queued in the
-// library and its grant is delivered to the goroutine through the runtime
-// poller. A cancelled Acquire never leaks a permit, however the cancellation
-// races the grant.
+// library (which decides the order) and the goroutine parks on a channel;
+// the Release (or SetCapacity, or cancelled Acquire) that grants it claims
+// the permits and hands them over, with no syscall. A cancelled Acquire
+// never leaks a permit, however the cancellation races the grant.
 //
 // Every method is safe for concurrent use. Call Close when done; every
 // method after Close returns an error wrapping ErrClosed, and Acquires
@@ -173,7 +174,6 @@ var limiterCalls = ticketCalls{
 		C.bg_limiter_cancel(&r, h, C.uint64_t(ticket)) // never fails for a live handle
 		return r.flag
 	},
-	syncGrants: true,
 }
 
 // NewLimiter creates a limiter with capacity >= 1 permits, none in use.
@@ -187,7 +187,7 @@ func NewLimiter(capacity int64) (*Limiter, error) {
 		return nil, resError(st, &r)
 	}
 	l := &Limiter{}
-	l.h, l.calls = h, &limiterCalls
+	l.h, l.calls, l.direct = h, &limiterCalls, &directQueue{}
 	// A limiter dropped without Close is freed when it becomes unreachable
 	// (no Acquire can be waiting on it then: a waiter references it).
 	l.cleanup = runtime.AddCleanup(l, limiterCalls.free, h)
