@@ -30,7 +30,7 @@ uint64_t Take(uint64_t v, int64_t n) {
 // A blocking waiter's futex word.
 constexpr uint32_t kWaiting = 0;  // queued, spinning
 constexpr uint32_t kParked = 1;   // queued, asleep (or about to be): the grant must wake it
-constexpr uint32_t kGranted = 2;  // the permits are the waiter's
+constexpr uint32_t kGranted = 2;  // kFifo: the permits are the waiter's; kBarging: woken, try again
 
 // Spins before sleeping: a grant that comes within this long (the releaser
 // running on another core) costs neither side a syscall. Short, because
@@ -131,8 +131,9 @@ class ConcurrencyLimiter::Wakeups {
   int words_ = 0;
 };
 
-ConcurrencyLimiter::ConcurrencyLimiter(int64_t capacity)
+ConcurrencyLimiter::ConcurrencyLimiter(int64_t capacity, Order order)
     : fast_(capacity <= kFastMax ? Pack(0, capacity) : kSlow),
+      order_(order),
       frozen_(capacity > kFastMax),
       capacity_(capacity) {}
 ConcurrencyLimiter::~ConcurrencyLimiter() = default;
@@ -160,7 +161,8 @@ void ConcurrencyLimiter::FreezeLocked() {
 }
 
 void ConcurrencyLimiter::ThawLocked() {
-  if (!frozen_ || !queue_.empty() || capacity_ > kFastMax || in_use_ > capacity_) return;
+  if (!frozen_ || capacity_ > kFastMax || in_use_ > capacity_) return;
+  if (order_ == Order::kFifo && !queue_.empty()) return;
   fast_.store(Pack(in_use_, capacity_ - in_use_), std::memory_order_release);
   frozen_ = false;
 }
@@ -170,7 +172,48 @@ Status ConcurrencyLimiter::TooLarge(int64_t n, int64_t capacity) const {
                                       std::to_string(capacity) + ")"};
 }
 
+bool ConcurrencyLimiter::TakeLocked(int64_t n) {
+  if (frozen_) {
+    if (!FitsLocked(n)) return false;
+    in_use_ += n;
+    ++granted_;
+    return true;
+  }
+  int64_t capacity;
+  return FastAcquire(n, &capacity) == Fast::kGranted;  // never kSlow: only mu_ holders freeze
+}
+
 void ConcurrencyLimiter::GrantLocked(Wakeups* wake) {
+  if (order_ == Order::kBarging) {
+    // O(waiters looked at): from the head, skipping those too large for
+    // what is free, until the free permits are spoken for. A sleeper is
+    // woken to try again (and counted as served, so one release does not
+    // wake everyone); a ticket is granted now.
+    int64_t promised = 0;
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      const int64_t free =
+          (frozen_ ? capacity_ - in_use_ : FreeOf(fast_.load(std::memory_order_acquire))) - promised;
+      if (free <= 0) break;
+      Waiter& w = *it;
+      if (w.n > free) {
+        ++it;
+        continue;
+      }
+      if (w.word != nullptr) {
+        promised += w.n;
+        wake->Grant(w.word);  // "try again"; it re-queues itself if it loses
+      } else {
+        if (!TakeLocked(w.n)) break;  // a lock-free taker beat us to it
+        by_ticket_.erase(w.ticket);
+        unclaimed_.emplace(w.ticket, w.n);
+        w.notifier->Post(w.token);
+      }
+      waiting_permits_ -= w.n;
+      queued_.fetch_sub(1, std::memory_order_relaxed);
+      it = queue_.erase(it);
+    }
+    return;
+  }
   while (!queue_.empty() && FitsLocked(queue_.front().n)) {
     Waiter& w = queue_.front();
     in_use_ += w.n;
@@ -225,7 +268,7 @@ Refusal ConcurrencyLimiter::TryAcquire(int64_t n) {
 Refusal ConcurrencyLimiter::TryAcquireLocked(int64_t n) {
   FreezeLocked();
   Refusal r = Refusal::kNone;
-  if (!queue_.empty()) {
+  if (order_ == Order::kFifo && !queue_.empty()) {
     r = Refusal::kWaitersQueued;
   } else if (!FitsLocked(n)) {
     r = Refusal::kAtCapacity;
@@ -251,6 +294,7 @@ Status ConcurrencyLimiter::Acquire(int64_t n, std::optional<Clock::time_point> d
     case Fast::kSlow:
       break;
   }
+  if (order_ == Order::kBarging) return AcquireBarging(n, deadline, acquired);
   // The futex word lives on this stack frame: a granter writes it under the
   // lock, while the waiter is still queued (so still here).
   std::atomic<uint32_t> word{kWaiting};
@@ -288,6 +332,64 @@ Status ConcurrencyLimiter::Acquire(int64_t n, std::optional<Clock::time_point> d
   return {};
 }
 
+Status ConcurrencyLimiter::AcquireBarging(int64_t n,
+                                          const std::optional<Clock::time_point>& deadline,
+                                          bool* acquired) {
+  std::atomic<uint32_t> word{kWaiting};
+  bool first = true;
+  for (;;) {
+    Queue::iterator it;
+    {
+      std::lock_guard<Mutex> lock(mu_);
+      if (first && n > capacity_) return TooLarge(n, capacity_);
+      word.store(kWaiting, std::memory_order_relaxed);
+      // Woken and beaten by a barger: back in at the head, ahead of later
+      // waiters.
+      it = queue_.insert(first ? queue_.end() : queue_.begin(), Waiter{0, n, nullptr, 0, &word});
+      waiting_permits_ += n;
+      // Announce, then look: a release either sees queued_ (and wakes us,
+      // under this lock, so after we are in the queue) or freed its permits
+      // before the look below finds them.
+      queued_.fetch_add(1, std::memory_order_seq_cst);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (TakeLocked(n)) {
+        queue_.erase(it);
+        waiting_permits_ -= n;
+        queued_.fetch_sub(1, std::memory_order_relaxed);
+        *acquired = true;
+        return {};
+      }
+    }
+    first = false;
+    if (Park(&word, deadline)) {  // woken (and taken out of the queue): try again
+      int64_t capacity;
+      if (FastAcquire(n, &capacity) == Fast::kGranted) {
+        *acquired = true;
+        return {};
+      }
+      continue;
+    }
+    Wakeups wake;
+    std::lock_guard<Mutex> lock(mu_);
+    if (word.load(std::memory_order_acquire) == kGranted) {
+      // Woken as the deadline passed (and out of the queue): a last try,
+      // else the wake-up goes on to whoever else fits.
+      if (TakeLocked(n)) {
+        *acquired = true;
+        return {};
+      }
+      GrantLocked(&wake);
+    } else {
+      queue_.erase(it);
+      waiting_permits_ -= n;
+      queued_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    ++timed_out_;
+    *acquired = false;
+    return {};
+  }
+}
+
 Status ConcurrencyLimiter::Enqueue(int64_t n, std::shared_ptr<Notifier> notifier, uint64_t token,
                                    bool* granted_now, uint64_t* ticket) {
   int64_t capacity = 0;
@@ -304,6 +406,27 @@ Status ConcurrencyLimiter::Enqueue(int64_t n, std::shared_ptr<Notifier> notifier
   }
   std::lock_guard<Mutex> lock(mu_);
   if (n > capacity_) return TooLarge(n, capacity_);
+  if (order_ == Order::kBarging) {
+    const uint64_t t = next_ticket_++;
+    auto it = queue_.insert(queue_.end(), Waiter{t, n, std::move(notifier), token, nullptr});
+    waiting_permits_ += n;
+    // Announce, then look again: a release that missed the announcement
+    // freed its permits before this look (see AcquireBarging).
+    queued_.fetch_add(1, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (TakeLocked(n)) {
+      queue_.erase(it);
+      waiting_permits_ -= n;
+      queued_.fetch_sub(1, std::memory_order_relaxed);
+      *granted_now = true;
+      *ticket = 0;
+      return {};
+    }
+    by_ticket_.emplace(t, it);
+    *granted_now = false;
+    *ticket = t;
+    return {};
+  }
   FreezeLocked();
   if (queue_.empty() && FitsLocked(n)) {
     in_use_ += n;
@@ -331,8 +454,9 @@ CancelOutcome ConcurrencyLimiter::Cancel(uint64_t ticket) {
   Wakeups wake;
   std::lock_guard<Mutex> lock(mu_);
   if (auto it = by_ticket_.find(ticket); it != by_ticket_.end()) {
-    FreezeLocked();  // a queued ticket means frozen already; kept for clarity
+    FreezeLocked();  // kFifo: a queued ticket means frozen already
     waiting_permits_ -= it->second->n;
+    if (order_ == Order::kBarging) queued_.fetch_sub(1, std::memory_order_relaxed);
     queue_.erase(it->second);
     by_ticket_.erase(it);
     ++cancelled_;
@@ -359,8 +483,15 @@ Status ConcurrencyLimiter::Release(int64_t n) {
       return {Code::kInvalidArgument, "releasing " + std::to_string(n) + " permits but only " +
                                           std::to_string(InUseOf(v)) + " are in use"};
     }
-    if (fast_.compare_exchange_weak(v, Take(v, -n), std::memory_order_release,
+    // seq_cst: in kBarging, the load of queued_ below and a waiter's
+    // announce-then-look must not both miss (Dekker).
+    if (fast_.compare_exchange_weak(v, Take(v, -n), std::memory_order_seq_cst,
                                     std::memory_order_relaxed)) {
+      if (order_ == Order::kBarging && queued_.load(std::memory_order_seq_cst) > 0) {
+        Wakeups wake;
+        std::lock_guard<Mutex> lock(mu_);
+        GrantLocked(&wake);
+      }
       return {};
     }
   }

@@ -22,6 +22,19 @@
 // the wake-up syscall (and the notifier post) happen after the lock is
 // dropped, and only for a waiter that really sleeps.
 //
+// Order::kBarging drops FIFO for throughput: an acquirer takes permits that
+// fit even while others wait (try_acquire never refuses with
+// kWaitersQueued), a release wakes sleepers that could fit and they try
+// again, keeping their place ahead of later waiters, and may lose to a
+// barger and sleep again. Asynchronous tickets are still granted from the
+// queue by the release (a ticket needs a grant to post). No starvation
+// guarantee: a large request can wait while small ones keep the permits
+// busy. It exists because strict FIFO with more threads than cores pays for
+// a descheduled head waiter: its grant waits for it to be scheduled, and
+// everyone queued behind waits with it, where a barging semaphore lets the
+// threads that are running carry on (see bench/limit_bench.cc). kFifo is the
+// default and what capi/berth.h documents.
+//
 // Thread-safe; the fast path is O(1) lock-free, every other operation holds
 // one short lock (O(1) plus the grants it makes).
 #pragma once
@@ -54,6 +67,9 @@ struct LimiterStats {
 
 enum class Refusal { kNone, kAtCapacity, kWaitersQueued };
 
+// How waiters are served; see ConcurrencyLimiter.
+enum class Order { kFifo, kBarging };
+
 enum class CancelOutcome {
   kWasWaiting,   // left the queue; nothing was held
   kWasGranted,   // granted but not claimed: its permits went back
@@ -64,12 +80,12 @@ class ConcurrencyLimiter {
  public:
   using Clock = std::chrono::steady_clock;
 
-  explicit ConcurrencyLimiter(int64_t capacity);
+  explicit ConcurrencyLimiter(int64_t capacity, Order order = Order::kFifo);
   ~ConcurrencyLimiter();
 
   // Arguments are validated by the caller: n >= 1, capacity >= 1.
 
-  // Immediate answer; refuses while waiters are queued (FIFO).
+  // Immediate answer; refuses while waiters are queued (kFifo).
   Refusal TryAcquire(int64_t n);
   // The same, with n > capacity (read under the same lock) an error.
   Status TryAcquireChecked(int64_t n, Refusal* refusal);
@@ -111,7 +127,15 @@ class ConcurrencyLimiter {
   // them back to it when nobody waits and they fit in it (Thaw).
   void FreezeLocked();
   void ThawLocked();
-  void GrantLocked(Wakeups* wake);  // grants from the head while permits allow
+  // kFifo: grants from the head while permits allow. kBarging: grants
+  // asynchronous tickets and wakes sleepers, from the head, as far as the
+  // free permits reach.
+  void GrantLocked(Wakeups* wake);
+  // kBarging: takes n permits now if they fit (whichever regime holds the
+  // counts). Under mu_.
+  bool TakeLocked(int64_t n);
+  Status AcquireBarging(int64_t n, const std::optional<Clock::time_point>& deadline,
+                        bool* acquired);
   Refusal TryAcquireLocked(int64_t n);
   Status TooLarge(int64_t n, int64_t capacity) const;
   // Written so it cannot overflow: capacity_ - in_use_ is negative after a
@@ -126,6 +150,11 @@ class ConcurrencyLimiter {
   std::atomic<uint64_t> fast_;
   std::atomic<uint64_t> fast_granted_{0}, fast_rejected_{0};
 
+  // kBarging: waiters queued, read without the lock by releases on the
+  // lock-free path (which must wake them).
+  std::atomic<int64_t> queued_{0};
+
+  const Order order_;
   mutable Mutex mu_;
   bool frozen_ = false;    // fast_ == kSlow; in_use_ is authoritative
   int64_t capacity_;       // always authoritative (changed under mu_, frozen)
