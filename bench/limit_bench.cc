@@ -131,29 +131,57 @@ void Uncontended() {
   berth_limiter_free(l);
 }
 
-// Berth and its baseline in alternating slices (four each), so load from
-// elsewhere on the machine falls on both sides alike; each side's figure is
-// the mean of its slices' ns per op.
+// Berth and its baseline in alternating slices (four each) on the same
+// `threads` threads, which switch workload at each slice, so load from
+// elsewhere on the machine (which swung a single back-to-back pair by 5x)
+// falls on both sides alike. Each side's figure is its wall time over its
+// ops (an op is counted for the slice in which it started). A FIFO convoy
+// (below) lasts at most a slice here, as threads leave the limiter at each
+// switch; in one long run it can last the whole run.
 template <class A, class B>
 void Interleaved(int threads, A&& a, B&& b, double* a_ns, double* b_ns) {
   constexpr int kSlices = 4;
-  const double saved = berth::bench::g_min_seconds;
-  berth::bench::g_min_seconds = saved / kSlices;
-  double sa = 0, sb = 0;
-  for (int i = 0; i < kSlices; ++i) {
-    sa += Threads(threads, a);
-    sb += Threads(threads, b);
+  std::atomic<int> phase{0};
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> ops[2] = {0, 0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&] {
+      uint64_t n[2] = {0, 0};
+      while (!stop.load(std::memory_order_relaxed)) {
+        const int p = phase.load(std::memory_order_relaxed);
+        if (p == 0) {
+          a();
+        } else {
+          b();
+        }
+        ++n[p];
+      }
+      ops[0].fetch_add(n[0]);
+      ops[1].fetch_add(n[1]);
+    });
   }
-  berth::bench::g_min_seconds = saved;
-  *a_ns = sa / kSlices;
-  *b_ns = sb / kSlices;
+  double ns[2] = {0, 0};
+  const auto slice = std::chrono::duration<double>(berth::bench::g_min_seconds / kSlices);
+  for (int i = 0; i < 2 * kSlices; ++i) {
+    const auto start = Clock::now();
+    phase.store(i % 2);
+    std::this_thread::sleep_for(slice);
+    ns[i % 2] += std::chrono::duration<double, std::nano>(Clock::now() - start).count();
+  }
+  stop = true;
+  for (auto& t : ts) t.join();
+  *a_ns = ns[0] / static_cast<double>(ops[0].load());
+  *b_ns = ns[1] / static_cast<double>(ops[1].load());
 }
 
 // 8 threads on a capacity of 4, blocking acquire + release, against the
 // unfair condition-variable semaphore. limiter_contended is the FIFO
 // limiter (the default, as capi/berth.h documents); with more threads than
 // cores a strict FIFO hand-off must wait for the head waiter to be
-// scheduled, which the unfair baseline never does.
+// scheduled, which the unfair baseline never does: once four waiters queue
+// (two holders descheduled), each release re-queues its thread behind them
+// and the queue never drains (a convoy, 150-450 ns per op on 2 cores).
 // limiter_contended_barging is Order::kBarging, the non-FIFO mode.
 void Contended() {
   for (const berth::Order order : {berth::Order::kFifo, berth::Order::kBarging}) {
