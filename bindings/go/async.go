@@ -27,6 +27,10 @@ type ticketCalls struct {
 	// enqueue asks for n permits: granted now, or a ticket whose grant
 	// posts tok to the notifier nt.
 	enqueue func(h C.uintptr_t, n int64, nt C.uintptr_t, tok uint64) (grantedNow bool, ticket uint64, err error)
+	// releaseClaim (Limiter only) releases n permits, then claims tickets
+	// in order until one is not granted, in one cgo call; claimed says how
+	// many were.
+	releaseClaim func(h C.uintptr_t, n int64, tickets [releaseClaimMax]uint64, k int) (claimed int, err error)
 	// claim takes over a granted ticket's permits.
 	claim func(h C.uintptr_t, ticket uint64) (claimed bool, err error)
 	// cancel cancels a ticket and says what it found (BERTH_CANCEL_*).
@@ -87,9 +91,15 @@ func (t *ticketHandle) release(n int64) error {
 	if err != nil {
 		return err
 	}
-	err = t.calls.release(hnd, n)
-	if err == nil {
-		t.walkIfParked()
+	if t.direct != nil && t.parked.Load() > 0 {
+		err = t.releaseDirect(hnd, n)
+	} else {
+		err = t.calls.release(hnd, n)
+		if err == nil {
+			// A waiter that enqueued before this release counted itself
+			// in parked first (acquireDirect), so it is seen here.
+			t.walkIfParked()
+		}
 	}
 	t.mu.RUnlock()
 	return err

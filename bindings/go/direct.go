@@ -50,6 +50,10 @@ import (
 
 const quietDrainEvery = 64
 
+// releaseClaimMax is how many parked tickets one Release tries to claim in
+// the cgo call that releases (the walk goes on if all are granted).
+const releaseClaimMax = 8
+
 var quiet struct {
 	mu sync.Mutex
 	h  C.uintptr_t // berth_notifier*, never freed; 0 until made
@@ -112,8 +116,12 @@ func (t *ticketHandle) acquireDirect(ctx context.Context, n int64) error {
 			return err
 		}
 	}
+	// Counted before the library can queue the ticket: a Release that grants
+	// it then sees parked > 0 and walks (see release).
+	t.parked.Add(1)
 	now, ticket, err := t.calls.enqueue(hnd, n, q.nt, 0)
 	if err != nil || now {
+		t.parked.Add(-1)
 		q.mu.Unlock()
 		t.mu.RUnlock()
 		return err
@@ -121,7 +129,6 @@ func (t *ticketHandle) acquireDirect(ctx context.Context, n int64) error {
 	w := directWaiters.Get().(*directWaiter)
 	w.ticket, w.n = ticket, n
 	q.parked = append(q.parked, w)
-	t.parked.Add(1)
 	q.mu.Unlock()
 	t.mu.RUnlock()
 	defer t.parked.Add(-1)
@@ -191,14 +198,44 @@ func (t *ticketHandle) walkLocked() {
 		if err != nil || !claimed {
 			break
 		}
-		q.parked[k].ch <- waitGranted
-		q.parked[k] = nil
 		k++
 	}
-	if k > 0 {
-		q.parked = slices.Delete(q.parked, 0, k)
-		q.grants += k
+	t.deliverLocked(k)
+}
+
+// releaseDirect is Release with waiters parked: the release and the claims
+// for the first few parked waiters in one cgo call, then the walk goes on
+// if all of those were granted.
+func (t *ticketHandle) releaseDirect(hnd C.uintptr_t, n int64) error {
+	q := t.direct
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var buf [releaseClaimMax]uint64
+	k := min(len(q.parked), len(buf))
+	for i := range k {
+		buf[i] = q.parked[i].ticket
 	}
+	claimed, err := t.calls.releaseClaim(hnd, n, buf, k)
+	t.deliverLocked(claimed)
+	if err == nil && claimed == k && k > 0 {
+		t.walkLocked()
+	}
+	return err
+}
+
+// deliverLocked hands the first k parked waiters, whose tickets were just
+// claimed, their permits. The caller holds t.direct.mu.
+func (t *ticketHandle) deliverLocked(k int) {
+	q := t.direct
+	if k == 0 {
+		return
+	}
+	for i := range k {
+		q.parked[i].ch <- waitGranted
+		q.parked[i] = nil
+	}
+	q.parked = slices.Delete(q.parked, 0, k)
+	q.grants += k
 	if q.grants >= quietDrainEvery {
 		q.grants = 0
 		drainQuiet(q.nt)

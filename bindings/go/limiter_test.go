@@ -815,3 +815,41 @@ func TestLimiter_DroppedLimiterIsCollected(t *testing.T) {
 		}
 	}
 }
+
+// TestLimiter_ContendedAcquiresAreNeverLeftParked: goroutines racing
+// Acquire against Release on a small capacity all finish; a grant that the
+// releasing call failed to hand over would leave its goroutine parked until
+// the deadline.
+func TestLimiter_ContendedAcquiresAreNeverLeftParked(t *testing.T) {
+	l := newLimiter(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var held atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				n := int64(1 + (g+i)%2)
+				if err := l.Acquire(ctx, n); err != nil {
+					t.Errorf("Acquire: %v", err)
+					return
+				}
+				if h := held.Add(n); h > 2 {
+					t.Errorf("%d permits held; capacity 2", h)
+				}
+				runtime.Gosched()
+				held.Add(-n)
+				if err := l.Release(n); err != nil {
+					t.Errorf("Release: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if s := limStats(t, l); s.InUse != 0 || s.Waiting != 0 {
+		t.Fatalf("stats %+v; want nothing held or waiting", s)
+	}
+}
