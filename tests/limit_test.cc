@@ -201,6 +201,237 @@ TEST(Limiter, CancelWhileWaitingOrAfterTheGrant) {
   EXPECT_FALSE(l.Claim(b));
 }
 
+TEST(Limiter, TryAcquireRefusesWhileABlockedWaiterIsQueuedEvenWithPermitsFree) {
+  ConcurrencyLimiter l(2);
+  ASSERT_EQ(l.TryAcquire(2), Refusal::kNone);
+  std::thread waiter([&] {
+    bool acquired = false;
+    ASSERT_TRUE(l.Acquire(2, std::nullopt, &acquired).ok());
+    EXPECT_TRUE(acquired);
+  });
+  while (l.Stats().waiting == 0) std::this_thread::yield();
+  ASSERT_TRUE(l.Release(1).ok());  // one free, the waiter wants two
+  EXPECT_EQ(l.TryAcquire(1), Refusal::kWaitersQueued);
+  bool got = true;
+  ASSERT_TRUE(l.Acquire(1, ConcurrencyLimiter::Clock::now(), &got).ok());
+  EXPECT_FALSE(got) << "a blocking acquire took the permit the head waiter is owed";
+  ASSERT_TRUE(l.Release(1).ok());
+  waiter.join();
+  LimiterStats s = l.Stats();
+  EXPECT_EQ(s.in_use, 2);
+  EXPECT_EQ(s.waiting, 0);
+  EXPECT_EQ(l.TryAcquire(1), Refusal::kAtCapacity);
+}
+
+TEST(Limiter, BlockedWaitersAreGrantedInArrivalOrder) {
+  ConcurrencyLimiter l(1);
+  ASSERT_EQ(l.TryAcquire(1), Refusal::kNone);
+  constexpr int kWaiters = 4;
+  std::atomic<int> order[kWaiters];
+  std::atomic<int> next{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < kWaiters; ++i) {
+    ts.emplace_back([&, i] {
+      bool acquired = false;
+      ASSERT_TRUE(l.Acquire(1, std::nullopt, &acquired).ok());
+      order[next.fetch_add(1)].store(i);
+    });
+    while (l.Stats().waiting != i + 1) std::this_thread::yield();  // queued in index order
+  }
+  for (int i = 0; i < kWaiters; ++i) {
+    ASSERT_TRUE(l.Release(1).ok());  // hands the permit to the head
+    while (next.load() != i + 1) std::this_thread::yield();
+  }
+  for (auto& t : ts) t.join();
+  for (int i = 0; i < kWaiters; ++i) EXPECT_EQ(order[i].load(), i);
+  EXPECT_EQ(l.Stats().in_use, 1);
+}
+
+TEST(Limiter, CancellingTicketsNobodyWasGivenLeavesBlockedThreadsWaiting) {
+  ConcurrencyLimiter l(1);
+  ASSERT_EQ(l.TryAcquire(1), Refusal::kNone);
+  std::atomic<bool> done{false};
+  std::thread waiter([&] {
+    bool acquired = false;
+    ASSERT_TRUE(l.Acquire(1, std::nullopt, &acquired).ok());
+    EXPECT_TRUE(acquired);
+    done = true;
+  });
+  while (l.Stats().waiting == 0) std::this_thread::yield();
+  for (uint64_t t = 0; t < 16; ++t) EXPECT_EQ(l.Cancel(t), CancelOutcome::kUnknown);
+  EXPECT_EQ(l.Stats().waiting, 1);
+  EXPECT_FALSE(done.load());
+  ASSERT_TRUE(l.Release(1).ok());
+  waiter.join();
+  EXPECT_EQ(l.Stats().in_use, 1);
+}
+
+TEST(Limiter, CountsStayExactAcrossTheLockFreeAndLockedPaths) {
+  ConcurrencyLimiter l(4);
+  ASSERT_EQ(l.TryAcquire(3), Refusal::kNone);
+  // Past 2^31 the packed word cannot hold the counts: the lock owns them.
+  l.SetCapacity(int64_t{1} << 40);
+  ASSERT_EQ(l.TryAcquire(int64_t{1} << 39), Refusal::kNone);
+  EXPECT_EQ(l.Stats().in_use, (int64_t{1} << 39) + 3);
+  ASSERT_TRUE(l.Release(int64_t{1} << 39).ok());
+  l.SetCapacity(4);  // back in the packed word
+  EXPECT_EQ(l.TryAcquire(1), Refusal::kNone);
+  EXPECT_EQ(l.TryAcquire(1), Refusal::kAtCapacity);
+  EXPECT_EQ(l.Release(5).code(), Code::kInvalidArgument);
+  l.SetCapacity(2);  // below in-use: locked until it drops under
+  EXPECT_EQ(l.TryAcquire(1), Refusal::kAtCapacity);
+  ASSERT_TRUE(l.Release(3).ok());
+  EXPECT_EQ(l.TryAcquire(1), Refusal::kNone);
+  EXPECT_EQ(l.TryAcquire(1), Refusal::kAtCapacity);
+  LimiterStats s = l.Stats();
+  EXPECT_EQ(s.in_use, 2);
+  EXPECT_EQ(s.granted, 4u);
+  EXPECT_EQ(s.rejected, 3u);
+  Refusal why;
+  EXPECT_EQ(l.TryAcquireChecked(3, &why).code(), Code::kInvalidArgument);
+}
+
+// Blocking acquires (some with short deadlines) and releases from more
+// threads than the capacity: never more held than the capacity, and at the
+// end nothing in use, nothing queued.
+TEST(LimiterStress, BlockingAcquiresUnderContentionNeverExceedTheCapacity) {
+  ConcurrencyLimiter l(3);
+  constexpr int kThreads = 8, kEach = 5000;
+  std::atomic<int64_t> held{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      for (int i = 0; i < kEach; ++i) {
+        const int64_t want = 1 + static_cast<int64_t>(rng() % 2);
+        std::optional<ConcurrencyLimiter::Clock::time_point> deadline;
+        if (rng() % 4 == 0) deadline = ConcurrencyLimiter::Clock::now() + std::chrono::microseconds(rng() % 50);
+        bool acquired = false;
+        ASSERT_TRUE(l.Acquire(want, deadline, &acquired).ok());
+        if (!acquired) continue;
+        ASSERT_LE(held.fetch_add(want) + want, 3) << "more permits held than the capacity";
+        held.fetch_sub(want);
+        ASSERT_TRUE(l.Release(want).ok());
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  LimiterStats s = l.Stats();
+  EXPECT_EQ(s.in_use, 0);
+  EXPECT_EQ(s.waiting, 0);
+  EXPECT_EQ(s.waiting_permits, 0);
+}
+
+TEST(LimiterBarging, TryAcquireTakesFreePermitsPastAQueuedWaiter) {
+  ConcurrencyLimiter l(2, Order::kBarging);
+  ASSERT_EQ(l.TryAcquire(2), Refusal::kNone);
+  std::thread waiter([&] {
+    bool acquired = false;
+    ASSERT_TRUE(l.Acquire(2, std::nullopt, &acquired).ok());
+    EXPECT_TRUE(acquired);
+  });
+  while (l.Stats().waiting == 0) std::this_thread::yield();
+  ASSERT_TRUE(l.Release(1).ok());
+  EXPECT_EQ(l.TryAcquire(1), Refusal::kNone) << "kBarging never refuses for waiters";
+  EXPECT_EQ(l.TryAcquire(1), Refusal::kAtCapacity);
+  ASSERT_TRUE(l.Release(2).ok());  // now the 2-permit waiter fits
+  waiter.join();
+  LimiterStats s = l.Stats();
+  EXPECT_EQ(s.in_use, 2);
+  EXPECT_EQ(s.waiting, 0);
+}
+
+TEST(LimiterBarging, ReleaseWakesASmallWaiterBehindALargeOneThatDoesNotFit) {
+  ConcurrencyLimiter l(3, Order::kBarging);
+  ASSERT_EQ(l.TryAcquire(3), Refusal::kNone);
+  std::atomic<bool> small_done{false};
+  std::thread big([&] {
+    bool acquired = false;
+    ASSERT_TRUE(l.Acquire(3, ConcurrencyLimiter::Clock::now() + std::chrono::seconds(30), &acquired).ok());
+    EXPECT_TRUE(acquired);
+  });
+  while (l.Stats().waiting != 1) std::this_thread::yield();
+  std::thread small([&] {
+    bool acquired = false;
+    ASSERT_TRUE(l.Acquire(1, std::nullopt, &acquired).ok());
+    EXPECT_TRUE(acquired);
+    small_done = true;
+    ASSERT_TRUE(l.Release(1).ok());
+  });
+  while (l.Stats().waiting != 2) std::this_thread::yield();
+  ASSERT_TRUE(l.Release(1).ok());  // the lock-free release path must wake the small one
+  small.join();
+  EXPECT_TRUE(small_done.load());
+  ASSERT_TRUE(l.Release(2).ok());  // all three free: the big one
+  big.join();
+  EXPECT_EQ(l.Stats().in_use, 3);
+  EXPECT_EQ(l.Stats().waiting, 0);
+}
+
+TEST(LimiterBarging, AsyncTicketsAreGrantedByTheReleaseAndCancelGivesPermitsBack) {
+  ConcurrencyLimiter l(1, Order::kBarging);
+  auto n = MakeNotifier();
+  ASSERT_EQ(l.TryAcquire(1), Refusal::kNone);
+  bool now;
+  uint64_t a, b;
+  ASSERT_TRUE(l.Enqueue(1, n, 7, &now, &a).ok());
+  ASSERT_FALSE(now);
+  ASSERT_TRUE(l.Enqueue(1, n, 8, &now, &b).ok());
+  ASSERT_FALSE(now);
+  ASSERT_TRUE(l.Release(1).ok());  // lock-free release; a is granted from the queue
+  EXPECT_EQ(DrainAll(*n), std::vector<uint64_t>{7});
+  EXPECT_EQ(l.Cancel(a), CancelOutcome::kWasGranted);  // back, and on to b
+  EXPECT_EQ(DrainAll(*n), std::vector<uint64_t>{8});
+  EXPECT_TRUE(l.Claim(b));
+  LimiterStats s = l.Stats();
+  EXPECT_EQ(s.in_use, 1);
+  EXPECT_EQ(s.waiting, 0);
+  EXPECT_EQ(s.waiting_permits, 0);
+}
+
+TEST(LimiterStress, BargingBlockingAndAsyncWaitersNeverExceedTheCapacityOrHang) {
+  ConcurrencyLimiter l(3, Order::kBarging);
+  auto n = MakeNotifier();
+  constexpr int kThreads = 8, kEach = 4000;
+  std::atomic<int64_t> held{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      for (int i = 0; i < kEach; ++i) {
+        const int64_t want = 1 + static_cast<int64_t>(rng() % 2);
+        bool holding = false;
+        if (t % 2 == 0) {
+          std::optional<ConcurrencyLimiter::Clock::time_point> deadline;
+          if (rng() % 4 == 0) deadline = ConcurrencyLimiter::Clock::now() + std::chrono::microseconds(rng() % 50);
+          ASSERT_TRUE(l.Acquire(want, deadline, &holding).ok());
+        } else {
+          uint64_t ticket;
+          ASSERT_TRUE(l.Enqueue(want, n, 0, &holding, &ticket).ok());
+          if (!holding) {
+            if (rng() % 2 == 0) {
+              ASSERT_NE(l.Cancel(ticket), CancelOutcome::kUnknown);
+              continue;
+            }
+            while (!l.Claim(ticket)) std::this_thread::yield();
+            holding = true;
+          }
+        }
+        if (!holding) continue;
+        ASSERT_LE(held.fetch_add(want) + want, 3) << "more permits held than the capacity";
+        held.fetch_sub(want);
+        ASSERT_TRUE(l.Release(want).ok());
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  LimiterStats s = l.Stats();
+  EXPECT_EQ(s.in_use, 0);
+  EXPECT_EQ(s.waiting, 0);
+  EXPECT_EQ(s.waiting_permits, 0);
+  DrainAll(*n);
+}
+
 // Many async waiters, released and cancelled from several threads in random
 // order: every permit is either held by exactly one claimer or returned; at
 // the end nothing is in use and nothing is queued.

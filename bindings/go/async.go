@@ -27,16 +27,14 @@ type ticketCalls struct {
 	// enqueue asks for n permits: granted now, or a ticket whose grant
 	// posts tok to the notifier nt.
 	enqueue func(h C.uintptr_t, n int64, nt C.uintptr_t, tok uint64) (grantedNow bool, ticket uint64, err error)
+	// releaseClaim (Limiter only) releases n permits, then claims tickets
+	// in order until one is not granted, in one cgo call; claimed says how
+	// many were.
+	releaseClaim func(h C.uintptr_t, n int64, tickets [releaseClaimMax]uint64, k int) (claimed int, err error)
 	// claim takes over a granted ticket's permits.
 	claim func(h C.uintptr_t, ticket uint64) (claimed bool, err error)
 	// cancel cancels a ticket and says what it found (BERTH_CANCEL_*).
 	cancel func(h C.uintptr_t, ticket uint64) C.int
-	// syncGrants: the library grants waiters inside the call that frees
-	// permits (Release, SetCapacity, Cancel), so that the caller finds the
-	// grants' tokens on the notifier as soon as the call returns and may
-	// drain them itself (kick). False for the shared limiter, whose grants
-	// are posted later by a thread of the handle.
-	syncGrants bool
 }
 
 // ticketHandle is the part of a limiter handle that asynchronous Acquires
@@ -45,8 +43,12 @@ type ticketHandle struct {
 	guard // the library's handle; a waiting Acquire does not hold it while it waits
 	// parked counts Acquires waiting on a ticket. Calls that may grant
 	// drain the notifier themselves only while it is non-zero.
-	parked  atomic.Int64
-	calls   *ticketCalls
+	parked atomic.Int64
+	calls  *ticketCalls
+	// direct: the Limiter's parked Acquires, delivered by the callers of
+	// granting calls (direct.go); nil for a SharedLimiter, whose grants go
+	// through the process notifier and its registry.
+	direct  *directQueue
 	cleanup runtime.Cleanup // frees the handle of a limiter dropped without Close
 }
 
@@ -61,7 +63,11 @@ func (t *ticketHandle) close() error {
 		return nil
 	}
 	t.cleanup.Stop()
-	t.cancelParked()
+	if t.direct != nil {
+		t.cancelDirect()
+	} else {
+		t.cancelParked()
+	}
 	t.calls.free(t.h)
 	t.h = 0
 	return nil
@@ -85,13 +91,18 @@ func (t *ticketHandle) release(n int64) error {
 	if err != nil {
 		return err
 	}
-	err = t.calls.release(hnd, n)
-	t.mu.RUnlock()
-	if err != nil {
-		return err
+	if t.direct != nil && t.parked.Load() > 0 {
+		err = t.releaseDirect(hnd, n)
+	} else {
+		err = t.calls.release(hnd, n)
+		if err == nil {
+			// A waiter that enqueued before this release counted itself
+			// in parked first (acquireDirect), so it is seen here.
+			t.walkIfParked()
+		}
 	}
-	t.kickIfParked()
-	return nil
+	t.mu.RUnlock()
+	return err
 }
 
 func (t *ticketHandle) setCapacity(capacity int64) error {
@@ -100,16 +111,18 @@ func (t *ticketHandle) setCapacity(capacity int64) error {
 		return err
 	}
 	err = t.calls.setCapacity(hnd, capacity)
-	t.mu.RUnlock()
-	if err != nil {
-		return err
+	if err == nil {
+		t.walkIfParked()
 	}
-	t.kickIfParked()
-	return nil
+	t.mu.RUnlock()
+	return err
 }
 
 // acquire is Acquire(ctx, n) of either limiter (see Limiter.Acquire).
 func (t *ticketHandle) acquire(ctx context.Context, n int64) error {
+	if t.direct != nil {
+		return t.acquireDirect(ctx, n)
+	}
 	done := ctx.Done()
 	if done != nil {
 		select {
@@ -198,10 +211,6 @@ func (t *ticketHandle) abandon(tok uint64, w *waiter) {
 	// which nobody reads) and the cancel gave the permits back.
 	registry.mu.Unlock()
 	t.mu.RUnlock()
-	// Leaving the queue may have let the waiters behind through.
-	if t.calls.syncGrants && t.parked.Load() > 1 {
-		kick()
-	}
 }
 
 // cancelParked cancels every ticket parked on t and wakes its Acquire with
@@ -224,12 +233,4 @@ func (t *ticketHandle) cancelParked() {
 		w.ch <- waitClosed
 	}
 	registry.mu.Unlock()
-}
-
-// kickIfParked drains the notifier directly after a call that may have
-// granted waiters of t (see notifier.go).
-func (t *ticketHandle) kickIfParked() {
-	if t.calls.syncGrants && t.parked.Load() > 0 {
-		kick()
-	}
 }

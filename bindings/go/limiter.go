@@ -15,6 +15,8 @@ package berth
 #cgo nocallback bg_limiter_cancel
 #cgo noescape bg_limiter_release
 #cgo nocallback bg_limiter_release
+#cgo noescape bg_limiter_release_claim
+#cgo nocallback bg_limiter_release_claim
 #cgo noescape bg_limiter_set_capacity
 #cgo nocallback bg_limiter_set_capacity
 #cgo noescape bg_limiter_stats
@@ -55,6 +57,25 @@ static berth_status bg_limiter_release(bg_res* res, uintptr_t l, int64_t n) {
   return bg_done(berth_limiter_release(BG_LIMITER(l), n), res);
 }
 
+// Releases n permits, then claims tickets[0..k) in order until one is not
+// granted (*claimed of them were): the release and the claims of the
+// waiters it granted in one cgo call (see direct.go). A failing release
+// claims nothing.
+static berth_status bg_limiter_release_claim(size_t* claimed, bg_res* res, uintptr_t l, int64_t n,
+                                             const uint64_t* tickets, size_t k) {
+  *claimed = 0;
+  berth_status st = berth_limiter_release(BG_LIMITER(l), n);
+  if (st != BERTH_OK) return bg_done(st, res);
+  for (size_t i = 0; i < k; i++) {
+    int ok = 0;
+    st = berth_limiter_claim(&ok, BG_LIMITER(l), tickets[i]);
+    if (st != BERTH_OK) return bg_done(st, res);
+    if (!ok) break;
+    *claimed = i + 1;
+  }
+  return BERTH_OK;
+}
+
 static berth_status bg_limiter_set_capacity(bg_res* res, uintptr_t l, int64_t capacity) {
   return bg_done(berth_limiter_set_capacity(BG_LIMITER(l), capacity), res);
 }
@@ -69,6 +90,7 @@ import (
 	"context"
 	"runtime"
 	"strconv"
+	"unsafe"
 )
 
 // Refusal says why TryAcquire did not take the permits.
@@ -117,9 +139,10 @@ type LimiterStats struct {
 // waiter asking for more than a lowered capacity waits until it is raised.
 //
 // Acquire waits without blocking an OS thread: the wait is queued in the
-// library and its grant is delivered to the goroutine through the runtime
-// poller. A cancelled Acquire never leaks a permit, however the cancellation
-// races the grant.
+// library (which decides the order) and the goroutine parks on a channel;
+// the Release (or SetCapacity, or cancelled Acquire) that grants it claims
+// the permits and hands them over, with no syscall. A cancelled Acquire
+// never leaks a permit, however the cancellation races the grant.
 //
 // Every method is safe for concurrent use. Call Close when done; every
 // method after Close returns an error wrapping ErrClosed, and Acquires
@@ -161,6 +184,15 @@ var limiterCalls = ticketCalls{
 		}
 		return r.flag != 0, uint64(ticket), nil
 	},
+	releaseClaim: func(h C.uintptr_t, n int64, tickets [releaseClaimMax]uint64, k int) (int, error) {
+		var r C.bg_res
+		var claimed C.size_t
+		p := (*C.uint64_t)(unsafe.Pointer(&tickets[0])) // a copy on this stack: nothing escapes
+		if st := C.bg_limiter_release_claim(&claimed, &r, h, C.int64_t(n), p, C.size_t(k)); st != C.BERTH_OK {
+			return int(claimed), resError(st, &r)
+		}
+		return int(claimed), nil
+	},
 	claim: func(h C.uintptr_t, ticket uint64) (bool, error) {
 		var r C.bg_res
 		if st := C.bg_limiter_claim(&r, h, C.uint64_t(ticket)); st != C.BERTH_OK {
@@ -173,7 +205,6 @@ var limiterCalls = ticketCalls{
 		C.bg_limiter_cancel(&r, h, C.uint64_t(ticket)) // never fails for a live handle
 		return r.flag
 	},
-	syncGrants: true,
 }
 
 // NewLimiter creates a limiter with capacity >= 1 permits, none in use.
@@ -187,7 +218,7 @@ func NewLimiter(capacity int64) (*Limiter, error) {
 		return nil, resError(st, &r)
 	}
 	l := &Limiter{}
-	l.h, l.calls = h, &limiterCalls
+	l.h, l.calls, l.direct = h, &limiterCalls, &directQueue{}
 	// A limiter dropped without Close is freed when it becomes unreachable
 	// (no Acquire can be waiting on it then: a waiter references it).
 	l.cleanup = runtime.AddCleanup(l, limiterCalls.free, h)

@@ -104,7 +104,9 @@ func notReturned(t testing.TB, ch <-chan error, what string) {
 func registryEmpty(t testing.TB) {
 	t.Helper()
 	waitUntil(t, "the waiter registry is empty", func() bool {
-		kick()
+		if n := notif.p.Load(); n != nil {
+			n.drain()
+		}
 		registry.mu.Lock()
 		defer registry.mu.Unlock()
 		return len(registry.m) == 0 && len(registry.early) == 0
@@ -347,25 +349,44 @@ func TestLimiter_AcquireWithAnEndedContextFailsEvenIfFree(t *testing.T) {
 	}
 }
 
-// TestLimiter_DispatcherAloneDeliversGrants turns off the direct drain of
-// Release and friends, so every grant must come through the notifier's fd
-// and the runtime poller.
-func TestLimiter_DispatcherAloneDeliversGrants(t *testing.T) {
-	noDirectDrain.Store(true)
-	defer noDirectDrain.Store(false)
-	l := newLimiter(t, 1)
+// TestLimiter_GrantsAreHandedOverByTheGrantingCall: a Limiter's waits take
+// no process notifier token and never enter the registry; the Release that
+// grants claims for the waiter (so Stats shows the permits held, nothing
+// unclaimed), in ticket order, weighted waiters included.
+func TestLimiter_GrantsAreHandedOverByTheGrantingCall(t *testing.T) {
+	l := newLimiter(t, 3)
 	ctx := context.Background()
-	for i := range 50 {
-		mustTry(t, l, 1, true, NotRefused)
-		w := acquireAsync(l, ctx, 1)
-		waitQueued(t, l, 1)
-		mustRelease(t, l, 1)
-		if err := result(t, w, fmt.Sprintf("round %d", i)); err != nil {
-			t.Fatalf("round %d: Acquire: %v", i, err)
-		}
-		mustRelease(t, l, 1)
+	mustTry(t, l, 3, true, NotRefused)
+	tok := nextToken.Load()
+	big := acquireAsync(l, ctx, 2)
+	waitQueued(t, l, 1)
+	small := acquireAsync(l, ctx, 1)
+	waitQueued(t, l, 2)
+	registry.mu.Lock()
+	inRegistry := len(registry.m)
+	registry.mu.Unlock()
+	if inRegistry != 0 || nextToken.Load() != tok {
+		t.Fatalf("Limiter waits used the process notifier: %d registered, %d tokens taken", inRegistry, nextToken.Load()-tok)
 	}
-	registryEmpty(t)
+	mustRelease(t, l, 1) // one free: the head wants two, and nobody barges past it
+	notReturned(t, big, "the 2-permit head with one free")
+	notReturned(t, small, "the 1-permit waiter behind the head")
+	mustRelease(t, l, 1)
+	if err := result(t, big, "big"); err != nil {
+		t.Fatal(err)
+	}
+	if s := limStats(t, l); s.InUse != 3 || s.Waiting != 1 {
+		t.Fatalf("after the head's grant: %+v; want 3 in use (claimed), 1 waiting", s)
+	}
+	notReturned(t, small, "the 1-permit waiter with none free")
+	mustRelease(t, l, 2)
+	if err := result(t, small, "small"); err != nil {
+		t.Fatal(err)
+	}
+	if s := limStats(t, l); s.InUse != 2 || s.Waiting != 0 {
+		t.Fatalf("end: %+v; want 2 in use, none waiting", s)
+	}
+	mustRelease(t, l, 2)
 }
 
 func TestLimiter_LimitersShareTheNotifierButNotTheirWaiters(t *testing.T) {
@@ -792,5 +813,43 @@ func TestLimiter_DroppedLimiterIsCollected(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("a dropped Limiter was not collected: something still references it")
 		}
+	}
+}
+
+// TestLimiter_ContendedAcquiresAreNeverLeftParked: goroutines racing
+// Acquire against Release on a small capacity all finish; a grant that the
+// releasing call failed to hand over would leave its goroutine parked until
+// the deadline.
+func TestLimiter_ContendedAcquiresAreNeverLeftParked(t *testing.T) {
+	l := newLimiter(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var held atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				n := int64(1 + (g+i)%2)
+				if err := l.Acquire(ctx, n); err != nil {
+					t.Errorf("Acquire: %v", err)
+					return
+				}
+				if h := held.Add(n); h > 2 {
+					t.Errorf("%d permits held; capacity 2", h)
+				}
+				runtime.Gosched()
+				held.Add(-n)
+				if err := l.Release(n); err != nil {
+					t.Errorf("Release: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if s := limStats(t, l); s.InUse != 0 || s.Waiting != 0 {
+		t.Fatalf("stats %+v; want nothing held or waiting", s)
 	}
 }

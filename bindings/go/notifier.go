@@ -58,37 +58,30 @@ import (
 	"unsafe"
 )
 
-// How asynchronous limiter waits reach goroutines.
+// How asynchronous SharedLimiter waits reach goroutines. (A Limiter's do
+// not come through here: the call that grants them hands them over, see
+// direct.go.)
 //
-// The process has one berth_notifier, made on the first Acquire of a Limiter
-// or SharedLimiter and never freed (the limiters keep it alive while they
-// may post to it anyway). Every waiting Acquire, of any limiter of either
-// kind, asks for its permits with a process-unique token and parks on a
-// channel registered under that token; a grant posts the token to the
-// notifier, and whoever drains it resolves the channel. One notifier for the
-// process rather than one per limiter: one fd and one goroutine however many
-// limiters there are, and the dispatcher goroutine references no limiter, so
-// an abandoned one can still be collected (and freed by its cleanup). The
-// wait itself (register, park, claim or cancel) is ticketHandle.acquire in
-// async.go.
+// The process has one berth_notifier, made on the first Acquire of a
+// SharedLimiter and never freed (the limiters keep it alive while they may
+// post to it anyway). Every waiting Acquire asks for its permits with a
+// process-unique token and parks on a channel registered under that token;
+// a grant posts the token to the notifier, and the dispatcher goroutine
+// drains it and resolves the channel. One notifier for the process rather
+// than one per limiter: one fd and one goroutine however many limiters
+// there are, and the dispatcher references no limiter, so an abandoned one
+// can still be collected (and freed by its cleanup). The wait itself
+// (register, park, claim or cancel) is ticketHandle.acquire in async.go.
 //
-// Two parties drain:
-//   - the dispatcher goroutine, woken by the runtime poller when the eventfd
-//     becomes readable. It waits through os.File's RawConn.Read: the
-//     goroutine is parked in the netpoller (epoll) like a network read, so no
-//     OS thread is blocked for it. The alternative, poll(2) on a dedicated
-//     goroutine, would pin an OS thread in a blocking syscall for the life of
-//     the process and wake through a thread switch; it is kept only as the
-//     fallback should the runtime poller refuse the fd.
-//   - Limiter.Release, Limiter.SetCapacity and a cancelling Limiter.Acquire,
-//     right after a call that may have granted waiters, when the Limiter has
-//     waiters parked. The grant then reaches the waiting goroutine directly,
-//     without a netpoller round trip: when every P is busy the netpoller is
-//     only looked at when one runs out of work (or by sysmon, up to 10 ms
-//     later), which would make every hand-off under contention slow. A
-//     SharedLimiter does not: its grants are posted by a thread of the
-//     handle some time after the call that freed the permits (possibly in
-//     another process), so only the dispatcher sees them.
+// The dispatcher is woken by the runtime poller when the eventfd becomes
+// readable. It waits through os.File's RawConn.Read: the goroutine is parked
+// in the netpoller (epoll) like a network read, so no OS thread is blocked
+// for it. The alternative, poll(2) on a dedicated goroutine, would pin an OS
+// thread in a blocking syscall for the life of the process and wake through
+// a thread switch; it is kept only as the fallback should the runtime poller
+// refuse the fd. A SharedLimiter's grants are posted by a thread of the
+// handle some time after the call that freed the permits (possibly in
+// another process), so only the dispatcher can see them.
 //
 // A token may be drained before its waiter has registered (the grant can
 // happen between the acquire_async call returning the ticket and the
@@ -228,17 +221,15 @@ func (n *notifier) drain() {
 	}
 }
 
-// noDirectDrain turns kick off, so that tests can check the dispatcher
-// alone delivers every grant.
-var noDirectDrain atomic.Bool
-
-// kick drains the shared notifier from the calling goroutine (see above).
-func kick() {
-	if noDirectDrain.Load() {
-		return
-	}
-	if n := notif.p.Load(); n != nil {
-		n.drain()
+// drainQuiet drops every token queued on the notifier nt (the quiet
+// notifier of direct.go, whose tokens nobody waits for).
+func drainQuiet(nt C.uintptr_t) {
+	var toks [drainCap]C.uint64_t
+	for {
+		var r C.bg_res
+		if st := C.bg_notifier_drain(&r, nt, &toks[0], drainCap); st != C.BERTH_OK || int(r.count) < drainCap {
+			return
+		}
 	}
 }
 

@@ -119,7 +119,7 @@ type SharedLimiterStats struct {
 //
 // Acquire waits without blocking an OS thread in Go: the handle's own
 // library thread waits in the region and posts the grant to the process's
-// notifier, which the runtime poller watches (see Limiter). That thread
+// notifier, which the runtime poller watches (see notifier.go). That thread
 // serves the handle's waits one at a time, in order, so Stats.Waiting counts
 // at most one waiter per handle; a handle's later waits queue behind it in
 // the process. A cancelled Acquire never leaks a permit, however the
@@ -178,7 +178,6 @@ var sharedLimiterCalls = ticketCalls{
 		C.bg_shared_limiter_cancel(&r, h, C.uint64_t(ticket)) // never fails for a live handle
 		return r.flag
 	},
-	syncGrants: false, // a thread of the handle posts the grants
 }
 
 // OpenSharedLimiter opens the shared limiter name. With create it is created

@@ -11,20 +11,44 @@
 // gives its permits back. So a cancelled waiter never leaks or double-frees
 // a permit, whichever way the race with the grant goes.
 //
-// Thread-safe; every operation holds one short lock (O(1) plus the grants it
-// makes).
+// Two regimes. While nobody waits (and the capacity fits in 31 bits),
+// in-use and free permits live packed in one atomic word: try_acquire,
+// release and an acquire that fits are one CAS each, no lock. The first
+// waiter freezes the word (it then reads kSlow) and the mutex owns the
+// counts until the queue empties again, so a fast-path taker can never
+// slip past a waiter. A grant is a direct hand-off: the releaser adds the
+// permits to the waiter's account under the lock and flips the waiter's
+// own futex word; the woken thread returns without retaking the lock, and
+// the wake-up syscall (and the notifier post) happen after the lock is
+// dropped, and only for a waiter that really sleeps.
+//
+// Order::kBarging drops FIFO for throughput: an acquirer takes permits that
+// fit even while others wait (try_acquire never refuses with
+// kWaitersQueued), a release wakes sleepers that could fit and they try
+// again, keeping their place ahead of later waiters, and may lose to a
+// barger and sleep again. Asynchronous tickets are still granted from the
+// queue by the release (a ticket needs a grant to post). No starvation
+// guarantee: a large request can wait while small ones keep the permits
+// busy. It exists because strict FIFO with more threads than cores pays for
+// a descheduled head waiter: its grant waits for it to be scheduled, and
+// everyone queued behind waits with it, where a barging semaphore lets the
+// threads that are running carry on (see bench/limit_bench.cc). kFifo is the
+// default and what capi/berth.h documents.
+//
+// Thread-safe; the fast path is O(1) lock-free, every other operation holds
+// one short lock (O(1) plus the grants it makes).
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <unordered_map>
-#include <chrono>
 
 #include "core/common/alloc.h"
+#include "core/common/mutex.h"
 #include "core/common/status.h"
 #include "core/limit/notifier.h"
 
@@ -43,6 +67,9 @@ struct LimiterStats {
 
 enum class Refusal { kNone, kAtCapacity, kWaitersQueued };
 
+// How waiters are served; see ConcurrencyLimiter.
+enum class Order { kFifo, kBarging };
+
 enum class CancelOutcome {
   kWasWaiting,   // left the queue; nothing was held
   kWasGranted,   // granted but not claimed: its permits went back
@@ -53,12 +80,12 @@ class ConcurrencyLimiter {
  public:
   using Clock = std::chrono::steady_clock;
 
-  explicit ConcurrencyLimiter(int64_t capacity);
+  explicit ConcurrencyLimiter(int64_t capacity, Order order = Order::kFifo);
   ~ConcurrencyLimiter();
 
   // Arguments are validated by the caller: n >= 1, capacity >= 1.
 
-  // Immediate answer; refuses while waiters are queued (FIFO).
+  // Immediate answer; refuses while waiters are queued (kFifo).
   Refusal TryAcquire(int64_t n);
   // The same, with n > capacity (read under the same lock) an error.
   Status TryAcquireChecked(int64_t n, Refusal* refusal);
@@ -81,29 +108,62 @@ class ConcurrencyLimiter {
 
  private:
   struct Waiter {
-    uint64_t ticket;
+    uint64_t ticket;                     // async waiters; 0 for blocking ones
     int64_t n;
     std::shared_ptr<Notifier> notifier;  // async waiters
     uint64_t token;
-    std::condition_variable* cv;        // blocking waiters
-    bool granted = false;
+    std::atomic<uint32_t>* word;         // blocking waiters: their futex word
   };
   using Queue = std::list<Waiter, Alloc<Waiter>>;
+  class Wakeups;  // grants to signal once the lock is dropped
 
-  void GrantLocked();  // grants from the head while permits allow
+  // What the lock-free path found.
+  enum class Fast { kGranted, kFull, kSlow };
+  // Takes n permits from the packed word if it is live and they fit; on
+  // kFull *capacity is the capacity the word implied.
+  Fast FastAcquire(int64_t n, int64_t* capacity);
+
+  // Under mu_: take the counts over from the packed word (Freeze), and hand
+  // them back to it when nobody waits and they fit in it (Thaw).
+  void FreezeLocked();
+  void ThawLocked();
+  // kFifo: grants from the head while permits allow. kBarging: grants
+  // asynchronous tickets and wakes sleepers, from the head, as far as the
+  // free permits reach.
+  void GrantLocked(Wakeups* wake);
+  // kBarging: takes n permits now if they fit (whichever regime holds the
+  // counts). Under mu_.
+  bool TakeLocked(int64_t n);
+  Status AcquireBarging(int64_t n, const std::optional<Clock::time_point>& deadline,
+                        bool* acquired);
   Refusal TryAcquireLocked(int64_t n);
+  Status TooLarge(int64_t n, int64_t capacity) const;
   // Written so it cannot overflow: capacity_ - in_use_ is negative after a
   // lowering, never out of range.
   bool FitsLocked(int64_t n) const { return n <= capacity_ - in_use_; }
 
-  mutable std::mutex mu_;
-  int64_t capacity_;
-  int64_t in_use_ = 0;
+  // The packed word: in-use in the high 32 bits, free permits in the low
+  // 32 (both < 2^31, so their sum, the capacity, is too), or kSlow while
+  // the mutex owns the counts. The counters the fast path bumps sit next to
+  // it (the line is already exclusive after the CAS). No alignas: handles
+  // live on mimalloc, which aligns to 16.
+  std::atomic<uint64_t> fast_;
+  std::atomic<uint64_t> fast_granted_{0}, fast_rejected_{0};
+
+  // kBarging: waiters queued, read without the lock by releases on the
+  // lock-free path (which must wake them).
+  std::atomic<int64_t> queued_{0};
+
+  const Order order_;
+  mutable Mutex mu_;
+  bool frozen_ = false;    // fast_ == kSlow; in_use_ is authoritative
+  int64_t capacity_;       // always authoritative (changed under mu_, frozen)
+  int64_t in_use_ = 0;     // valid while frozen_
   int64_t waiting_permits_ = 0;
   Queue queue_;
   std::unordered_map<uint64_t, Queue::iterator, std::hash<uint64_t>, std::equal_to<>,
                      Alloc<std::pair<const uint64_t, Queue::iterator>>>
-      by_ticket_;  // queued waiters
+      by_ticket_;  // queued async waiters
   std::unordered_map<uint64_t, int64_t, std::hash<uint64_t>, std::equal_to<>,
                      Alloc<std::pair<const uint64_t, int64_t>>>
       unclaimed_;  // granted async tickets -> permits
