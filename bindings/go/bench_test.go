@@ -128,6 +128,45 @@ func BenchmarkCacheGet(b *testing.B) {
 	}
 }
 
+// BenchmarkCacheGetCycled is cmd/berth-bench's cache_get_go in small: Gets
+// cycling through 1024 keys, so the lookups miss the CPU cache as they would
+// in a real informer.
+func BenchmarkCacheGetCycled(b *testing.B) {
+	c := benchCache(b)
+	keys := make([][2]string, 1024)
+	for k := range keys {
+		i := (k * 7919) % 10000
+		keys[k] = [2]string{fmt.Sprintf("ns-%d", i/100), fmt.Sprintf("obj-%d", i)}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		k := &keys[i&1023]
+		i++
+		if v, ok, err := c.Get(k[0], k[1]); err != nil || !ok || len(v.Payload()) != 256 {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+// BenchmarkCacheGet64KiB gets an object with a 64 KiB payload: the cost of
+// the copy into the view.
+func BenchmarkCacheGet64KiB(b *testing.B) {
+	c := syncedCache(b)
+	o := Object{Namespace: "ns", Name: "big", ResourceVersion: 2, Labels: map[string]string{"app": "web"},
+		Payload: make([]byte, 64<<10)}
+	if _, err := c.Upsert(o); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(o.Payload)))
+	for b.Loop() {
+		if _, ok, err := c.Get("ns", "big"); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
 func BenchmarkCacheUpsert(b *testing.B) {
 	c := benchCache(b)
 	o := Object{Namespace: "ns-7", Name: "obj-777", Labels: map[string]string{"app": "app-7", "tier": "t0"}, Payload: make([]byte, 256)}

@@ -13,6 +13,8 @@ package berth
 #cgo nocallback bg_cache_apply
 #cgo noescape bg_cache_buffer
 #cgo nocallback bg_cache_buffer
+#cgo noescape bg_cache_get_object
+#cgo nocallback bg_cache_get_object
 #cgo noescape bg_cache_stats
 #cgo nocallback bg_cache_stats
 #cgo nocallback bg_cache_free
@@ -61,17 +63,83 @@ static berth_status bg_cache_apply(bg_res* res, uintptr_t c, int replace,
   return bg_done(st, res);
 }
 
-// berth_cache_list (get == 0; name ignored) or berth_cache_get (get == 1;
-// selector ignored), exposing the bytes of the result.
+// berth_cache_list, exposing the bytes of the result.
 static berth_status bg_cache_buffer(berth_buffer** out_buf, const uint8_t** out_data,
-                                    size_t* out_len, bg_res* res, uintptr_t c, int get,
-                                    const char* ns, size_t ns_len,
-                                    const char* name, size_t name_len, uintptr_t sel) {
+                                    size_t* out_len, bg_res* res, uintptr_t c,
+                                    const char* ns, size_t ns_len, uintptr_t sel) {
   berth_buffer* b = NULL;
-  berth_status st = get ? berth_cache_get(&b, BG_CACHE(c), ns, ns_len, name, name_len)
-                        : berth_cache_list(&b, BG_CACHE(c), ns, ns_len, BG_SELECTOR(sel));
+  berth_status st = berth_cache_list(&b, BG_CACHE(c), ns, ns_len, BG_SELECTOR(sel));
   if (st != BERTH_OK) return bg_done(st, res);
   return bg_expose(out_buf, out_data, out_len, res, b);
+}
+
+// bg_cache_get_object copies one cached object into buf (Go memory, no
+// pointers in it) in the layout below, which objects.go reads as gotObject.
+// Integers are native-endian uint32 except the resourceVersion:
+//   [0,8)   resourceVersion (uint64)
+//   [8,12)  namespace length   [12,16) name length
+//   [16,20) payload length     [20,24) number of labels n
+//   [24,24+8n) per label, sorted by key: key length, value length
+//   then the namespace, name and payload bytes, then each label's key and
+//   value bytes.
+// One cgo call does the lookup, the copy and the release of the reference,
+// instead of serializing the object into a FlatBuffers buffer and making two
+// more calls to read and free it. *out_need is the size of the layout; if it
+// exceeds cap nothing is written and the caller retries with a larger buf.
+// BERTH_EMPTY (absent) and errors come straight from berth_cache_get_object.
+#define BG_GOT_HEADER 24
+
+static void bg_put32(uint8_t* p, size_t v) {
+  uint32_t u = (uint32_t)v;
+  memcpy(p, &u, sizeof u);
+}
+
+static berth_status bg_cache_get_object(size_t* out_need, bg_res* res, uintptr_t c,
+                                        const char* ns, size_t ns_len,
+                                        const char* name, size_t name_len,
+                                        uint8_t* buf, size_t cap) {
+  berth_object* o = NULL;
+  berth_object_fields f;
+  berth_status st = berth_cache_get_object(&o, &f, BG_CACHE(c), ns, ns_len, name, name_len);
+  if (st != BERTH_OK) return bg_done(st, res);
+  berth_label ls[BERTH_MAX_LABELS];  // an object never has more
+  size_t n = 0;
+  st = berth_object_labels(ls, BERTH_MAX_LABELS, &n, o);
+  if (st != BERTH_OK) {
+    st = bg_done(st, res);  // before the free, which may reset the last error
+    berth_object_free(o);
+    return st;
+  }
+  if (n > BERTH_MAX_LABELS) n = BERTH_MAX_LABELS;  // cannot happen; never overrun ls
+  size_t need = BG_GOT_HEADER + 8 * n + f.namespace_len + f.name_len + f.payload_len;
+  for (size_t i = 0; i < n; i++) need += ls[i].key_len + ls[i].value_len;
+  *out_need = need;
+  if (need <= cap) {
+    memcpy(buf, &f.resource_version, sizeof f.resource_version);
+    bg_put32(buf + 8, f.namespace_len);
+    bg_put32(buf + 12, f.name_len);
+    bg_put32(buf + 16, f.payload_len);
+    bg_put32(buf + 20, n);
+    uint8_t* p = buf + BG_GOT_HEADER;
+    for (size_t i = 0; i < n; i++, p += 8) {
+      bg_put32(p, ls[i].key_len);
+      bg_put32(p + 4, ls[i].value_len);
+    }
+    if (f.namespace_len) memcpy(p, f.namespace_, f.namespace_len);
+    p += f.namespace_len;
+    if (f.name_len) memcpy(p, f.name, f.name_len);
+    p += f.name_len;
+    if (f.payload_len) memcpy(p, f.payload, f.payload_len);
+    p += f.payload_len;
+    for (size_t i = 0; i < n; i++) {
+      if (ls[i].key_len) memcpy(p, ls[i].key, ls[i].key_len);
+      p += ls[i].key_len;
+      if (ls[i].value_len) memcpy(p, ls[i].value, ls[i].value_len);
+      p += ls[i].value_len;
+    }
+  }
+  berth_object_free(o);
+  return BERTH_OK;
 }
 
 static berth_status bg_cache_stats(berth_cache_stats* out, bg_res* res, uintptr_t c) {
@@ -81,13 +149,11 @@ static berth_status bg_cache_stats(berth_cache_stats* out, bg_res* res, uintptr_
 import "C"
 
 import (
+	"bytes"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"unsafe"
-
-	flatbuffers "github.com/google/flatbuffers/go"
-
-	"github.com/berth-sched/berth/bindings/go/internal/fb"
 )
 
 // Limits of the object cache (berth.h).
@@ -179,6 +245,10 @@ type CacheStats struct {
 type Cache struct {
 	guard   // berth_cache*
 	cleanup runtime.Cleanup
+	// getSize is the size of the buffer Get allocates first: about the size
+	// the last retried (or much smaller) Get needed. Stored only when it is
+	// off, so Gets of similar objects from many goroutines only read it.
+	getSize atomic.Int64
 }
 
 // NewCache creates an empty, unsynced cache. It fails with ErrABIMismatch if
@@ -318,7 +388,7 @@ func (c *Cache) applyBuffer(buf []byte, replace C.int, op string) (C.size_t, err
 // together with the cache's resourceVersion. Before the first Replace it is
 // ErrNotSynced. A closed sel is ErrClosed.
 func (c *Cache) List(namespace string, sel *Selector) (*ObjectList, error) {
-	buf, st, err := c.buffer(0, namespace, "", sel, "List")
+	buf, st, err := c.list(namespace, sel)
 	if err != nil {
 		return nil, err
 	}
@@ -328,30 +398,67 @@ func (c *Cache) List(namespace string, sel *Selector) (*ObjectList, error) {
 	return newObjectList(buf, "List")
 }
 
+// Get buffer sizing: the first buffer is getSize plus 1/8 of slack (so small
+// variations, a longer resourceVersion or label value, still fit), at least
+// minGetSize. A Get whose object does not fit retries with the exact size
+// and stores it as the new getSize; one that fills less than half of a
+// buffer over minGetSize is copied to its size (the view keeps no dead
+// bytes alive) and stores its size too.
+const minGetSize = 256
+
 // Get returns the object (namespace, name). ok is false, with a nil error,
 // if the cache does not hold it (absent or deleted). Before the first
 // Replace it is ErrNotSynced. The view keeps its own copy of the object's
 // bytes.
 func (c *Cache) Get(namespace, name string) (v ObjectView, ok bool, err error) {
-	buf, st, err := c.buffer(1, namespace, name, nil, "Get")
-	if err != nil || st == C.BERTH_EMPTY {
-		return ObjectView{}, false, err
+	sp, sn := cstr(namespace)
+	np, nn := cstr(name)
+	hint := c.hintedGetSize()
+	size := max(minGetSize, hint+hint/8)
+	for {
+		buf := make([]byte, size)
+		var need C.size_t
+		var r C.bg_res
+		hnd, err := c.enter("Get")
+		if err != nil {
+			return ObjectView{}, false, err
+		}
+		st := C.bg_cache_get_object(&need, &r, hnd, sp, sn, np, nn,
+			(*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)))
+		c.mu.RUnlock()
+		switch st {
+		case C.BERTH_OK:
+		case C.BERTH_EMPTY:
+			return ObjectView{}, false, nil
+		default:
+			return ObjectView{}, false, resError(st, &r)
+		}
+		n := int(need)
+		if n <= len(buf) {
+			if n < len(buf)/2 && len(buf) > minGetSize {
+				// Much smaller than guessed: the view must not keep the
+				// rest alive, and the next Get should guess smaller.
+				buf = bytes.Clone(buf[:n])
+				c.getSize.Store(int64(n))
+			}
+			return ObjectView{got: buf[:n:n]}, true, nil
+		}
+		// Too small: the object is retried at its size (a newer version
+		// may have been written meanwhile, hence the loop).
+		c.getSize.Store(int64(n))
+		size = n
 	}
-	// The view reads the buffer directly: no ObjectList is allocated.
-	if !hasIdentifier(buf, string(idObjectList)) {
-		return ObjectView{}, false, badIdentifier("Get", string(idObjectList))
-	}
-	var root fb.ObjectList
-	root.Init(buf, flatbuffers.GetUOffsetT(buf))
-	if n := root.ObjectsLength(); n != 1 {
-		return ObjectView{}, false, &Error{Status: statusInternal,
-			Message: "Get: library returned " + strconv.Itoa(n) + " objects, want 1"}
-	}
-	root.Objects(&v.o, 0)
-	return v, true, nil
 }
 
-func (c *Cache) buffer(get C.int, namespace, name string, sel *Selector, op string) ([]byte, C.berth_status, error) {
+func (c *Cache) hintedGetSize() int {
+	if c == nil {
+		return 0
+	}
+	return int(c.getSize.Load())
+}
+
+func (c *Cache) list(namespace string, sel *Selector) ([]byte, C.berth_status, error) {
+	const op = "List"
 	var (
 		b    *C.berth_buffer
 		data *C.uint8_t
@@ -359,7 +466,6 @@ func (c *Cache) buffer(get C.int, namespace, name string, sel *Selector, op stri
 		r    C.bg_res
 	)
 	sp, sn := cstr(namespace)
-	np, nn := cstr(name)
 	hnd, err := c.enter(op)
 	if err != nil {
 		return nil, 0, err
@@ -376,7 +482,7 @@ func (c *Cache) buffer(get C.int, namespace, name string, sel *Selector, op stri
 		}
 		sh = sel.h
 	}
-	st := C.bg_cache_buffer(&b, &data, &n, &r, hnd, get, sp, sn, np, nn, sh)
+	st := C.bg_cache_buffer(&b, &data, &n, &r, hnd, sp, sn, sh)
 	if sel != nil {
 		sel.mu.RUnlock()
 	}

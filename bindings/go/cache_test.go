@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -859,4 +860,173 @@ func TestObjectBuilder_EncodesEventsAndListsAsTheSchemaSays(t *testing.T) {
 	if buf = ob.objectList(nil, 7); fb.GetRootAsObjectList(buf, 0).ObjectsLength() != 0 {
 		t.Fatal("empty list")
 	}
+}
+
+// getOK is Cache.Get that fails the test unless the object is there.
+func getOK(t testing.TB, c *Cache, ns, name string) ObjectView {
+	t.Helper()
+	v, ok, err := c.Get(ns, name)
+	if err != nil || !ok {
+		t.Fatalf("Get(%s/%s) = %v, %v; want the object", ns, name, ok, err)
+	}
+	return v
+}
+
+// sameObject fails unless v reads exactly as o, through every accessor.
+func sameObject(t testing.TB, v ObjectView, o Object) {
+	t.Helper()
+	if v.Namespace() != o.Namespace || v.Name() != o.Name || v.ResourceVersion() != o.ResourceVersion {
+		t.Fatalf("view %s/%s@%d; want %s/%s@%d", v.Namespace(), v.Name(), v.ResourceVersion(),
+			o.Namespace, o.Name, o.ResourceVersion)
+	}
+	if !bytes.Equal(v.Payload(), o.Payload) {
+		t.Fatalf("payload %d bytes %.40q; want %d bytes %.40q", len(v.Payload()), v.Payload(), len(o.Payload), o.Payload)
+	}
+	want := o.Labels
+	if want == nil {
+		want = map[string]string{}
+	}
+	if got := v.Labels(); got == nil || !maps.Equal(got, want) {
+		t.Fatalf("labels %v; want %v", got, want)
+	}
+	if v.LabelsLen() != len(want) {
+		t.Fatalf("LabelsLen %d; want %d", v.LabelsLen(), len(want))
+	}
+	for k, val := range want {
+		if got, ok := v.Label(k); !ok || got != val {
+			t.Fatalf("Label(%q) = %q, %v; want %q", k, got, ok, val)
+		}
+	}
+	if got, ok := v.Label("no-such-label"); ok || got != "" {
+		t.Fatalf("Label(no-such-label) = %q, %v", got, ok)
+	}
+	c := v.Object()
+	if c.Namespace != o.Namespace || c.Name != o.Name || c.ResourceVersion != o.ResourceVersion ||
+		!bytes.Equal(c.Payload, o.Payload) || !maps.Equal(c.Labels, want) {
+		t.Fatalf("Object() = %+v; want %+v", c, o)
+	}
+}
+
+func TestCache_GetReadsBackNamespaceNameLabelsAndPayloadAsUpserted(t *testing.T) {
+	c := syncedCache(t)
+	cases := []Object{
+		{Namespace: "team-a", Name: "web-0", ResourceVersion: 7,
+			Labels:  map[string]string{"app": "web", "tier": "frontend", "env": "prod", "empty": "", "example.com/owner": "x"},
+			Payload: []byte(`{"spec":{"replicas":3}}`)},
+		{Name: "cluster-scoped", ResourceVersion: 8, Labels: map[string]string{"k": "v"}, Payload: []byte{0, 1, 2, 0}},
+		{Namespace: "ns", Name: "bare", ResourceVersion: 9}, // no labels, no payload
+	}
+	for _, o := range cases {
+		upsert(t, c, o)
+	}
+	for _, o := range cases {
+		sameObject(t, getOK(t, c, o.Namespace, o.Name), o)
+	}
+	if p := getOK(t, c, "ns", "bare").Payload(); p != nil {
+		t.Fatalf("an object without a payload has Payload %q; want nil", p)
+	}
+	// Many labels: the most an object may have.
+	many := Object{Namespace: "ns", Name: "many", ResourceVersion: 10, Labels: map[string]string{}}
+	for i := range MaxLabels {
+		many.Labels[fmt.Sprintf("k%03d", i)] = fmt.Sprintf("v%d", i)
+	}
+	upsert(t, c, many)
+	sameObject(t, getOK(t, c, "ns", "many"), many)
+}
+
+func TestCache_GetOfAnAbsentOrDeletedObjectIsNotFoundWithoutError(t *testing.T) {
+	c := syncedCache(t)
+	upsert(t, c, obj("ns", "a", 3, "app", "web"))
+	del(t, c, "ns", "a", 4)
+	for _, k := range [][2]string{{"ns", "a"}, {"ns", "never"}} {
+		v, ok, err := c.Get(k[0], k[1])
+		if err != nil || ok {
+			t.Fatalf("Get(%s/%s) = %v, %v; want not found", k[0], k[1], ok, err)
+		}
+		if v.Name() != "" || v.Payload() != nil || v.LabelsLen() != 0 || v.ResourceVersion() != 0 {
+			t.Fatal("a not-found Get does not return the zero ObjectView")
+		}
+	}
+	// Re-created after the delete: found again, at the new version.
+	upsert(t, c, obj("ns", "a", 5, "app", "db"))
+	sameObject(t, getOK(t, c, "ns", "a"), obj("ns", "a", 5, "app", "db"))
+}
+
+func TestCache_GetOfAnObjectLargerThanTheFirstBufferRetriesAtItsSize(t *testing.T) {
+	c := syncedCache(t)
+	// A fresh cache's first buffer is minGetSize bytes; an object "a" in the
+	// cluster scope, without labels, needs gotHeader + 1 + payload bytes, so
+	// these payloads give exactly the first buffer and one byte more.
+	fits := bytes.Repeat([]byte{'f'}, minGetSize-gotHeader-1)
+	over := bytes.Repeat([]byte{'o'}, minGetSize-gotHeader)
+	upsert(t, c, Object{Name: "a", ResourceVersion: 2, Payload: fits})
+	sameObject(t, getOK(t, c, "", "a"), Object{Name: "a", ResourceVersion: 2, Payload: fits})
+	if n := c.getSize.Load(); n != 0 {
+		t.Fatalf("an object that fit the first buffer changed its size to %d", n)
+	}
+	upsert(t, c, Object{Name: "a", ResourceVersion: 3, Payload: over})
+	sameObject(t, getOK(t, c, "", "a"), Object{Name: "a", ResourceVersion: 3, Payload: over})
+	if n := c.getSize.Load(); n != minGetSize+1 {
+		t.Fatalf("first buffer size %d after a retry; want the size the object needed, %d", n, minGetSize+1)
+	}
+
+	// Large and small objects in turn: every Get reads its own object whole.
+	large := obj("ns", "large", 4, "app", "web")
+	large.Payload = make([]byte, 1<<20)
+	for i := range large.Payload {
+		large.Payload[i] = byte(i * 31)
+	}
+	small := obj("ns", "small", 5, "app", "db")
+	upsert(t, c, large)
+	upsert(t, c, small)
+	for range 3 {
+		sameObject(t, getOK(t, c, "ns", "large"), large)
+		sameObject(t, getOK(t, c, "ns", "small"), small)
+	}
+	if n := c.getSize.Load(); n >= 1<<20 {
+		t.Fatalf("first buffer size %d stays at the large object's after smaller Gets", n)
+	}
+	if p := getOK(t, c, "ns", "small").Payload(); cap(p) != len(p) {
+		t.Fatalf("Payload cap %d > len %d: an append would write into the view", cap(p), len(p))
+	}
+}
+
+func TestCache_GetViewKeepsItsObjectThroughLaterWritesDeletesReplaceAndClose(t *testing.T) {
+	c := newCache(t, CacheOptions{})
+	o := obj("ns", "a", 2, "app", "web", "tier", "t0")
+	if err := c.Replace([]Object{o}, 2); err != nil {
+		t.Fatal(err)
+	}
+	v := getOK(t, c, "ns", "a")
+	name, payload := v.Name(), v.Payload()
+	upsert(t, c, obj("ns", "a", 3, "app", "changed", "tier", "t1"))
+	sameObject(t, getOK(t, c, "ns", "a"), obj("ns", "a", 3, "app", "changed", "tier", "t1"))
+	del(t, c, "ns", "a", 4)
+	if err := c.Replace([]Object{obj("ns", "b", 5)}, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	sameObject(t, v, o)
+	if name != "a" || string(payload) != string(o.Payload) {
+		t.Fatalf("strings taken from the view changed: %q, %q", name, payload)
+	}
+	if _, _, err := c.Get("ns", "b"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get after Close: %v", err)
+	}
+}
+
+func TestCache_GetViewsShareNoBytesWithEachOther(t *testing.T) {
+	c := syncedCache(t)
+	o := obj("ns", "a", 2, "app", "web")
+	upsert(t, c, o)
+	v1, v2 := getOK(t, c, "ns", "a"), getOK(t, c, "ns", "a")
+	p := v1.Payload()
+	for i := range p {
+		p[i] = 'X' // forbidden to callers; here it proves the copies are separate
+	}
+	sameObject(t, v2, o)
+	sameObject(t, getOK(t, c, "ns", "a"), o)
 }

@@ -3,6 +3,7 @@
 package berth
 
 import (
+	"encoding/binary"
 	"iter"
 	"strings"
 	"sync"
@@ -76,14 +77,17 @@ func (l *ObjectList) All() iter.Seq2[int, ObjectView] {
 // caller must not modify it.
 func (l *ObjectList) Bytes() []byte { return l.buf }
 
-// ObjectView reads one object of an ObjectList (or the result of Cache.Get)
-// in place. Its strings and Payload alias the list's buffer: see ObjectList.
-// The zero ObjectView reads as an empty object.
+// ObjectView reads one object of an ObjectList, or the object Cache.Get
+// returned, in place. Its strings and Payload alias the bytes it reads: the
+// list's buffer (see ObjectList), or for Get the view's own copy of the
+// object, which nothing else references or changes. The zero ObjectView
+// reads as an empty object.
 type ObjectView struct {
-	o fb.Object
+	o   fb.Object // an object of an ObjectList; unused when got is set
+	got gotObject // the copy Cache.Get made; nil for list objects
 }
 
-func (v *ObjectView) valid() bool { return v.o.Table().Bytes != nil }
+func (v *ObjectView) valid() bool { return v.got != nil || v.o.Table().Bytes != nil }
 
 // aliasString returns b as a string without copying. b must never change.
 func aliasString(b []byte) string {
@@ -93,8 +97,53 @@ func aliasString(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
+// gotObject is one object as bg_cache_get_object (cache.go) lays it out: a
+// 24-byte header (resourceVersion, then the namespace, name and payload
+// lengths and the label count n as uint32), n (key length, value length)
+// pairs, then the namespace, name and payload bytes and each label's key and
+// value bytes. Native-endian, as C wrote it. Reading a field is O(1), a
+// label O(n).
+type gotObject []byte
+
+const gotHeader = 24
+
+func (g gotObject) u32(off int) int { return int(binary.NativeEndian.Uint32(g[off:])) }
+
+func (g gotObject) resourceVersion() uint64 { return binary.NativeEndian.Uint64(g) }
+func (g gotObject) labelsLen() int          { return g.u32(20) }
+
+// text returns the bytes from off to off+n, capacity trimmed.
+func (g gotObject) text(off, n int) []byte { return g[off : off+n : off+n] }
+
+// namespaceAt is where the namespace starts; the name and payload follow it.
+func (g gotObject) namespaceAt() int { return gotHeader + 8*g.labelsLen() }
+
+func (g gotObject) namespace() []byte { return g.text(g.namespaceAt(), g.u32(8)) }
+func (g gotObject) name() []byte      { return g.text(g.namespaceAt()+g.u32(8), g.u32(12)) }
+
+func (g gotObject) payload() []byte {
+	return g.text(g.namespaceAt()+g.u32(8)+g.u32(12), g.u32(16))
+}
+
+// labels calls yield with each label's key and value, in key order, until it
+// returns false.
+func (g gotObject) labels(yield func(k, v []byte) bool) {
+	n := g.labelsLen()
+	at := g.namespaceAt() + g.u32(8) + g.u32(12) + g.u32(16)
+	for j := range n {
+		kl, vl := g.u32(gotHeader+8*j), g.u32(gotHeader+8*j+4)
+		if !yield(g.text(at, kl), g.text(at+kl, vl)) {
+			return
+		}
+		at += kl + vl
+	}
+}
+
 // Namespace returns the object's namespace ("" if it has none).
 func (v ObjectView) Namespace() string {
+	if v.got != nil {
+		return aliasString(v.got.namespace())
+	}
 	if !v.valid() {
 		return ""
 	}
@@ -103,6 +152,9 @@ func (v ObjectView) Namespace() string {
 
 // Name returns the object's name.
 func (v ObjectView) Name() string {
+	if v.got != nil {
+		return aliasString(v.got.name())
+	}
 	if !v.valid() {
 		return ""
 	}
@@ -111,6 +163,9 @@ func (v ObjectView) Name() string {
 
 // ResourceVersion returns the object's resourceVersion.
 func (v ObjectView) ResourceVersion() uint64 {
+	if v.got != nil {
+		return v.got.resourceVersion()
+	}
 	if !v.valid() {
 		return 0
 	}
@@ -119,6 +174,9 @@ func (v ObjectView) ResourceVersion() uint64 {
 
 // LabelsLen returns the number of labels.
 func (v ObjectView) LabelsLen() int {
+	if v.got != nil {
+		return v.got.labelsLen()
+	}
 	if !v.valid() {
 		return 0
 	}
@@ -126,7 +184,17 @@ func (v ObjectView) LabelsLen() int {
 }
 
 // Label returns the value of the label key and whether the object has it.
-func (v ObjectView) Label(key string) (string, bool) {
+func (v ObjectView) Label(key string) (val string, ok bool) {
+	if v.got != nil {
+		v.got.labels(func(k, kv []byte) bool {
+			if string(k) == key {
+				val, ok = aliasString(kv), true
+				return false
+			}
+			return true
+		})
+		return val, ok
+	}
 	if !v.valid() {
 		return "", false
 	}
@@ -140,9 +208,17 @@ func (v ObjectView) Label(key string) (string, bool) {
 	return "", false
 }
 
-// Labels decodes every label into a new map (whose strings alias the list's
-// buffer). An object without labels gives an empty, non-nil map.
+// Labels decodes every label into a new map (whose strings alias the bytes
+// the view reads). An object without labels gives an empty, non-nil map.
 func (v ObjectView) Labels() map[string]string {
+	if v.got != nil {
+		m := make(map[string]string, v.got.labelsLen())
+		v.got.labels(func(k, kv []byte) bool {
+			m[aliasString(k)] = aliasString(kv)
+			return true
+		})
+		return m
+	}
 	if !v.valid() {
 		return map[string]string{}
 	}
@@ -156,10 +232,16 @@ func (v ObjectView) Labels() map[string]string {
 	return m
 }
 
-// Payload returns the object's payload. It is a sub-slice of the list's
-// buffer, not a copy: do not modify it. Its capacity is its length, so
+// Payload returns the object's payload. It is a sub-slice of the bytes the
+// view reads, not a copy: do not modify it. Its capacity is its length, so
 // appending to it copies.
 func (v ObjectView) Payload() []byte {
+	if v.got != nil {
+		if p := v.got.payload(); len(p) > 0 {
+			return p
+		}
+		return nil // as a list's object without a payload reads
+	}
 	if !v.valid() {
 		return nil
 	}
@@ -168,7 +250,7 @@ func (v ObjectView) Payload() []byte {
 }
 
 // Object returns an independent copy of the object: its strings, labels and
-// payload share nothing with the list's buffer.
+// payload share nothing with the bytes the view reads.
 func (v ObjectView) Object() Object {
 	o := Object{
 		Namespace:       strings.Clone(v.Namespace()),

@@ -2,7 +2,7 @@
 // hot path and writes the figures as JSON records.
 //
 //	berth-bench -cpp-ns 85.3 -out pair.json -batch-out batch.json -scaling-out scaling.json \
-//	    -list-cpp-ns 2100 -list-out list.json
+//	    -list-cpp-ns 2100 -list-out list.json -get-cpp-ns 40 -get-out get.json
 //
 // The pair figure is one PopSpread followed by one Add of the same key back
 // (same node, ready), on a pool kept at N keys over M nodes, all ready. The
@@ -28,6 +28,12 @@
 // in with -list-cpp-ns; -list-out gets the binding_list100_go record as a
 // JSON array of one element.
 //
+// The get figure (-get-out, a JSON array of one record, cache_get_go) is one
+// Cache.Get on a cache of 100000 objects over 100 namespaces (3 labels and a
+// 256-byte payload each), cycling through 1024 keys, as bench/cache_bench.cc
+// measures ObjectCache::Get in C++ (cache_get at n=100000). The baseline is
+// that C++ figure from the same run, passed in with -get-cpp-ns.
+//
 // The limiter figures (-limiter-out, a JSON array of two records) are
 //   - limiter_uncontended_go: one TryAcquire(1) + Release(1) on a limiter of
 //     capacity 1 from one goroutine, against the same pair on a buffered
@@ -44,6 +50,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -83,6 +90,8 @@ func main() {
 		listOut  = flag.String("list-out", "", "write the binding_list100_go record (a JSON array) to this path")
 		limOut   = flag.String("limiter-out", "", "write the limiter_uncontended_go and limiter_contended_go records (a JSON array) to this path")
 		scaleOut = flag.String("scaling-out", "", "write the binding_pair_scaling_go record (8 goroutines vs 1) to this path")
+		getCpp   = flag.Float64("get-cpp-ns", 0, "ns of one C++ ObjectCache::Get at 100000 objects (cache_get, baseline); 0 if unknown")
+		getOut   = flag.String("get-out", "", "write the cache_get_go record (a JSON array) to this path")
 	)
 	flag.Parse()
 	log.SetFlags(0)
@@ -127,6 +136,14 @@ func main() {
 	fmt.Printf("list 100 of %d       go %8.1f ns/op (%.1f allocs/op)  c++ %8.1f ns/op  ratio %.3f\n",
 		listObjects, listNs, listAllocs, *listCpp, lst.Ratio)
 
+	getNs, getAllocs := benchGet(*dur)
+	get := record{Name: "cache_get_go", N: getObjects, M: getNamespaces, Threads: 1, BerthNsPerOp: getNs, BaselineNs: *getCpp}
+	if *getCpp > 0 {
+		get.Ratio = *getCpp / getNs
+	}
+	fmt.Printf("get 1 of %d        go %8.1f ns/op (%.1f allocs/op)  c++ %8.1f ns/op  ratio %.3f\n",
+		getObjects, getNs, getAllocs, *getCpp, get.Ratio)
+
 	unc, con := benchLimiter(*dur)
 	fmt.Printf("limiter TryAcquire+Release  go %6.1f ns/op (%.1f allocs/op)  chan semaphore %6.1f ns/op  ratio %.3f\n",
 		unc.BerthNsPerOp, unc.allocs, unc.BaselineNs, unc.Ratio)
@@ -138,6 +155,7 @@ func main() {
 	write(*scaleOut, scaling)
 	write(*listOut, []record{lst})
 	write(*limOut, []record{unc.record, con.record})
+	write(*getOut, []record{get})
 }
 
 func write(path string, r any) {
@@ -425,6 +443,73 @@ func benchList(d time.Duration) (nsPerOp, allocsPerOp float64) {
 		log.Fatal("nothing read")
 	}
 	return nsPerOp, allocsPerOp
+}
+
+const (
+	getObjects    = 100000
+	getNamespaces = 100
+	getKeys       = 1024
+)
+
+// benchGet times Cache.Get on the workload of bench/cache_bench.cc: object i
+// is ns-<i%100>/obj-<i> with labels app, tier and env and a 256-byte payload
+// at resourceVersion i+1, and the keys are objects (k*7919)%100000 for
+// k < 1024, cycled. Each Get also reads the view's payload length, so the
+// view cannot be optimized away.
+func benchGet(d time.Duration) (nsPerOp, allocs float64) {
+	c, err := berth.NewCache(berth.CacheOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	payload := bytes.Repeat([]byte{'p'}, 256)
+	tiers := [...]string{"a", "b", "c", "d"}
+	objs := make([]berth.Object, getObjects)
+	for i := range objs {
+		app := fmt.Sprintf("app-%d", i%97)
+		if i%500 == 0 {
+			app = "x"
+		}
+		env := "dev"
+		if i%2 == 0 {
+			env = "prod"
+		}
+		objs[i] = berth.Object{
+			Namespace:       fmt.Sprintf("ns-%d", i%getNamespaces),
+			Name:            fmt.Sprintf("obj-%d", i),
+			ResourceVersion: uint64(i + 1),
+			Labels:          map[string]string{"app": app, "tier": tiers[(i/3)%4], "env": env},
+			Payload:         payload,
+		}
+	}
+	if err := c.Replace(objs, getObjects); err != nil {
+		log.Fatal(err)
+	}
+	type key struct{ ns, name string }
+	keys := make([]key, getKeys)
+	for k := range keys {
+		o := &objs[(k*7919)%getObjects]
+		keys[k] = key{o.Namespace, o.Name}
+	}
+	objs = nil
+	sink, next := 0, 0
+	op := func(iters int) {
+		for range iters {
+			k := &keys[next&(getKeys-1)]
+			next++
+			v, ok, err := c.Get(k.ns, k.name)
+			if err != nil || !ok {
+				log.Fatalf("Get(%s/%s) = %v, %v", k.ns, k.name, ok, err)
+			}
+			sink += len(v.Payload())
+		}
+	}
+	nsPerOp = measure(d, op)
+	allocs = allocsPerOp(op)
+	if sink == 0 {
+		log.Fatal("nothing read")
+	}
+	return nsPerOp, allocs
 }
 
 type limiterFigure struct {
