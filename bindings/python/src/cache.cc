@@ -601,6 +601,20 @@ void bind_cache(py::module_& m) {
   cache.def("__len__", &Cache::len, "The number of objects cached (CacheStats.objects).");
   cache.def("__contains__", &Cache::contains, py::arg("key"),
             "(namespace, name) in cache: whether get() would find it.");
+  m.def(
+      "_object_list_bytes",
+      [](py::handle objects, py::handle rv) {
+        const uint64_t list_rv = as_u64(rv.ptr(), Arg{"resource_version"});
+        Batch batch = build_object_list(objects.ptr(), list_rv, nullptr);
+        auto out = py::reinterpret_steal<py::bytes>(PyBytes_FromStringAndSize(
+            reinterpret_cast<const char*>(batch->GetBufferPointer()),
+            static_cast<Py_ssize_t>(batch->GetSize())));
+        if (!out) throw py::error_already_set();
+        return out;
+      },
+      py::arg("objects"), py::arg("resource_version"),
+      "The berth.fb.ObjectList bytes Cache.replace(objects, resource_version) passes to "
+      "berth_cache_replace (for benchmarks and tests).");
 }
 
 void bind_object_types(py::module_& m) {
