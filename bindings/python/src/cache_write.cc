@@ -34,8 +34,8 @@ using FbLabel = flatbuffers::Offset<berth::fb::Label>;
 // GIL hold of a build (labels bound it for objects with many labels).
 constexpr size_t kChunkItems = 256;
 constexpr size_t kChunkLabels = 4096;
-// Below this many bytes a chunk is written with the GIL held: giving it up
-// costs more than it saves (a single-event apply).
+// A chunk that is not full and below this many bytes (a small apply) is
+// written with the GIL held: giving it up would cost more than it saves.
 constexpr size_t kReleaseMinBytes = 32 * 1024;
 
 // Bytes an item adds to a finished batch beyond its strings and payload, at
@@ -209,31 +209,45 @@ class Writer {
       fbb_ = std::make_unique<flatbuffers::FlatBufferBuilder>(static_cast<size_t>(std::min(guess, cap)));
       (events_ ? event_offsets_.reserve(items) : object_offsets_.reserve(items));
     }
-    if (chunk_bytes_ >= kReleaseMinBytes) {
-      NoGil nogil;  // an exception (bad_alloc) takes the GIL back as it leaves
-      write_chunk();
-    } else {
-      write_chunk();
-    }
+    // Every full chunk gives the GIL up, however small its objects: that
+    // bounds the longest hold of a large batch.
+    without_gil_if(chunk_full() || chunk_bytes_ >= kReleaseMinBytes, [&] { write_chunk(); });
     drop_chunk();
   }
 
-  // The finished batch (GIL held; flush() first).
+  // The finished batch (GIL held; flush() first). The root vector of a
+  // large batch (400 KB for 100k objects) is written without the GIL.
   Batch finish_object_list(uint64_t rv) {
     ensure_builder();
-    auto vec = fbb_->CreateVector(object_offsets_);
-    fbb_->Finish(berth::fb::CreateObjectList(*fbb_, rv, vec), BERTH_FB_OBJECT_LIST_ID);
+    without_gil_if(object_offsets_.size() * 4 >= kReleaseMinBytes, [&] {
+      auto vec = fbb_->CreateVector(object_offsets_);
+      fbb_->Finish(berth::fb::CreateObjectList(*fbb_, rv, vec), BERTH_FB_OBJECT_LIST_ID);
+    });
     return std::move(fbb_);
   }
 
   Batch finish_event_batch() {
     ensure_builder();
-    auto vec = fbb_->CreateVector(event_offsets_);
-    fbb_->Finish(berth::fb::CreateEventBatch(*fbb_, vec), BERTH_FB_EVENT_BATCH_ID);
+    without_gil_if(event_offsets_.size() * 4 >= kReleaseMinBytes, [&] {
+      auto vec = fbb_->CreateVector(event_offsets_);
+      fbb_->Finish(berth::fb::CreateEventBatch(*fbb_, vec), BERTH_FB_EVENT_BATCH_ID);
+    });
     return std::move(fbb_);
   }
 
  private:
+  // Runs fn() (no Python API) without the GIL if `release`; an exception
+  // (bad_alloc) takes the GIL back as it leaves.
+  template <class Fn>
+  static void without_gil_if(bool release, Fn&& fn) {
+    if (release) {
+      NoGil nogil;
+      fn();
+    } else {
+      fn();
+    }
+  }
+
   void ensure_builder() {
     if (!fbb_) fbb_ = std::make_unique<flatbuffers::FlatBufferBuilder>(1024);
   }
