@@ -234,7 +234,10 @@ class Writer {
       // that a large batch is not copied as the builder grows: a guess past
       // the end costs only address space (the builder writes from the end
       // down, and untouched pages are never faulted in).
-      const size_t items = std::max(static_cast<size_t>(hint_), chunk_.size());
+      // (A batch cannot hold more items than fit BERTH_MAX_BUFFER_LEN: a
+      // larger length hint is not believed.)
+      const size_t items = std::min(std::max(static_cast<size_t>(hint_), chunk_.size()),
+                                    size_t{BERTH_MAX_BUFFER_LEN} / kItemBytes);
       const double per_item = static_cast<double>(chunk_bytes_) / static_cast<double>(chunk_.size());
       const double guess = per_item * static_cast<double>(items) + 4.0 * static_cast<double>(items) + 1024;
       const double cap = static_cast<double>(BERTH_MAX_BUFFER_LEN) + (1 << 16);
