@@ -60,6 +60,12 @@ def abi_version() -> int:
     At import the binding checks that its major equals ABI_VERSION's and that
     the library is not older than ABI_VERSION."""
 
+def _object_list_bytes(
+    objects: Iterable[Object | _ObjectTuple | ObjectView | _ObjectLike], resource_version: int
+) -> bytes:
+    """The berth.fb.ObjectList bytes Cache.replace(objects, resource_version)
+    passes to berth_cache_replace (for benchmarks and tests)."""
+
 class _KeyLike(Protocol):
     @property
     def namespace(self) -> str: ...
@@ -234,6 +240,11 @@ class Selector:
 # Object cache
 # ---------------------------------------------------------------------------
 
+class _Stop(Protocol):
+    """What Cache._replace_stoppable polls (a threading.Event)."""
+
+    def is_set(self) -> bool: ...
+
 class _ObjectLike(Protocol):
     @property
     def namespace(self) -> str: ...
@@ -401,7 +412,35 @@ class Cache:
         Each object is an Object, a (namespace, name, resource_version[,
         labels[, payload]]) tuple, an ObjectView (copied from its bytes), or
         any object with namespace, name, resource_version (and optionally
-        labels, payload) attributes. All or nothing. Raises as apply()."""
+        labels, payload) attributes. All or nothing. Raises as apply().
+
+        The GIL is given up between chunks of objects while the list is
+        built (other threads run meanwhile), and throughout Berth's part.
+        The iterable must not be changed by another thread meanwhile (that
+        is the caller's race: the objects read are then whatever its
+        iterator yields)."""
+    async def replace_async(
+        self, objects: Iterable[Object | _ObjectTuple | ObjectView | _ObjectLike], resource_version: int
+    ) -> None:
+        """replace() in a worker thread (the loop's default executor, as
+        asyncio.to_thread), without blocking the event loop. Raises as
+        replace().
+
+        Cancelled, the task stops the build and waits for the worker thread
+        to return before CancelledError propagates: the cache is then
+        either unchanged (the objects had not all been read) or fully
+        replaced (Berth was already swapping them in, which is not
+        interrupted), never half of it, and nothing of the call runs
+        afterwards."""
+    def _replace_stoppable(
+        self,
+        objects: Iterable[Object | _ObjectTuple | ObjectView | _ObjectLike],
+        resource_version: int,
+        stop: _Stop,
+    ) -> bool:
+        """replace(), polling stop.is_set() between chunks of objects while
+        building the list; False, the cache unchanged, if it stopped. The
+        primitive of replace_async."""
     def list(self, namespace: str = "", selector: Selector | str | None = None) -> ObjectList:
         """The objects of namespace ("" = every namespace) that match selector
         (None = every object), sorted by (namespace, name), with the cache's

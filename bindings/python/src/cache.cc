@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cache_write.h"
 #include "common.h"
 #include "flatbuf.h"
 #include "selector.h"
@@ -377,99 +378,6 @@ void make_object_types() {
 // Cache
 // ---------------------------------------------------------------------------
 
-using FbString = flatbuffers::Offset<flatbuffers::String>;
-using FbLabels = flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<berth::fb::Label>>>;
-using FbPayload = flatbuffers::Offset<flatbuffers::Vector<uint8_t>>;
-
-// Writes one Object table from Python fields; labels/payload may be nullptr
-// (absent). `scratch` is reused between objects.
-flatbuffers::Offset<berth::fb::Object> build_object(
-    flatbuffers::FlatBufferBuilder& fbb, std::vector<flatbuffers::Offset<berth::fb::Label>>& scratch,
-    size_t items, const Arg& at, PyObject* ns_obj, PyObject* name_obj, PyObject* rv_obj,
-    PyObject* labels_obj, PyObject* payload_obj) {
-  const Utf8 ns = utf8(ns_obj, at.with("namespace"));
-  const Utf8 name = utf8(name_obj, at.with("name"));
-  const uint64_t rv = as_u64(rv_obj, at.with("resource_version"));
-  check_batch_room(fbb, ns.size + name.size, items, at);
-  const FbString ons = ns.size ? fbb.CreateString(ns.data, ns.size) : FbString();
-  // An empty name is still written, so that Berth reports it as an invalid
-  // name (with its index) rather than a missing field.
-  const FbString oname = fbb.CreateString(name.data, name.size);
-  FbLabels olabels;
-  if (labels_obj && labels_obj != Py_None) {
-    scratch.clear();
-    for_each_label(labels_obj, at.with("labels"), [&](PyObject*, Utf8 k, PyObject*, Utf8 v) {
-      check_batch_room(fbb, k.size + v.size + 16, items, at);
-      const FbString ok = fbb.CreateString(k.data, k.size);
-      const FbString ov = v.size ? fbb.CreateString(v.data, v.size) : FbString();
-      scratch.push_back(berth::fb::CreateLabel(fbb, ok, ov));
-    });
-    if (!scratch.empty()) olabels = fbb.CreateVector(scratch);
-  }
-  FbPayload opayload;
-  if (payload_obj) {
-    BytesArg p;
-    p.read(payload_obj, at.with("payload"));
-    if (p.size()) {
-      check_batch_room(fbb, p.size(), items, at);
-      opayload = fbb.CreateVector(p.data(), p.size());
-    }
-  }
-  return berth::fb::CreateObject(fbb, ons, oname, rv, olabels, opayload);
-}
-
-// Copies an Object table of an ObjectView as it is (no Python decoding).
-flatbuffers::Offset<berth::fb::Object> copy_object(
-    flatbuffers::FlatBufferBuilder& fbb, std::vector<flatbuffers::Offset<berth::fb::Label>>& scratch,
-    size_t items, const Arg& at, PyObject* view) {
-  const berth_object_fields& f = view_fields(view);
-  berth_label labels[BERTH_MAX_LABELS];
-  const Py_ssize_t n = view_labels(view, labels);
-  if (n < 0) throw py::error_already_set();
-  size_t bytes = f.namespace_len + f.name_len + f.payload_len;
-  for (Py_ssize_t i = 0; i < n; ++i) bytes += 16 + labels[i].key_len + labels[i].value_len;
-  check_batch_room(fbb, bytes, items, at);
-  const FbString ons = f.namespace_len ? fbb.CreateString(f.namespace_, f.namespace_len) : FbString();
-  const FbString oname = fbb.CreateString(f.name, f.name_len);
-  FbLabels olabels;
-  if (n > 0) {
-    scratch.clear();
-    for (Py_ssize_t i = 0; i < n; ++i) {
-      const FbString ok = fbb.CreateString(labels[i].key, labels[i].key_len);
-      const FbString ov = fbb.CreateString(labels[i].value, labels[i].value_len);
-      scratch.push_back(berth::fb::CreateLabel(fbb, ok, ov));
-    }
-    olabels = fbb.CreateVector(scratch);
-  }
-  FbPayload opayload;
-  if (f.payload_len) opayload = fbb.CreateVector(f.payload, f.payload_len);
-  return berth::fb::CreateObject(fbb, ons, oname, f.resource_version, olabels, opayload);
-}
-
-// berth.fb.EventType from an EventType/int, or a watch event's type string.
-berth::fb::EventType event_type(PyObject* obj, const Arg& at) {
-  static const char* const kNames[3] = {"ADDED", "MODIFIED", "DELETED"};
-  if (PyUnicode_Check(obj)) {
-    for (int i = 0; i < 3; ++i) {
-      if (PyUnicode_CompareWithASCIIString(obj, kNames[i]) == 0) {
-        return static_cast<berth::fb::EventType>(i);
-      }
-    }
-  } else if (PyLong_Check(obj) && !PyBool_Check(obj)) {
-    const long v = PyLong_AsLong(obj);
-    if (v == -1 && PyErr_Occurred()) PyErr_Clear();
-    if (v >= 0 && v <= 2) return static_cast<berth::fb::EventType>(v);
-  } else {
-    raise_type(at.str(), "a berth.EventType, int or str", obj);
-  }
-  auto r = py::reinterpret_steal<py::object>(PyObject_Repr(obj));
-  raise_status(BERTH_ERR_INVALID_ARGUMENT,
-               at.str() + " must be ADDED (0), MODIFIED (1) or DELETED (2), not " +
-                   (r ? py::str(r).cast<std::string>() : std::string("?")));
-}
-
-constexpr int kDeleted = 2;
-
 class Cache : public Handle<berth_cache, &berth_cache_free> {
  public:
   explicit Cache(py::handle tombstone_limit) : Handle("cache") {
@@ -523,7 +431,20 @@ class Cache : public Handle<berth_cache, &berth_cache_free> {
   }
 
   size_t apply(py::handle events);
-  py::object replace(py::handle objects, py::handle rv);
+  py::object replace(py::handle objects, py::handle rv) {
+    replace_with(objects.ptr(), rv.ptr(), nullptr);
+    return py::none();
+  }
+  // replace(), polling stop.is_set() while building; False if it stopped
+  // (the cache is unchanged). For replace_async (berth/_cache.py).
+  bool replace_stoppable(py::handle objects, py::handle rv, py::handle stop) {
+    return replace_with(objects.ptr(), rv.ptr(), stop.ptr());
+  }
+
+ private:
+  bool replace_with(PyObject* objects, PyObject* rv, PyObject* stop);
+
+ public:
 
   py::object list_objects(py::handle ns, py::handle selector) {
     const Utf8 n = utf8(ns.ptr(), "namespace");
@@ -613,132 +534,29 @@ class Cache : public Handle<berth_cache, &berth_cache_free> {
   }
 };
 
-// A list given as an item is copied to a tuple first: building an object can
-// run Python code (a custom mapping's items()), which could change the list.
-py::object item_fields(PyObject* item) {
-  if (PyTuple_Check(item)) return py::reinterpret_borrow<py::object>(item);
-  auto t = py::reinterpret_steal<py::object>(PyList_AsTuple(item));
-  if (!t) throw py::error_already_set();
-  return t;
-}
-
 size_t Cache::apply(py::handle events) {
-  PyObject* evs = events.ptr();
-  flatbuffers::FlatBufferBuilder fbb(1024);
-  std::vector<flatbuffers::Offset<berth::fb::Event>> offsets;
-  std::vector<flatbuffers::Offset<berth::fb::Label>> scratch;
-
-  auto add = [&](PyObject* item, Py_ssize_t index) {
-    const Arg at{"", index, "events"};
-    const Py_ssize_t n =
-        PyTuple_Check(item) || PyList_Check(item) ? PySequence_Fast_GET_SIZE(item) : -1;
-    if (n < 4 || n > 6) {
-      throw py::type_error("events[" + std::to_string(index) +
-                           "] must be a berth.Event or a (type, namespace, name, "
-                           "resource_version[, labels[, payload]]) tuple, not " +
-                           (n < 0 ? std::string(Py_TYPE(item)->tp_name)
-                                  : "a sequence of " + std::to_string(n) + " items"));
-    }
-    py::object fields = item_fields(item);
-    PyObject* const* f = &PyTuple_GET_ITEM(fields.ptr(), 0);
-    const berth::fb::EventType type = event_type(f[0], at.with("type"));
-    // A delete uses only namespace, name and resource_version.
-    const bool deleted = static_cast<int>(type) == kDeleted;
-    auto obj = build_object(fbb, scratch, offsets.size(), at, f[1], f[2], f[3],
-                            !deleted && n > 4 ? f[4] : nullptr, !deleted && n > 5 ? f[5] : nullptr);
-    offsets.push_back(berth::fb::CreateEvent(fbb, type, obj));
-  };
-
-  if (PyObject_TypeCheck(evs, g.event)) {
-    add(evs, 0);  // one Event
-  } else {
-    if (PyUnicode_Check(evs) || PyBytes_Check(evs)) raise_type("events", "an iterable of events", evs);
-    auto iter = py::reinterpret_steal<py::object>(or_park([&] { return PyObject_GetIter(evs); }));
-    if (!iter) throw py::error_already_set();
-    Py_ssize_t index = 0;
-    while (PyObject* raw = or_park([&] { return PyIter_Next(iter.ptr()); })) {
-      py::object item = py::reinterpret_steal<py::object>(raw);
-      add(item.ptr(), index++);
-    }
-    if (PyErr_Occurred()) throw py::error_already_set();
-  }
-  auto vec = fbb.CreateVector(offsets);
-  fbb.Finish(berth::fb::CreateEventBatch(fbb, vec), BERTH_FB_EVENT_BATCH_ID);
-
+  Batch batch = build_event_batch(events.ptr());
   size_t applied = 0;
-  const uint8_t* data = fbb.GetBufferPointer();
-  const size_t size = fbb.GetSize();
-  call([&](berth_cache* c) { return berth_cache_apply(&applied, c, data, size); });
+  call([&](berth_cache* c) {
+    const berth_status st =
+        berth_cache_apply(&applied, c, batch->GetBufferPointer(), batch->GetSize());
+    batch.reset();  // a large batch is unmapped without the GIL
+    return st;
+  });
   return applied;
 }
 
-py::object Cache::replace(py::handle objects, py::handle rv) {
-  PyObject* objs = objects.ptr();
-  const uint64_t list_rv = as_u64(rv.ptr(), Arg{"resource_version"});
-  if (PyUnicode_Check(objs) || PyBytes_Check(objs)) raise_type("objects", "an iterable of objects", objs);
-  flatbuffers::FlatBufferBuilder fbb(1024);
-  std::vector<flatbuffers::Offset<berth::fb::Object>> offsets;
-  std::vector<flatbuffers::Offset<berth::fb::Label>> scratch;
-  Py_ssize_t hint = or_park([&] { return PyObject_LengthHint(objs, 0); });
-  if (hint < 0) throw py::error_already_set();
-  offsets.reserve(static_cast<size_t>(hint));
-
-  auto iter = py::reinterpret_steal<py::object>(or_park([&] { return PyObject_GetIter(objs); }));
-  if (!iter) throw py::error_already_set();
-  Py_ssize_t index = 0;
-  static const char* const kAttrs[5] = {"namespace", "name", "resource_version", "labels",
-                                        "payload"};
-  while (PyObject* raw = or_park([&] { return PyIter_Next(iter.ptr()); })) {
-    py::object item = py::reinterpret_steal<py::object>(raw);
-    const Arg at{"", index, "objects"};
-    PyObject* it = item.ptr();
-    if (Py_TYPE(it) == g.object_view) {
-      // Straight from another list's bytes: nothing to decode.
-      offsets.push_back(copy_object(fbb, scratch, offsets.size(), at, it));
-    } else if (PyTuple_Check(it) || PyList_Check(it)) {
-      const Py_ssize_t n = PySequence_Fast_GET_SIZE(it);
-      if (n < 3 || n > 5) {
-        throw py::type_error("objects[" + std::to_string(index) +
-                             "] must be a berth.Object or a (namespace, name, resource_version[, "
-                             "labels[, payload]]) tuple, not a sequence of " +
-                             std::to_string(n) + " items");
-      }
-      py::object fields = item_fields(it);
-      PyObject* const* f = &PyTuple_GET_ITEM(fields.ptr(), 0);
-      offsets.push_back(build_object(fbb, scratch, offsets.size(), at, f[0], f[1], f[2],
-                                     n > 3 ? f[3] : nullptr, n > 4 ? f[4] : nullptr));
-    } else {
-      // Any object with the attributes; labels and payload are optional.
-      py::object attrs[5];
-      for (int i = 0; i < 5; ++i) {
-        PyObject* v = or_park([&] { return PyObject_GetAttrString(it, kAttrs[i]); });
-        if (!v) {
-          if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
-          PyErr_Clear();
-          if (i < 3) {
-            throw py::type_error("objects[" + std::to_string(index) +
-                                 "] must be a berth.Object, a (namespace, name, "
-                                 "resource_version[, labels[, payload]]) tuple or an object "
-                                 "with those attributes, not " + Py_TYPE(it)->tp_name);
-          }
-          continue;
-        }
-        attrs[i] = py::reinterpret_steal<py::object>(v);
-      }
-      offsets.push_back(build_object(fbb, scratch, offsets.size(), at, attrs[0].ptr(),
-                                     attrs[1].ptr(), attrs[2].ptr(), attrs[3].ptr(),
-                                     attrs[4].ptr()));
-    }
-    ++index;
-  }
-  if (PyErr_Occurred()) throw py::error_already_set();
-  auto vec = fbb.CreateVector(offsets);
-  fbb.Finish(berth::fb::CreateObjectList(fbb, list_rv, vec), BERTH_FB_OBJECT_LIST_ID);
-
-  const uint8_t* data = fbb.GetBufferPointer();
-  const size_t size = fbb.GetSize();
-  call([&](berth_cache* c) { return berth_cache_replace(c, data, size); });
-  return py::none();
+bool Cache::replace_with(PyObject* objects, PyObject* rv, PyObject* stop) {
+  const uint64_t list_rv = as_u64(rv, Arg{"resource_version"});
+  if (closed()) raise_closed("cache");  // before the work of building
+  Batch batch = build_object_list(objects, list_rv, stop);
+  if (!batch) return false;  // stopped
+  call([&](berth_cache* c) {
+    const berth_status st = berth_cache_replace(c, batch->GetBufferPointer(), batch->GetSize());
+    batch.reset();  // a large batch is unmapped without the GIL
+    return st;
+  });
+  return true;
 }
 
 constexpr Method<&Cache::upsert, 5> kUpsert{
@@ -763,6 +581,11 @@ constexpr Method<&Cache::replace, 2> kReplace{
     "replace($self, objects, resource_version)\n--\n\n"
     "Swaps in a full relist taken at resource_version, keeping newer entries and tombstones; "
     "marks the cache synced."};
+constexpr Method<&Cache::replace_stoppable, 3> kReplaceStoppable{
+    "_replace_stoppable", {Param{"objects"}, kResourceVersion, Param{"stop"}},
+    "_replace_stoppable($self, objects, resource_version, stop)\n--\n\n"
+    "replace(), polling stop.is_set() between chunks of objects while building the list; "
+    "False, the cache unchanged, if it stopped. The primitive of replace_async."};
 constexpr Method<&Cache::list_objects, 2> kList{
     "list", {Param{"namespace", Fallback::kEmptyStr}, Param{"selector", Fallback::kNone}},
     "list($self, namespace='', selector=None)\n--\n\n"
@@ -777,10 +600,28 @@ constexpr Method<&Cache::stats, 0> kCacheStats{
 PyMethodDef g_cache_methods[] = {
     method_def<kUpsert>(), method_def<kDelete>(), method_def<kApply>(),      method_def<kReplace>(),
     method_def<kList>(),   method_def<kGet>(),    method_def<kCacheStats>(),
+    method_def<kReplaceStoppable>(),
 };
 
 
 }  // namespace
+
+// cache_write.h: an ObjectView's fields, straight from its list's bytes.
+void read_object_view(PyObject* view, ObjectFields* out, std::vector<LabelView>* labels) {
+  const berth_object_fields& f = view_fields(view);
+  out->ns = std::string_view(f.namespace_, f.namespace_len);
+  out->name = std::string_view(f.name, f.name_len);
+  out->resource_version = f.resource_version;
+  out->payload = std::span<const uint8_t>(f.payload, f.payload_len);
+  // The label strings point into the object, which the view keeps alive.
+  berth_label ls[BERTH_MAX_LABELS];
+  const Py_ssize_t n = view_labels(view, ls);
+  if (n < 0) throw py::error_already_set();
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    labels->push_back({std::string_view(ls[i].key, ls[i].key_len),
+                       std::string_view(ls[i].value, ls[i].value_len)});
+  }
+}
 
 void bind_cache(py::module_& m) {
   py::class_<Cache> cache(m, "Cache", py::is_final(),
@@ -799,6 +640,20 @@ void bind_cache(py::module_& m) {
   cache.def("__len__", &Cache::len, "The number of objects cached (CacheStats.objects).");
   cache.def("__contains__", &Cache::contains, py::arg("key"),
             "(namespace, name) in cache: whether get() would find it.");
+  m.def(
+      "_object_list_bytes",
+      [](py::handle objects, py::handle rv) {
+        const uint64_t list_rv = as_u64(rv.ptr(), Arg{"resource_version"});
+        Batch batch = build_object_list(objects.ptr(), list_rv, nullptr);
+        auto out = py::reinterpret_steal<py::bytes>(PyBytes_FromStringAndSize(
+            reinterpret_cast<const char*>(batch->GetBufferPointer()),
+            static_cast<Py_ssize_t>(batch->GetSize())));
+        if (!out) throw py::error_already_set();
+        return out;
+      },
+      py::arg("objects"), py::arg("resource_version"),
+      "The berth.fb.ObjectList bytes Cache.replace(objects, resource_version) passes to "
+      "berth_cache_replace (for benchmarks and tests).");
 }
 
 void bind_object_types(py::module_& m) {

@@ -12,7 +12,8 @@
 //  - flatbuf.h: FlatBuffers helpers (only pool.cc and cache.cc include the
 //    generated header);
 //  - pool.cc (Engine), selector.{h,cc}, cache.cc (Cache, ObjectList,
-//    ObjectView), limit.h (_Notifier and the blocking wait, shared by both
+//    ObjectView), cache_write.{h,cc} (the batches Cache.apply and
+//    Cache.replace build, giving the GIL up between chunks), limit.h (_Notifier and the blocking wait, shared by both
 //    limiters), limiter.cc (Limiter, _Notifier's binding), shared_limiter.cc,
 //    bucket.cc;
 //  - module.cc: PYBIND11_MODULE, the module-level names, the order in which

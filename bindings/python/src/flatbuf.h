@@ -2,7 +2,8 @@
 
 // FlatBuffers helpers: reading the buffers libberth returns and bounding the
 // batches the binding builds. Only the files that read or build FlatBuffers
-// (pool.cc, cache.cc) include this, and with it berth_generated.h.
+// (pool.cc, cache.cc, cache_write.cc) include this, and with it
+// berth_generated.h.
 
 #include <limits>
 #include <string>

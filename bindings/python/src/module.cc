@@ -155,6 +155,7 @@ void init_module(py::module_& m) {
   g.wake_closed = py::object(limit.attr("_wake_closed")).release().ptr();
   limit.attr("_install")(m.attr("Limiter"), m.attr("Bucket"), m.attr("_Notifier"),
                          m.attr("SharedLimiter"));
+  py::module_::import("berth._cache").attr("_install")(m.attr("Cache"));
 
   bind_object_types(m);
 }
