@@ -66,6 +66,34 @@ def targets(records):
     if r:
         f = r["berth_ns_per_op"] / r["baseline_ns_per_op"]
         out.append(("Python async acquire+release / asyncio.Semaphore", f"{f:.2f}x", "<= 2x", f <= 2))
+    # Issue 12 targets 1-4.
+    ratio_at_least("cache_list_broad", 100000, None, 5, "broad list (50%) vs naive scan at 100k objects")
+    r = find(records, "cache_get_go", 100000)
+    if r:
+        f = r["berth_ns_per_op"] / r["baseline_ns_per_op"]
+        out.append(("Go get / C++ get", f"{f:.2f}x", "<= 3x", f <= 3))
+    r = find(records, "cache_replace_python", 100000, 1024)
+    if r:
+        f = r["berth_ns_per_op"] / r["baseline_ns_per_op"]
+        out.append(("Python replace / core replace, per object", f"{f:.2f}x", "<= 2x", f <= 2))
+    for name, what in (("cache_replace_python_thread_lag", "ticker thread"),
+                       ("cache_replace_python_loop_lag", "asyncio loop")):
+        r = find(records, name, 100000, 1024)
+        if r:
+            out.append((f"worst {what} lag during a 100k replace", f"{r['berth_ns_per_op'] / 1e6:.1f} ms",
+                        "<= 10 ms", r["berth_ns_per_op"] <= 10e6))
+    r = find(records, "limiter_contended", threads=8)
+    if r:
+        f = r["berth_ns_per_op"] / r["baseline_ns_per_op"]
+        out.append(("contended limiter (FIFO) / unfair condvar semaphore", f"{f:.2f}x", "<= 1.5x", f <= 1.5))
+    r = find(records, "limiter_contended_barging", threads=8)
+    if r:
+        f = r["berth_ns_per_op"] / r["baseline_ns_per_op"]
+        out.append(("contended limiter (non-FIFO) / unfair condvar semaphore", f"{f:.2f}x", "<= 1x", f <= 1))
+    r = find(records, "limiter_contended_go", threads=8)
+    if r:
+        out.append(("Go contended Acquire/Release vs x/sync/semaphore", f"{r['ratio']:.2f}x", ">= 1x",
+                    r["ratio"] >= 1))
     # Issue 12 target 5: 8 threads popping and re-adding on one pool reach at
     # least one thread's total throughput (ratio = throughput 8 / throughput 1).
     for name, lang in (("pool_pop_spread_scaling", "C++"), ("binding_pair_scaling_go", "Go")):

@@ -92,7 +92,7 @@ def _native_params(method, static: bool = False) -> list[tuple[str, object]]:
 @pytest.mark.parametrize(
     "cls_name, methods",
     [
-        ("Engine", 12),
+        ("Engine", 13),
         ("Cache", 10),
         ("Selector", 2),
         ("Limiter", 13),
