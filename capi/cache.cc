@@ -281,9 +281,11 @@ berth_status berth_cache_get_object(berth_object** out_object, berth_object_fiel
     auto oh = berth::MakeMiUnique<ObjectHandleObject>();
     BERTH_CHECK(oc->cache.Get(ns, nm, &oh->ref), fn);
     if (!oh->ref) return BERTH_EMPTY;
-    const berth::Object& o = *oh->ref;
+    // Read before the handle is published: from then on the caller owns it.
+    berth_object_fields fields;
+    ReadFields(*oh->ref, &fields);
     if (berth_status st = Publish(fn, out_object, std::move(oh)); st != BERTH_OK) return st;
-    if (out_fields != nullptr) ReadFields(o, out_fields);
+    if (out_fields != nullptr) *out_fields = fields;
     return BERTH_OK;
   });
 }

@@ -78,6 +78,8 @@ berth_status berth_object_list_get(berth_object** out_object, berth_object_field
                   "index " + std::to_string(index) + " is out of range (the list holds " +
                       std::to_string(ol->objects.size()) + " objects)");
     }
+    // The list keeps the object alive whatever the caller does with the
+    // new handle, so the order of the two outputs does not matter.
     const berth::ObjectRef& ref = ol->objects[index];
     if (out_object != nullptr) {
       auto oh = berth::MakeMiUnique<ObjectHandleObject>();

@@ -406,6 +406,11 @@ func (c *Cache) List(namespace string, sel *Selector) (*ObjectList, error) {
 // bytes alive) and stores its size too.
 const minGetSize = 256
 
+// maxGuessedGetSize caps the first guess: one large object must not make
+// every later Get of small objects allocate (and zero) its size; a larger
+// object costs one retry at its exact size.
+const maxGuessedGetSize = 64 << 10
+
 // Get returns the object (namespace, name). ok is false, with a nil error,
 // if the cache does not hold it (absent or deleted). Before the first
 // Replace it is ErrNotSynced. The view keeps its own copy of the object's
@@ -414,7 +419,7 @@ func (c *Cache) Get(namespace, name string) (v ObjectView, ok bool, err error) {
 	sp, sn := cstr(namespace)
 	np, nn := cstr(name)
 	hint := c.hintedGetSize()
-	size := max(minGetSize, hint+hint/8)
+	size := min(max(minGetSize, hint+hint/8), maxGuessedGetSize)
 	for {
 		buf := make([]byte, size)
 		var need C.size_t

@@ -132,11 +132,15 @@ void ObjectCache::Index::Put(ObjectRef object) {
       std::erase_if(u, [&](uint32_t x) { return x != id && !entries[x].object; });
     }
     const Object& o = *object;
-    by_key.Insert(&o, id);
-    object_bytes += o.footprint();
+    // The key table points at the object without owning it, so the object
+    // is owned before the pointer is published, and the table grows first:
+    // a bad_alloc can never leave a cell pointing at a freed object.
+    by_key.Reserve(by_key.size() + 1);
     Entry& e = entries[id];
     e.pos.resize(1 + 2 * o.label_count());
     e.object = std::move(object);
+    by_key.Insert(&o, id);
+    object_bytes += o.footprint();
     e.pos[0] = Add(by_ns, o.ns(), id, 0);
     for (uint32_t i = 0; i < o.label_count(); ++i) {
       const LabelPair l = o.label(i);

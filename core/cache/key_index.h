@@ -44,10 +44,16 @@ class KeyIndex {
     return const_cast<Slot*>(static_cast<const KeyIndex*>(this)->FindIn(key, Hash(key)));
   }
 
+  // Grows, if needed, so that `n` keys fit: an Insert up to that size then
+  // cannot throw. std::bad_alloc leaves the table as it was.
+  void Reserve(size_t n) {
+    while (n * 4 > cells_.size() * 3) Grow();
+  }
+
   // Adds `object` (whose key must be absent) at `id`. Amortized O(1); a
   // growth rehashes every cell (std::bad_alloc leaves the table as it was).
   void Insert(const Object* object, uint32_t id) {
-    if ((size_ + 1) * 4 > cells_.size() * 3) Grow();
+    Reserve(size_ + 1);
     const uint32_t h = Hash(object->key());
     size_t i = h & mask_;
     while (cells_[i].object != nullptr) i = (i + 1) & mask_;

@@ -456,8 +456,8 @@ class Cache:
     def get(self, namespace: str, name: str) -> ObjectView | None:
         """One object (berth_cache_get_object), or None if the cache does not
         hold it: a reference, valid and unchanged whatever the cache does
-        afterwards. O(1). Keeps the GIL (the call never waits longer than one
-        write's index update). Raises NotSyncedError before the first
+        afterwards. O(1); releases the GIL (behind a queued writer it can
+        wait for a relist's merge). Raises NotSyncedError before the first
         replace(), InvalidNameError."""
     def stats(self) -> CacheStats:
         """Counters of the cache, read atomically (berth_cache_get_stats).

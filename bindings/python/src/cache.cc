@@ -235,12 +235,14 @@ PyObject* object_view_resource_version(PyObject* self, void*) {
 Py_ssize_t view_labels(PyObject* self, berth_label* out) {
   auto* v = reinterpret_cast<ObjectViewObject*>(self);
   if (v->fields.n_labels == 0) return 0;
+  static_assert(BERTH_MAX_LABELS > 0);
   berth_status st = BERTH_OK;
   if (!v->object) {
     st = berth_object_list_get(&v->object, nullptr, v->list->list, static_cast<size_t>(v->index));
   }
   size_t n = 0;
   if (st == BERTH_OK) st = berth_object_labels(out, BERTH_MAX_LABELS, &n, v->object);
+  if (n > BERTH_MAX_LABELS) n = BERTH_MAX_LABELS;  // the core allows no more
   if (st != BERTH_OK) {  // no handle available
     set_failure(st);
     return -1;
@@ -486,8 +488,8 @@ class Cache : public Handle<berth_cache, &berth_cache_free> {
     return make_object_list(list, rv);
   }
 
-  // Holds the GIL: a get is O(1) and waits at most for one write's index
-  // update, and dropping the GIL would cost more than the get.
+  // Releases the GIL: the get itself is O(1), but behind a queued writer
+  // (the cache's lock prefers writers) it can wait for a relist's merge.
   py::object get(py::handle ns, py::handle name) {
     const Utf8 a = utf8(ns.ptr(), "namespace");
     const Utf8 b = utf8(name.ptr(), "name");
@@ -495,7 +497,7 @@ class Cache : public Handle<berth_cache, &berth_cache_free> {
     if (!self) throw py::error_already_set();
     auto view = py::reinterpret_steal<py::object>(self);
     auto* v = reinterpret_cast<ObjectViewObject*>(self);
-    const berth_status st = call_brief([&](berth_cache* c) {
+    const berth_status st = call([&](berth_cache* c) {
       return berth_cache_get_object(&v->object, &v->fields, c, a.data, a.size, b.data, b.size);
     });
     if (st == BERTH_EMPTY) return py::none();
@@ -506,7 +508,7 @@ class Cache : public Handle<berth_cache, &berth_cache_free> {
   // the first sync.
   size_t len() {
     berth_cache_stats s{};
-    call_brief([&](berth_cache* c) { return berth_cache_get_stats(&s, c); });
+    call([&](berth_cache* c) { return berth_cache_get_stats(&s, c); });
     return static_cast<size_t>(s.objects);
   }
 
@@ -519,7 +521,7 @@ class Cache : public Handle<berth_cache, &berth_cache_free> {
     const Utf8 a = utf8(PyTuple_GET_ITEM(key.ptr(), 0), "namespace");
     const Utf8 b = utf8(PyTuple_GET_ITEM(key.ptr(), 1), "name");
     berth_object* o = nullptr;
-    const berth_status st = call_brief([&](berth_cache* c) {
+    const berth_status st = call([&](berth_cache* c) {
       return berth_cache_get_object(&o, nullptr, c, a.data, a.size, b.data, b.size);
     });
     if (o) berth_object_free(o);
@@ -528,7 +530,7 @@ class Cache : public Handle<berth_cache, &berth_cache_free> {
 
   py::object stats() {
     berth_cache_stats s{};
-    call_brief([&](berth_cache* c) { return berth_cache_get_stats(&s, c); });
+    call([&](berth_cache* c) { return berth_cache_get_stats(&s, c); });
     return make_tuple_type(g.cache_stats, s.objects, s.tombstones, s.resource_version, s.applied,
                            s.ignored, s.synced != 0);
   }

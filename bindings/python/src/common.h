@@ -581,21 +581,6 @@ class Handle {
     return call(flight, std::forward<Fn>(fn));
   }
 
-  // The same with the GIL held, for calls that never wait (O(1), at most a
-  // short critical section), where dropping and retaking the GIL would cost
-  // more than the call.
-  template <class Fn>
-  berth_status call_brief(Fn&& fn) {
-    Flight flight(*this);
-    const berth_status st = fn(flight.handle());
-    if (is_failure(st)) {
-      Failure f;
-      f.capture(st);
-      raise_failure(f);
-    }
-    return st;
-  }
-
   // The same within a Flight the caller holds (to make more calls in it).
   template <class Fn>
   berth_status call(const Flight& flight, Fn&& fn) {
