@@ -44,10 +44,10 @@ class NaiveLimiter {
   }
 
   // A blocking acquire while no other thread can release: granted at once,
-  // or queued (taking a ticket) until it times out.
+  // or queued until it times out. A blocked waiter takes no ticket (so no
+  // guessed cancel can dequeue it).
   bool AcquireAlone(int64_t n) {
     if (queue_.empty() && n <= capacity_ - in_use_) return Take(n), true;
-    ++next_ticket_;
     ++timed_out_;
     GrantFromHead();
     return false;
