@@ -120,9 +120,6 @@ func (t *ticketHandle) setCapacity(capacity int64) error {
 
 // acquire is Acquire(ctx, n) of either limiter (see Limiter.Acquire).
 func (t *ticketHandle) acquire(ctx context.Context, n int64) error {
-	if t.direct != nil {
-		return t.acquireDirect(ctx, n)
-	}
 	done := ctx.Done()
 	if done != nil {
 		select {
@@ -130,6 +127,9 @@ func (t *ticketHandle) acquire(ctx context.Context, n int64) error {
 			return ctx.Err()
 		default:
 		}
+	}
+	if t.direct != nil {
+		return t.acquireDirect(ctx, done, n)
 	}
 	nt, err := sharedNotifier()
 	if err != nil {

@@ -93,16 +93,9 @@ type directWaiter struct {
 	ch chan waitResult
 }
 
-// acquireDirect is acquire for a Limiter (see Limiter.Acquire).
-func (t *ticketHandle) acquireDirect(ctx context.Context, n int64) error {
-	done := ctx.Done()
-	if done != nil {
-		select {
-		case <-done:
-			return ctx.Err()
-		default:
-		}
-	}
+// acquireDirect is acquire for a Limiter (see Limiter.Acquire), once acquire
+// has seen that ctx (whose Done channel is done) is not done already.
+func (t *ticketHandle) acquireDirect(ctx context.Context, done <-chan struct{}, n int64) error {
 	q := t.direct
 	hnd, err := t.enter("Acquire")
 	if err != nil {
